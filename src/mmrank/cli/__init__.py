@@ -1,0 +1,26 @@
+"""The `mmrank` command line: thin commands that call the library.
+
+Each command module attaches its commands to the apps in ``cli/app.py``; importing them here
+registers them. Errors that a user can fix (``MmrankError``) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from mmrank.cli.app import app
+from mmrank.errors import MmrankError
+
+# Command modules, one per capability (imported for their registrations).
+from mmrank.cli import data_cmds  # noqa: F401,E402
+from mmrank.cli import demo_cmd  # noqa: F401,E402
+
+
+def main() -> None:
+    try:
+        app()
+    except MmrankError as e:
+        Console(stderr=True).print(f"error: {e}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)

@@ -1,0 +1,1 @@
+"""`mmrank data validate|convert|inspect` (filled by the foundation work)."""

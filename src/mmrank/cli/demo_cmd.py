@@ -1,0 +1,1 @@
+"""`mmrank demo`: the whole pipeline on the embedded default data."""

@@ -1,0 +1,348 @@
+"""The data model every other part of mmrank speaks.
+
+``RankingSet``: query groups of candidates in CSR form (``offsets`` bound each query's rows),
+columnar numpy arrays, one ``(N, d)`` matrix per candidate modality and one ``(Q, d)`` matrix
+per query feature. Padded ``(B, L, d)`` views are made on demand for models and never stored.
+
+``Interactions`` + ``ItemFeatures``: user-item events for sequential recommendation and the
+per-item modality matrices (with a per-item mask saying which rows are real).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mmrank.errors import DataError
+
+
+def _as_str_array(values: Iterable) -> np.ndarray:
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=object)
+    return np.array([str(v) for v in arr.ravel()], dtype=object)
+
+
+def hash_ids(ids: Iterable) -> str:
+    """sha256 over ids (as strings, newline-separated, in the given order)."""
+    h = hashlib.sha256()
+    for v in ids:
+        h.update(str(v).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@dataclass
+class Query:
+    """One query's rows, as views into the parent RankingSet (no copies)."""
+
+    query_id: str
+    domain: str
+    candidate_ids: np.ndarray
+    labels: np.ndarray
+    baseline_scores: np.ndarray | None
+    features: dict[str, np.ndarray]
+    query_features: dict[str, np.ndarray]
+    query_text: str | None
+
+
+@dataclass
+class RankingSet:
+    """Query groups of graded candidates with named modalities.
+
+    Shapes: ``query_ids (Q,)``, ``offsets (Q+1,)`` with ``offsets[0] == 0`` and
+    ``offsets[-1] == N``, ``candidate_ids (N,)``, ``labels (N,)``, ``domains (Q,)``,
+    ``baseline_scores (N,)`` or None, ``features[name] (N, d)``, ``query_features[name] (Q, d)``,
+    ``query_texts (Q,)`` or None.
+    """
+
+    query_ids: np.ndarray
+    offsets: np.ndarray
+    candidate_ids: np.ndarray
+    labels: np.ndarray
+    domains: np.ndarray | None = None
+    baseline_scores: np.ndarray | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    query_features: dict[str, np.ndarray] = field(default_factory=dict)
+    query_texts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.query_ids = _as_str_array(self.query_ids)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        self.candidate_ids = _as_str_array(self.candidate_ids)
+        self.labels = np.asarray(self.labels, dtype=np.float64)
+        q, n = len(self.query_ids), len(self.candidate_ids)
+        if self.domains is None:
+            self.domains = np.array(["default"] * q, dtype=object)
+        else:
+            self.domains = _as_str_array(self.domains)
+        if self.baseline_scores is not None:
+            self.baseline_scores = np.asarray(self.baseline_scores, dtype=np.float64)
+        if self.query_texts is not None:
+            self.query_texts = np.array(
+                [None if t is None else str(t) for t in self.query_texts], dtype=object
+            )
+        self.features = {k: _as_matrix(v, k) for k, v in self.features.items()}
+        self.query_features = {k: _as_matrix(v, k) for k, v in self.query_features.items()}
+        problems = []
+        if self.offsets.shape != (q + 1,):
+            problems.append(f"offsets has shape {self.offsets.shape}, expected ({q + 1},)")
+        elif q >= 0 and (self.offsets[0] != 0 or self.offsets[-1] != n):
+            problems.append("offsets must start at 0 and end at the number of candidates")
+        elif np.any(np.diff(self.offsets) < 0):
+            problems.append("offsets must be non-decreasing")
+        if self.labels.shape != (n,):
+            problems.append(f"labels has shape {self.labels.shape}, expected ({n},)")
+        if self.domains.shape != (q,):
+            problems.append(f"domains has shape {self.domains.shape}, expected ({q},)")
+        if self.baseline_scores is not None and self.baseline_scores.shape != (n,):
+            problems.append(f"baseline_scores has shape {self.baseline_scores.shape}, expected ({n},)")
+        if self.query_texts is not None and self.query_texts.shape != (q,):
+            problems.append(f"query_texts has shape {self.query_texts.shape}, expected ({q},)")
+        for k, v in self.features.items():
+            if v.shape[0] != n:
+                problems.append(f"feature {k!r} has {v.shape[0]} rows, expected {n}")
+        for k, v in self.query_features.items():
+            if v.shape[0] != q:
+                problems.append(f"query feature {k!r} has {v.shape[0]} rows, expected {q}")
+        if problems:
+            raise DataError("inconsistent RankingSet: " + "; ".join(problems))
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def n_queries(self) -> int:
+        return len(self.query_ids)
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.candidate_ids)
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def query_index(self) -> np.ndarray:
+        """(N,) index of the query each candidate belongs to."""
+        return np.repeat(np.arange(self.n_queries), self.group_sizes)
+
+    @property
+    def modality_dims(self) -> dict[str, int]:
+        return {k: int(v.shape[1]) for k, v in self.features.items()}
+
+    @property
+    def query_feature_dims(self) -> dict[str, int]:
+        return {k: int(v.shape[1]) for k, v in self.query_features.items()}
+
+    def __len__(self) -> int:
+        return self.n_queries
+
+    def query(self, i: int) -> Query:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Query(
+            query_id=str(self.query_ids[i]),
+            domain=str(self.domains[i]),
+            candidate_ids=self.candidate_ids[a:b],
+            labels=self.labels[a:b],
+            baseline_scores=None if self.baseline_scores is None else self.baseline_scores[a:b],
+            features={k: v[a:b] for k, v in self.features.items()},
+            query_features={k: v[i] for k, v in self.query_features.items()},
+            query_text=None if self.query_texts is None else self.query_texts[i],
+        )
+
+    def __iter__(self) -> Iterator[Query]:
+        for i in range(self.n_queries):
+            yield self.query(i)
+
+    # -- selection ---------------------------------------------------------------------
+    def subset(self, query_indices: Iterable[int]) -> "RankingSet":
+        """A new RankingSet holding the given queries, in the given order (copies)."""
+        qi = np.asarray(list(query_indices) if not isinstance(query_indices, np.ndarray) else query_indices, dtype=np.int64)
+        sizes = self.group_sizes[qi]
+        rows = (
+            np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in qi])
+            if len(qi)
+            else np.zeros(0, dtype=np.int64)
+        ).astype(np.int64)
+        return RankingSet(
+            query_ids=self.query_ids[qi],
+            offsets=np.concatenate([[0], np.cumsum(sizes)]),
+            candidate_ids=self.candidate_ids[rows],
+            labels=self.labels[rows],
+            domains=self.domains[qi],
+            baseline_scores=None if self.baseline_scores is None else self.baseline_scores[rows],
+            features={k: v[rows] for k, v in self.features.items()},
+            query_features={k: v[qi] for k, v in self.query_features.items()},
+            query_texts=None if self.query_texts is None else self.query_texts[qi],
+        )
+
+    def with_labels(self, labels: np.ndarray) -> "RankingSet":
+        return replace(self, labels=np.asarray(labels, dtype=np.float64))
+
+    def with_features(self, features: dict[str, np.ndarray]) -> "RankingSet":
+        return replace(self, features=dict(features))
+
+    # -- views for models --------------------------------------------------------------
+    def padded(self, values: np.ndarray, max_len: int | None = None, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Pad a per-candidate array ``(N, ...)`` to ``(Q, L, ...)`` plus a ``(Q, L)`` bool mask.
+
+        Queries longer than ``max_len`` are cut (the mask says which rows are real)."""
+        sizes = self.group_sizes
+        L = int(sizes.max(initial=0)) if max_len is None else int(max_len)
+        values = np.asarray(values)
+        out = np.full((self.n_queries, L) + values.shape[1:], fill, dtype=values.dtype)
+        pos = np.arange(self.n_candidates) - np.repeat(self.offsets[:-1], sizes)
+        keep = pos < L
+        out[self.query_index[keep], pos[keep]] = values[keep]
+        mask = np.arange(L)[None, :] < np.minimum(sizes, L)[:, None]
+        return out, mask
+
+    def unpad(self, padded: np.ndarray) -> np.ndarray:
+        """Inverse of ``padded`` for rows that fit: ``(Q, L, ...)`` -> ``(N, ...)``."""
+        sizes = self.group_sizes
+        pos = np.arange(self.n_candidates) - np.repeat(self.offsets[:-1], sizes)
+        return padded[self.query_index, pos]
+
+    # -- identity ----------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hash of the query ids and the candidate ids in order: identifies the data's rows."""
+        return hash_ids(np.concatenate([self.query_ids, ["|"], self.candidate_ids]))
+
+    def summary(self) -> dict:
+        return {
+            "queries": self.n_queries,
+            "candidates": self.n_candidates,
+            "modalities": self.modality_dims,
+            "query_features": self.query_feature_dims,
+        }
+
+
+def concat_ranking_sets(parts: list[RankingSet]) -> RankingSet:
+    """Stack RankingSets that share the same modality names and dims."""
+    if not parts:
+        raise DataError("nothing to concatenate")
+    names = set(parts[0].features)
+    qnames = set(parts[0].query_features)
+    for p in parts[1:]:
+        if set(p.features) != names or set(p.query_features) != qnames:
+            raise DataError(
+                f"cannot concatenate sets with different modalities {sorted(names)} vs {sorted(p.features)}"
+            )
+    sizes = np.concatenate([p.group_sizes for p in parts])
+    has_base = all(p.baseline_scores is not None for p in parts)
+    has_text = all(p.query_texts is not None for p in parts)
+    return RankingSet(
+        query_ids=np.concatenate([p.query_ids for p in parts]),
+        offsets=np.concatenate([[0], np.cumsum(sizes)]),
+        candidate_ids=np.concatenate([p.candidate_ids for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        domains=np.concatenate([p.domains for p in parts]),
+        baseline_scores=np.concatenate([p.baseline_scores for p in parts]) if has_base else None,
+        features={k: np.concatenate([p.features[k] for p in parts]) for k in parts[0].features},
+        query_features={k: np.concatenate([p.query_features[k] for p in parts]) for k in parts[0].query_features},
+        query_texts=np.concatenate([p.query_texts for p in parts]) if has_text else None,
+    )
+
+
+def _as_matrix(v: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"modality {name!r} must be 2-D (rows, dim), got shape {arr.shape}")
+    return arr
+
+
+@dataclass
+class Interactions:
+    """User-item events: ``user_ids (n,)``, ``item_ids (n,)``, ``timestamps (n,)``, ``ratings (n,)``.
+
+    Ids are strings (as in the source files); models map them to dense integers themselves."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    timestamps: np.ndarray
+    ratings: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.user_ids = _as_str_array(self.user_ids)
+        self.item_ids = _as_str_array(self.item_ids)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if self.ratings is not None:
+            self.ratings = np.asarray(self.ratings, dtype=np.float64)
+        n = len(self.user_ids)
+        for name in ("item_ids", "timestamps", "ratings"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise DataError(f"Interactions.{name} has {len(v)} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(np.unique(self.user_ids))
+
+    @property
+    def n_items(self) -> int:
+        return len(np.unique(self.item_ids))
+
+    def take(self, rows: np.ndarray) -> "Interactions":
+        rows = np.asarray(rows)
+        return Interactions(
+            self.user_ids[rows],
+            self.item_ids[rows],
+            self.timestamps[rows],
+            None if self.ratings is None else self.ratings[rows],
+        )
+
+    def sorted(self) -> "Interactions":
+        """Stable order by (user, timestamp), the order sequences are built in."""
+        order = np.lexsort((self.timestamps, self.user_ids.astype(str)))
+        return self.take(order)
+
+    def fingerprint(self) -> str:
+        return hash_ids(
+            f"{u}\t{i}\t{t:.6f}" for u, i, t in zip(self.user_ids, self.item_ids, self.timestamps)
+        )
+
+
+@dataclass
+class ItemFeatures:
+    """Per-item modality matrices aligned with ``item_ids``.
+
+    ``masks[name] (n_items,)`` is True where the row holds a real value; missing rows are zero
+    *and* masked, so a model can tell "absent" from "zero"."""
+
+    item_ids: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    titles: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.item_ids = _as_str_array(self.item_ids)
+        n = len(self.item_ids)
+        self.features = {k: _as_matrix(v, k) for k, v in self.features.items()}
+        for k, v in self.features.items():
+            if v.shape[0] != n:
+                raise DataError(f"item feature {k!r} has {v.shape[0]} rows, expected {n}")
+        masks = {}
+        for k in self.features:
+            m = self.masks.get(k)
+            masks[k] = np.ones(n, dtype=bool) if m is None else np.asarray(m, dtype=bool)
+            if masks[k].shape != (n,):
+                raise DataError(f"mask of {k!r} has shape {masks[k].shape}, expected ({n},)")
+        self.masks = masks
+        if self.titles is not None:
+            self.titles = _as_str_array(self.titles)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def modality_dims(self) -> dict[str, int]:
+        return {k: int(v.shape[1]) for k, v in self.features.items()}
+
+    def row_of(self) -> dict[str, int]:
+        return {iid: i for i, iid in enumerate(self.item_ids)}
