@@ -204,6 +204,18 @@ class RankingSet:
         pos = np.arange(self.n_candidates) - np.repeat(self.offsets[:-1], sizes)
         return padded[self.query_index, pos]
 
+    def feature_matrix(self, names: Iterable[str] | None = None, with_query_features: bool = True) -> np.ndarray:
+        """Flat ``(N, D)`` matrix for models that want one vector per candidate (e.g. GBDTs):
+        the named candidate modalities in sorted name order, then query features broadcast to
+        their candidates. Column order is stable, so a fitted model can be reapplied."""
+        cols = [self.features[k] for k in sorted(self.features if names is None else names)]
+        if with_query_features:
+            qi = self.query_index
+            cols += [self.query_features[k][qi] for k in sorted(self.query_features)]
+        if not cols:
+            return np.zeros((self.n_candidates, 0), dtype=np.float32)
+        return np.concatenate(cols, axis=1)
+
     # -- identity ----------------------------------------------------------------------
     def fingerprint(self) -> str:
         """Hash of the query ids and the candidate ids in order: identifies the data's rows."""
