@@ -1,0 +1,263 @@
+"""Baselines every learned ranker must beat: the seeds' V1 heuristic and LightGBM LambdaMART.
+
+Both follow the Ranker protocol (``fit`` → self, pure ``score`` → (N,), ``save``/``load``) and
+store JSON + text only (LightGBM's own text model format): nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mmrank.data.model import RankingSet
+from mmrank.data.validate import atomic_write_text
+from mmrank.errors import DataError
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _read_model_json(directory: Path, kind: str) -> dict:
+    path = Path(directory) / "model.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read model description: {e}", path=path, hint="point at a run directory written by mmrank") from e
+    if meta.get("kind") != kind:
+        raise DataError(f"model kind is {meta.get('kind')!r}, expected {kind!r}", path=path)
+    return meta
+
+
+class HeuristicBaseline:
+    """The seeds' V1 scorer: ``cos(query, candidate) + w_c·compliance − w_n·conflict``.
+
+    The query/candidate embedding pair is ``query_features[query_feature]`` and
+    ``features[candidate_feature]`` (by default the first query feature that has a candidate
+    modality of the same name and dimension). Without such a pair it falls back to the
+    ``baseline_scores`` column, so it always reproduces "what the system did before".
+    """
+
+    kind = "heuristic"
+
+    def __init__(
+        self,
+        w_compliance: float = 0.1,
+        w_conflict: float = 0.5,
+        query_feature: str | None = None,
+        candidate_feature: str | None = None,
+        compliance_feature: str = "compliance",
+        conflict_feature: str = "conflict",
+    ) -> None:
+        self.w_compliance = w_compliance
+        self.w_conflict = w_conflict
+        self.query_feature = query_feature
+        self.candidate_feature = candidate_feature
+        self.compliance_feature = compliance_feature
+        self.conflict_feature = conflict_feature
+
+    def get_params(self) -> dict:
+        return {
+            "w_compliance": self.w_compliance,
+            "w_conflict": self.w_conflict,
+            "query_feature": self.query_feature,
+            "candidate_feature": self.candidate_feature,
+            "compliance_feature": self.compliance_feature,
+            "conflict_feature": self.conflict_feature,
+        }
+
+    def fit(self, train: RankingSet, valid: RankingSet | None = None) -> "HeuristicBaseline":
+        # Nothing is learned: the weights are the heuristic. fit exists so the baseline can stand
+        # wherever a model can (audit, evaluate, serve).
+        return self
+
+    def _embedding_pair(self, rset: RankingSet) -> tuple[str, str] | None:
+        if self.query_feature and self.candidate_feature:
+            return self.query_feature, self.candidate_feature
+        for name, qmat in rset.query_features.items():
+            cand = self.candidate_feature or name
+            if cand in rset.features and rset.features[cand].shape[1] == qmat.shape[1]:
+                return name, cand
+        return None
+
+    def score(self, rset: RankingSet) -> np.ndarray:
+        pair = self._embedding_pair(rset)
+        if pair is not None:
+            qname, cname = pair
+            if qname not in rset.query_features or cname not in rset.features:
+                raise DataError(
+                    f"heuristic needs query feature {qname!r} and candidate modality {cname!r}",
+                    hint=f"the data has query features {sorted(rset.query_features)} and modalities {sorted(rset.features)}",
+                )
+            q = rset.query_features[qname][rset.query_index].astype(np.float64)
+            c = rset.features[cname].astype(np.float64)
+            denom = np.linalg.norm(q, axis=1) * np.linalg.norm(c, axis=1)
+            base = np.where(denom > 0, np.sum(q * c, axis=1) / np.where(denom > 0, denom, 1.0), 0.0)
+        elif rset.baseline_scores is not None:
+            base = rset.baseline_scores.astype(np.float64).copy()
+        else:
+            raise DataError(
+                "heuristic baseline has nothing to score with: no query/candidate embedding pair and no baseline_score",
+                hint="add query_features with a matching candidate modality, or baseline scores",
+            )
+        if self.compliance_feature in rset.features:
+            base = base + self.w_compliance * rset.features[self.compliance_feature][:, 0]
+        if self.conflict_feature in rset.features:
+            base = base - self.w_conflict * rset.features[self.conflict_feature][:, 0]
+        return base
+
+    def save(self, directory: str | Path) -> None:
+        _write_json(Path(directory) / "model.json", {"kind": self.kind, "params": self.get_params()})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "HeuristicBaseline":
+        return cls(**_read_model_json(Path(directory), cls.kind)["params"])
+
+
+class LambdaMART:
+    """LightGBM ``lambdarank`` on the flat feature matrix (all modalities + query features).
+
+    Early-stops on validation nDCG@``eval_at`` when a validation set is given. ``deterministic``
+    and a fixed ``seed`` make the fit reproducible on CPU."""
+
+    kind = "lambdamart"
+
+    def __init__(
+        self,
+        n_estimators: int = 500,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_data_in_leaf: int = 20,
+        feature_fraction: float = 1.0,
+        eval_at: int = 10,
+        early_stopping_rounds: int = 50,
+        seed: int = 0,
+        num_threads: int = 0,
+        modalities: list[str] | None = None,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.feature_fraction = feature_fraction
+        self.eval_at = eval_at
+        self.early_stopping_rounds = early_stopping_rounds
+        self.seed = seed
+        self.num_threads = num_threads
+        self.modalities = modalities
+        self.booster_ = None
+        self.input_dims_: dict[str, int] | None = None
+
+    def get_params(self) -> dict:
+        return {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "eval_at": self.eval_at,
+            "early_stopping_rounds": self.early_stopping_rounds,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "modalities": self.modalities,
+        }
+
+    def _dims(self, rset: RankingSet) -> dict[str, int]:
+        names = sorted(rset.features) if self.modalities is None else sorted(self.modalities)
+        missing = [n for n in names if n not in rset.features]
+        if missing:
+            raise DataError(f"LambdaMART needs modalities {missing} that the data lacks", hint=f"the data has {sorted(rset.features)}")
+        dims = {f"features.{n}": rset.features[n].shape[1] for n in names}
+        dims.update({f"query_features.{n}": d for n, d in sorted(rset.query_feature_dims.items())})
+        return dims
+
+    def _matrix(self, rset: RankingSet) -> np.ndarray:
+        dims = self._dims(rset)
+        if self.input_dims_ is not None and dims != self.input_dims_:
+            raise DataError(
+                f"data modalities {dims} differ from the ones the model was trained on {self.input_dims_}",
+                hint="score data with the same modalities and dimensions as the training data",
+            )
+        names = sorted(rset.features) if self.modalities is None else sorted(self.modalities)
+        return rset.feature_matrix(names)
+
+    @staticmethod
+    def _int_labels(rset: RankingSet) -> np.ndarray:
+        lab = rset.labels
+        if np.any(lab < 0) or np.any(lab != np.round(lab)):
+            raise DataError(
+                "LambdaMART needs non-negative integer relevance grades",
+                hint="round or rank-encode the labels (e.g. 0..4)",
+            )
+        return lab.astype(np.int64)
+
+    def fit(self, train: RankingSet, valid: RankingSet | None = None) -> "LambdaMART":
+        import lightgbm as lgb
+
+        self.input_dims_ = None
+        self.input_dims_ = self._dims(train)
+        max_label = int(self._int_labels(train).max(initial=0))
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [self.eval_at],
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+            "verbosity": -1,
+            # Gains 2^rel - 1 for every grade present, as nDCG with exponential gain expects.
+            "label_gain": [float(2**g - 1) for g in range(max(max_label + 1, 32))],
+        }
+        dtrain = lgb.Dataset(self._matrix(train), self._int_labels(train), group=train.group_sizes, free_raw_data=True)
+        valid_sets, callbacks = [], []
+        if valid is not None and valid.n_queries:
+            dvalid = lgb.Dataset(self._matrix(valid), self._int_labels(valid), group=valid.group_sizes, reference=dtrain)
+            valid_sets = [dvalid]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        self.booster_ = lgb.train(params, dtrain, num_boost_round=self.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+        return self
+
+    def score(self, rset: RankingSet) -> np.ndarray:
+        if self.booster_ is None:
+            raise DataError("LambdaMART is not fitted", hint="call fit() or load a trained run")
+        best = self.booster_.best_iteration or None
+        return np.asarray(self.booster_.predict(self._matrix(rset), num_iteration=best), dtype=np.float64)
+
+    def save(self, directory: str | Path) -> None:
+        if self.booster_ is None:
+            raise DataError("cannot save an unfitted LambdaMART")
+        directory = Path(directory)
+        text = self.booster_.model_to_string(num_iteration=self.booster_.best_iteration or None)
+        atomic_write_text(directory / "model.txt", text)
+        _write_json(
+            directory / "model.json",
+            {
+                "kind": self.kind,
+                "params": self.get_params(),
+                "input_dims": self.input_dims_,
+                "files": {"model.txt": hashlib.sha256(text.encode()).hexdigest()},
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LambdaMART":
+        import lightgbm as lgb
+
+        directory = Path(directory)
+        meta = _read_model_json(directory, cls.kind)
+        path = directory / "model.txt"
+        text = path.read_text()
+        if hashlib.sha256(text.encode()).hexdigest() != meta["files"]["model.txt"]:
+            raise DataError("checksum mismatch: the model file changed after it was written", path=path, hint="retrain or restore the run directory")
+        model = cls(**meta["params"])
+        model.booster_ = lgb.Booster(model_str=text)
+        model.input_dims_ = {k: int(v) for k, v in meta["input_dims"].items()}
+        return model
