@@ -1,0 +1,268 @@
+"""The format registry: which reader/writer handles a path, plus the helpers all readers share.
+
+Ranking formats (``jsonl``, ``parquet``, ``libsvm``) give a ``RankingSet``; interaction formats
+(``recbole``, ``movielens``, ``mmrec``) give ``Interactions`` + optional ``ItemFeatures``.
+Readers are imported lazily (by dotted name) so that ``import mmrank`` stays fast and so that a
+reader module may use the helpers below without an import cycle.
+
+Every reader returns ``(data, ReadReport)``; nothing it reads escapes as anything but
+``DataError`` (with file and line), whatever bytes the file holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from mmrank.data.model import Interactions, ItemFeatures, RankingSet
+from mmrank.data.validate import ReadReport
+from mmrank.errors import DataError
+
+# name -> (module, reader function, writer function or None)
+RANKING_FORMATS: dict[str, tuple[str, str, str]] = {
+    "jsonl": ("mmrank.data.io_jsonl", "read_jsonl", "write_jsonl"),
+    "parquet": ("mmrank.data.io_parquet", "read_parquet", "write_parquet"),
+    "libsvm": ("mmrank.data.io_libsvm", "read_libsvm", "write_libsvm"),
+}
+INTERACTION_FORMATS: dict[str, tuple[str, str]] = {
+    "recbole": ("mmrank.data.io_recbole", "read_recbole"),
+    "movielens": ("mmrank.data.io_movielens", "read_movielens_raw"),
+    "mmrec": ("mmrank.data.io_mmrec", "read_mmrec"),
+}
+ALL_FORMATS = tuple(RANKING_FORMATS) + tuple(INTERACTION_FORMATS)
+
+_EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".txt": "libsvm", ".svm": "libsvm", ".libsvm": "libsvm", ".letor": "libsvm",
+    ".train": "libsvm", ".test": "libsvm", ".vali": "libsvm", ".valid": "libsvm",
+    ".inter": "recbole",
+}
+# a LibSVM line starts with a number, then either qid:Q or an i:v pair
+_LIBSVM_START = re.compile(rb"^\s*[-+]?[0-9.]+(?:[eE][-+]?\d+)?\s+(?:qid:\S+|\d+:\S+)")
+
+
+# -- detection ---------------------------------------------------------------------------------
+def detect_format(path: str | Path) -> str:
+    """Format name of ``path`` from its kind (folder), name, extension, then its first bytes."""
+    path = Path(path)
+    if path.is_dir():
+        if any(path.glob("*.inter")):
+            return "mmrec" if any(path.glob("*_feat.npy")) else "recbole"
+        if (path / "u.data").is_file():
+            return "movielens"
+        raise DataError(
+            "folder holds no known data (no *.inter, no u.data)", path=path,
+            hint="pass a data file, or a RecBole/MMRec folder with *.inter, or a MovieLens folder with u.data",
+        )
+    if not path.exists():
+        raise DataError("file not found", path=path, hint="check the path")
+    if path.name == "u.data":
+        return "movielens"
+    by_ext = _EXTENSIONS.get(path.suffix.lower())
+    if by_ext:
+        return by_ext
+    head = _read_head(path)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    first = head.lstrip().split(b"\n", 1)[0]
+    if first.startswith(b"{"):
+        return "jsonl"
+    if _LIBSVM_START.match(first):
+        return "libsvm"
+    raise DataError(
+        "cannot tell the format from the name or the first line", path=path,
+        hint=f"pass --format, one of {', '.join(ALL_FORMATS)}",
+    )
+
+
+def _read_head(path: Path, n: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise DataError(f"cannot read file: {e.strerror or e}", path=path, hint="check the path and its permissions") from None
+
+
+def resolve_format(path: str | Path, format: str | None) -> str:
+    if format is None:
+        return detect_format(path)
+    name = format.lower()
+    if name not in ALL_FORMATS:
+        raise DataError(f"unknown format {format!r}", path=path, hint=f"use one of {', '.join(ALL_FORMATS)}")
+    return name
+
+
+def is_interaction_format(name: str) -> bool:
+    return name in INTERACTION_FORMATS
+
+
+def _function(module: str, name: str, fmt: str) -> Callable:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise DataError(
+            f"the {fmt!r} reader is not available ({e})",
+            hint="this mmrank build lacks that format; convert the data to another format",
+        ) from None
+
+
+# -- ranking data --------------------------------------------------------------------------------
+def read_ranking(
+    path: str | Path,
+    format: str | None = None,
+    *,
+    strict: bool = False,
+    label_range: tuple[float, float] | None = None,
+    **format_options,
+) -> tuple[RankingSet, ReadReport]:
+    """Read a ranking file; bad records are quarantined in the report (or raise if ``strict``)."""
+    fmt = resolve_format(path, format)
+    if fmt not in RANKING_FORMATS:
+        raise DataError(
+            f"{fmt!r} holds interactions, not ranking queries", path=path,
+            hint="use read_interactions for recommendation data",
+        )
+    module, reader, _ = RANKING_FORMATS[fmt]
+    rset, report = _function(module, reader, fmt)(path, strict=strict, label_range=label_range, **format_options)
+    report.check_counts()
+    return rset, report
+
+
+def load_ranking(
+    path: str | Path, format: str | None = None, *, label_range: tuple[float, float] | None = None, **format_options
+) -> RankingSet:
+    """Read a ranking file for training: the first bad record raises ``DataError``."""
+    rset, _ = read_ranking(path, format, strict=True, label_range=label_range, **format_options)
+    if rset.n_queries == 0:
+        raise DataError("no queries in the file", path=path, hint="check that it is the right file and format")
+    return rset
+
+
+def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None, **format_options) -> Path:
+    """Write ``rset`` in ``format`` (default: from the extension of ``path``)."""
+    path = Path(path)
+    fmt = (format or _EXTENSIONS.get(path.suffix.lower()) or "").lower()
+    if fmt not in RANKING_FORMATS:
+        raise DataError(
+            f"cannot write ranking data as {fmt or 'an unknown format'!r}", path=path,
+            hint=f"pass a format, one of {', '.join(RANKING_FORMATS)}, or use a known extension",
+        )
+    module, _, writer = RANKING_FORMATS[fmt]
+    return _function(module, writer, fmt)(rset, path, **format_options)
+
+
+# -- interaction data ----------------------------------------------------------------------------
+def read_interactions(
+    path: str | Path, format: str | None = None, *, strict: bool = False
+) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
+    """Read recommendation data (RecBole atomic files, MovieLens raw, MMRec folder)."""
+    fmt = resolve_format(path, format)
+    if fmt not in INTERACTION_FORMATS:
+        raise DataError(
+            f"{fmt!r} holds ranking queries, not interactions", path=path,
+            hint="use read_ranking for query/candidate data",
+        )
+    module, reader = INTERACTION_FORMATS[fmt]
+    return _function(module, reader, fmt)(path, strict=strict)
+
+
+# -- helpers shared by the readers and writers ---------------------------------------------------
+def read_bytes(path: str | Path) -> bytes:
+    """The whole file, or DataError (never OSError) when it cannot be read."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, expected a file", path=path, hint="pass the data file itself")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read file: {e.strerror or e}", path=path, hint="check the path and its permissions") from None
+
+
+def iter_lines(data: bytes) -> Iterator[tuple[int, str | None, bytes]]:
+    """(1-based line number, decoded text or None if not UTF-8, raw bytes) for each non-blank line."""
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        yield i, text, raw
+
+
+def raw_text(raw: bytes) -> str:
+    """A line as text for the quarantine file (undecodable bytes replaced, never an error)."""
+    return raw.decode("utf-8", errors="replace").rstrip("\r")
+
+
+def short_floats(values: np.ndarray) -> list[float]:
+    """float32 values as the shortest Python floats that read back to the same float32.
+
+    ``str(np.float32)`` is the shortest round-tripping decimal, so ``0.007477`` is written as
+    ``0.007477`` (not ``0.007476999890059233``) and reading it back gives the identical float32."""
+    return [float(t) for t in short_float_texts(values)]
+
+
+def short_float_texts(values: np.ndarray) -> list[str]:
+    """Shortest decimal text of each float32 value (flattened), e.g. ``'0.007477'``."""
+    return [str(v) for v in np.asarray(values, dtype=np.float32).ravel()]
+
+
+def format_label(x: float) -> str:
+    """Graded labels as integers when integral (``2``, not ``2.0``); otherwise repr."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
+
+
+def label_value(x: float) -> int | float:
+    x = float(x)
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def parse_label_range(text: str | None) -> tuple[float, float] | None:
+    """``"0,4"`` -> ``(0.0, 4.0)``; ConfigError-like DataError on anything else."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise DataError(f"bad label range {text!r}", hint="write it as LO,HI, e.g. 0,4") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+        raise DataError(f"bad label range {text!r}", hint="LO and HI must be finite with LO <= HI, e.g. 0,4")
+    return lo, hi
+
+
+class SchemaTracker:
+    """Remembers which modalities / query features / baseline scores the first good record had,
+    so that a later record that lacks one (or adds one) is caught at its own line."""
+
+    def __init__(self) -> None:
+        self.schema: tuple | None = None
+
+    def problem(self, modalities, query_features, has_baseline: bool) -> tuple[str, str] | None:
+        schema = (tuple(sorted(modalities)), tuple(sorted(query_features)), bool(has_baseline))
+        if self.schema is None or self.schema == schema:
+            return None
+        want_m, want_q, want_b = self.schema
+        if schema[0] != want_m:
+            return (f"modalities {list(schema[0])} differ from earlier records {list(want_m)}",
+                    "give every candidate the same modalities")
+        if schema[1] != want_q:
+            return (f"query features {list(schema[1])} differ from earlier records {list(want_q)}",
+                    "give every query the same query features")
+        return ("baseline scores present in some records but not others",
+                "give every candidate a baseline score, or none")
+
+    def accept(self, modalities, query_features, has_baseline: bool) -> None:
+        if self.schema is None:
+            self.schema = (tuple(sorted(modalities)), tuple(sorted(query_features)), bool(has_baseline))
+
+
+def empty_ranking_set() -> RankingSet:
+    return RankingSet(query_ids=[], offsets=[0], candidate_ids=[], labels=[])
