@@ -172,6 +172,14 @@ def read_interactions(
 
 
 # -- helpers shared by the readers and writers ---------------------------------------------------
+class BadRecord(Exception):
+    """Raised inside a reader for one bad record; the reader hands it to ``ReadReport.bad``."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
 def read_bytes(path: str | Path) -> bytes:
     """The whole file, or DataError (never OSError) when it cannot be read."""
     path = Path(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.formats import (
+    BadRecord,
     empty_ranking_set,
     format_label,
     iter_lines,
@@ -37,28 +38,22 @@ _DOCID = re.compile(r"docid\s*=\s*(\S+)")
 MAX_DENSE_CELLS = 200_000_000
 
 
-class _BadLine(Exception):
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
 def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, list[int], list[float], str | None]:
-    """label, qid (or None), feature ids, values, docid (or None) of one line; _BadLine if malformed."""
+    """label, qid (or None), feature ids, values, docid (or None) of one line; BadRecord if malformed."""
     body, _, comment = text.partition("#")
     tokens = body.split()
     if not tokens:
-        raise _BadLine("no label before the comment", "start the line with its label")
+        raise BadRecord("no label before the comment", "start the line with its label")
     try:
         label = float(tokens[0])
     except ValueError:
-        raise _BadLine(f"label {tokens[0][:40]!r} is not a number", "start the line with a numeric label") from None
+        raise BadRecord(f"label {tokens[0][:40]!r} is not a number", "start the line with a numeric label") from None
     qid = None
     rest = tokens[1:]
     if rest and rest[0].startswith("qid:"):
         qid = rest[0][4:]
         if not qid:
-            raise _BadLine("empty qid", "write qid:ID with a non-empty ID")
+            raise BadRecord("empty qid", "write qid:ID with a non-empty ID")
         rest = rest[1:]
     ids: list[int] = []
     values: list[float] = []
@@ -70,24 +65,24 @@ def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, l
                 raise ValueError
             idx = int(idx_text)
         except ValueError:
-            raise _BadLine(f"bad token {tok[:40]!r}", "features are written index:value, e.g. 7:0.25") from None
+            raise BadRecord(f"bad token {tok[:40]!r}", "features are written index:value, e.g. 7:0.25") from None
         if idx <= 0:
-            raise _BadLine(f"feature index {idx} is not positive", "feature indices start at 1")
+            raise BadRecord(f"feature index {idx} is not positive", "feature indices start at 1")
         if idx > max_feature_index:
-            raise _BadLine(
+            raise BadRecord(
                 f"feature index {idx} is larger than {max_feature_index}",
                 "fix the index, or raise max_feature_index if the data really has that many features",
             )
         if idx in seen:
-            raise _BadLine(f"feature index {idx} appears twice", "give each feature once per line")
+            raise BadRecord(f"feature index {idx} appears twice", "give each feature once per line")
         try:
             value = float(val_text)
         except ValueError:
-            raise _BadLine(
+            raise BadRecord(
                 f"feature {idx} has non-numeric value {val_text[:40]!r}", "write the value as a number, e.g. 7:0.25"
             ) from None
         if not np.isfinite(value):
-            raise _BadLine(f"feature {idx} is NaN or infinite", "replace it with a finite number")
+            raise BadRecord(f"feature {idx} is NaN or infinite", "replace it with a finite number")
         seen.add(idx)
         ids.append(idx)
         values.append(value)
@@ -164,16 +159,16 @@ def read_libsvm(
         report.records_in += 1
         try:
             if text is None:
-                raise _BadLine("line is not UTF-8 text", "save the file as UTF-8")
+                raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
             label, qid, ids, values, docid = _parse_line(text, max_feature_index)
             if group_of_line is not None:
                 qid = str(int(group_of_line[k]))
                 docid = docid or f"{qid}:{int(row_in_group[k])}"
             elif qid is None:
-                raise _BadLine("qid missing", "write qid:ID after the label (or put a .query group file beside it)")
+                raise BadRecord("qid missing", "write qid:ID after the label (or put a .query group file beside it)")
             if qid != current:
                 if qid in first_line:
-                    raise _BadLine(
+                    raise BadRecord(
                         f"qid {qid} reappears after other queries (it started at line {first_line[qid]})",
                         "keep each query's lines together (sort the file by qid)",
                     )
@@ -184,14 +179,14 @@ def read_libsvm(
             if docid is None:
                 docid = f"{qid}:{0 if new_query else kept_in_query}"
             if not new_query and docid in docid_line:
-                raise _BadLine(
+                raise BadRecord(
                     f"duplicate docid {docid} in query {qid} (first at line {docid_line[docid]})",
                     "give every document of a query a unique docid",
                 )
             problems = checker.problems([docid], [label])
             if problems:
-                raise _BadLine(*problems[0])
-        except _BadLine as bad:
+                raise BadRecord(*problems[0])
+        except BadRecord as bad:
             report.bad(no, bad.message, bad.hint, raw_text(raw))
             continue
         if new_query:
