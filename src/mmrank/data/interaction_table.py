@@ -1,0 +1,335 @@
+"""Line-level parsing shared by the interaction readers (RecBole atomic, MovieLens raw, MMRec).
+
+Each reader knows its own layout (separator, header, which column is what); this module turns
+the lines of a delimited file into validated interaction rows. One data line is one *record*:
+it is either accepted or handed to ``ReadReport.bad`` with its line number, so that
+``records_in == records_read + records_quarantined`` holds for every file.
+
+Rules every interaction reader shares (documented once, here):
+
+* Bytes are decoded as UTF-8 (a leading BOM is dropped) unless the format says otherwise; a
+  line that does not decode is a bad record, never a ``UnicodeDecodeError``.
+* Lines are split on ``\\n`` only (a trailing ``\\r`` is dropped). Blank or whitespace-only
+  lines are not records (a trailing newline is common) and are skipped.
+* Fields are stripped of surrounding whitespace. A record is bad when its field count differs
+  from the header's, an id is empty, a rating/timestamp is not a number or is NaN/inf, or a
+  rating is outside ``rating_range`` (when given).
+* Exact duplicates of (user, item, timestamp) are quarantined: the first occurrence is kept and
+  every later one is reported as "duplicate of line N". A duplicated event would otherwise sit
+  in two split parts at once (train *and* test), which is a leak, and dropping it silently would
+  hide a data problem. Without a timestamp column there is no duplicate check (a user may
+  consume the same item again, and the file order is then the only clock).
+* Without a timestamp column, timestamps are the 0-based record order of the file, so sequence
+  order is file order (what RecBole does with such files).
+* Zero accepted records is an error (``DataError`` naming the first problem), since nothing
+  downstream can work on an empty interaction set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from mmrank.data.model import Interactions
+from mmrank.data.validate import ReadReport
+from mmrank.errors import DataError
+
+# A quarantined record keeps its raw text, cut so that a binary blob cannot bloat the report.
+MAX_RAW_CHARS = 2000
+
+Line = tuple[int, "str | None", bytes]  # (1-based line number, decoded text or None, raw bytes)
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The whole file, or a DataError saying why it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("file not found", path=path, hint="check the path") from None
+    except IsADirectoryError:
+        raise DataError("expected a file, found a folder", path=path, hint="point at the file") from None
+    except OSError as e:
+        raise DataError(f"cannot read file ({e.strerror or e})", path=path, hint="check permissions") from None
+
+
+def split_lines(data: bytes, encoding: str = "utf-8") -> list[Line]:
+    """Decode and split into lines. Undecodable lines come back with text None (located later).
+
+    The fast path decodes the whole file at once; only a file with a bad byte somewhere is
+    decoded line by line, so that the bad line can be named."""
+    if data.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
+        data = data[3:]
+    raw_lines = data.split(b"\n")
+    try:
+        texts = data.decode(encoding).split("\n")
+    except UnicodeDecodeError:
+        texts = []
+        for raw in raw_lines:
+            try:
+                texts.append(raw.decode(encoding))
+            except UnicodeDecodeError:
+                texts.append(None)
+    return [
+        (n, None if t is None else t.removesuffix("\r"), raw)
+        for n, (t, raw) in enumerate(zip(texts, raw_lines), start=1)
+    ]
+
+
+def raw_text(line: Line) -> str:
+    _, text, raw = line
+    if text is None:
+        text = raw.removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
+    return text[:MAX_RAW_CHARS]
+
+
+def data_lines(lines: list[Line], report: ReadReport, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """The non-blank lines as (line number, text); undecodable ones are counted and reported."""
+    for line in lines:
+        lineno, text, raw = line
+        if text is None:
+            report.records_in += 1
+            report.bad(
+                lineno,
+                f"line is not valid {encoding.upper()}",
+                f"save the file as {encoding.upper()}",
+                raw_text(line),
+            )
+            continue
+        if text.strip():
+            yield lineno, text
+
+
+def header_line(lines: list[Line], path: Path) -> tuple[int, str]:
+    """The first non-blank line, decoded; a DataError when there is none or it does not decode."""
+    for lineno, text, _ in lines:
+        if text is None:
+            raise DataError("header line is not valid UTF-8", path=path, line=lineno, hint="save the file as UTF-8")
+        if text.strip():
+            return lineno, text
+    raise DataError("file is empty: no header line", path=path, line=1, hint="write the header, then one record per line")
+
+
+@dataclass
+class ColumnLayout:
+    """Where the interaction fields are in a split line (0-based indices)."""
+
+    n_fields: int
+    user: int
+    item: int
+    rating: int | None = None
+    timestamp: int | None = None
+    # Further columns a reader wants as validated integers (e.g. MMRec's x_label), name -> index.
+    int_columns: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedInteractions:
+    interactions: Interactions
+    line_numbers: np.ndarray  # (n,) source line of each accepted row
+    int_columns: dict[str, np.ndarray]  # name -> (n,) int64
+
+
+def finite_number(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def parse_interactions(
+    lines: list[Line],
+    *,
+    layout: ColumnLayout,
+    sep: str,
+    report: ReadReport,
+    rating_range: tuple[float, float] | None = None,
+    item_id_check: Callable[[str], str | None] | None = None,
+    int_column_check: dict[str, Callable[[int], bool]] | None = None,
+    skip_lines: int = 0,
+) -> ParsedInteractions:
+    """Validate and collect interaction rows from ``lines`` (after the first ``skip_lines`` lines).
+
+    ``item_id_check(item) -> problem or None`` lets a format add its own rule on item ids (MMRec:
+    a row of the feature matrices). ``int_column_check[name](value) -> ok`` restricts the values of
+    an extra integer column."""
+    users: list[str] = []
+    items: list[str] = []
+    ratings: list[float] = []
+    times: list[float] = []
+    line_numbers: list[int] = []
+    extra: dict[str, list[int]] = {k: [] for k in layout.int_columns}
+    first_seen: dict[tuple[str, str, float], int] = {}
+    has_rating, has_time = layout.rating is not None, layout.timestamp is not None
+    n_fields = layout.n_fields
+
+    def bad(lineno: int, text: str, message: str, hint: str) -> None:
+        report.bad(lineno, message, hint, text[:MAX_RAW_CHARS])
+
+    for lineno, text in data_lines(lines[skip_lines:], report):
+        report.records_in += 1
+        fields = text.split(sep)
+        if len(fields) != n_fields:
+            bad(lineno, text, f"expected {n_fields} fields separated by {sep!r}, found {len(fields)}",
+                "fix the separators so every record has one value per header column")
+            continue
+        user, item = fields[layout.user].strip(), fields[layout.item].strip()
+        if not user or not item:
+            bad(lineno, text, f"empty {'user' if not user else 'item'} id", "every record needs a user id and an item id")
+            continue
+        if item_id_check is not None:
+            problem = item_id_check(item)
+            if problem is not None:
+                bad(lineno, text, problem, "use the item's row number in the feature files as its id")
+                continue
+        rating = 1.0
+        if has_rating:
+            rating = finite_number(fields[layout.rating])
+            if rating is None:
+                bad(lineno, text, f"rating {fields[layout.rating].strip()!r} is not a finite number",
+                    "write the rating as a number")
+                continue
+            if rating_range is not None and not (rating_range[0] <= rating <= rating_range[1]):
+                bad(lineno, text, f"rating {rating:g} outside the declared range [{rating_range[0]:g}, {rating_range[1]:g}]",
+                    "fix the rating or widen the rating range")
+                continue
+        if has_time:
+            ts = finite_number(fields[layout.timestamp])
+            if ts is None:
+                bad(lineno, text, f"timestamp {fields[layout.timestamp].strip()!r} is not a finite number",
+                    "write timestamps as numbers (e.g. Unix seconds)")
+                continue
+        else:
+            ts = float(len(times))
+        values: dict[str, int] = {}
+        for name, col in layout.int_columns.items():
+            v = finite_number(fields[col])
+            check = (int_column_check or {}).get(name)
+            if v is None or v != int(v) or (check is not None and not check(int(v))):
+                values = {}
+                bad(lineno, text, f"{name} {fields[col].strip()!r} is not an allowed value", f"check the {name} column")
+                break
+            values[name] = int(v)
+        if len(values) != len(layout.int_columns):
+            continue
+        if has_time:
+            key = (user, item, ts)
+            earlier = first_seen.get(key)
+            if earlier is not None:
+                bad(lineno, text, f"duplicate of line {earlier} (same user, item and timestamp)",
+                    "remove the repeated record; mmrank keeps the first one")
+                continue
+            first_seen[key] = lineno
+        users.append(user)
+        items.append(item)
+        ratings.append(rating)
+        times.append(ts)
+        line_numbers.append(lineno)
+        for name, v in values.items():
+            extra[name].append(v)
+
+    report.records_read += len(users)
+    if not users:
+        if report.problems:
+            first = report.problems[0]
+            raise DataError(f"no valid interaction record; the first bad one: {first.message}",
+                            path=first.path, line=first.line, hint=first.hint)
+        raise DataError("no interaction records in the file", path=report.path,
+                        line=len(lines), hint="add one record per line, or point at the right file")
+    report.check_counts()
+    interactions = Interactions(
+        user_ids=np.array(users, dtype=object),
+        item_ids=np.array(items, dtype=object),
+        timestamps=np.array(times, dtype=np.float64),
+        ratings=np.array(ratings, dtype=np.float64) if has_rating else None,
+    )
+    return ParsedInteractions(
+        interactions,
+        np.array(line_numbers, dtype=np.int64),
+        {k: np.array(v, dtype=np.int64) for k, v in extra.items()},
+    )
+
+
+def resolve_file(path: str | Path, suffix: str, what: str) -> Path:
+    """``path`` itself when it is a file, else the one ``*<suffix>`` file in the folder
+    (``<folder name><suffix>`` wins when there are several)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise DataError("no such file or folder", path=p, hint=f"point at a folder holding {what}")
+    found = sorted(q for q in p.glob(f"*{suffix}") if q.is_file())
+    preferred = p / f"{p.name}{suffix}"
+    if preferred in found:
+        return preferred
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"no *{suffix} file in this folder", path=p, hint=f"point at a folder holding {what}")
+    raise DataError(
+        f"several *{suffix} files here ({', '.join(q.name for q in found)}) and none named {preferred.name}",
+        path=p, hint="point at the file you mean",
+    )
+
+
+def merge_report(into: ReadReport, other: ReadReport) -> None:
+    """Fold a side file's report (e.g. ``.item``) into the main one; problems keep their own path."""
+    into.records_in += other.records_in
+    into.records_read += other.records_read
+    into.problems.extend(other.problems)
+
+
+def parse_item_rows(
+    lines: list[Line],
+    *,
+    sep: str,
+    n_fields: int,
+    id_col: int,
+    report: ReadReport,
+    row_problem: Callable[[list[str]], str | None] | None = None,
+    skip_lines: int = 0,
+) -> tuple[list[str], list[list[str]]]:
+    """Accepted (item id, fields) of an item side file; bad or repeated ids are quarantined.
+
+    A repeated item id keeps its first row: two rows for one item would make its features
+    depend on file order."""
+    ids: list[str] = []
+    rows: list[list[str]] = []
+    first_seen: dict[str, int] = {}
+    for lineno, text in data_lines(lines[skip_lines:], report):
+        report.records_in += 1
+        fields = text.split(sep)
+        if len(fields) != n_fields:
+            report.bad(lineno, f"expected {n_fields} fields separated by {sep!r}, found {len(fields)}",
+                       "fix the separators so every item row has one value per column", text[:MAX_RAW_CHARS])
+            continue
+        item = fields[id_col].strip()
+        problem = "empty item id" if not item else (row_problem(fields) if row_problem else None)
+        if problem is None and item in first_seen:
+            problem = f"item {item!r} already defined on line {first_seen[item]}"
+        if problem is not None:
+            report.bad(lineno, problem, "fix or remove the item row", text[:MAX_RAW_CHARS])
+            continue
+        first_seen[item] = lineno
+        ids.append(item)
+        rows.append(fields)
+    report.records_read += len(ids)
+    return ids, rows
+
+
+def year_columns(years: list[float | None]) -> np.ndarray:
+    """``(n, 2)``: release year (unknown years filled with the median known year, so the column
+    stays on the same scale) and a 0/1 "year unknown" flag that tells a model which were filled."""
+    known = [y for y in years if y is not None]
+    fill = float(np.median(known)) if known else 0.0
+    out = np.zeros((len(years), 2), dtype=np.float32)
+    for i, y in enumerate(years):
+        out[i] = (fill, 1.0) if y is None else (y, 0.0)
+    return out
+
+
+YEAR_COLUMNS = ["release_year", "release_year_unknown"]

@@ -1,0 +1,170 @@
+"""RecBole atomic files: ``<name>.inter`` plus an optional ``<name>.item``.
+
+Both are tab-separated with a ``name:type`` header (types ``token``, ``float``, ``token_seq``,
+``float_seq``; sequences are space-separated). Interactions are found by RecBole's default
+column names ``user_id``, ``item_id`` (required) and ``rating``, ``timestamp`` (optional); other
+columns are checked for count only. Line rules (duplicates, blank lines, missing timestamp):
+see ``interaction_table``.
+
+``.item`` becomes ``ItemFeatures`` with ``titles`` (``movie_title`` or ``title``) and, when the
+file has anything numeric, a ``meta`` modality whose columns are, in this order:
+``float`` columns in header order, then ``release_year`` + ``release_year_unknown`` (when a
+``release_year``/``year`` column exists; it is ``token`` in RecBole's ML-100K and holds words
+like "unkonwn" for two movies, which count as unknown), then one 0/1 column per genre of the
+``class``/``genre``/``genres`` token_seq column, genres in sorted order. ``meta_columns()``
+gives these names. A ``.user`` file is not read: the data model has no user features.
+
+The one report covers both files: ``records_in`` counts interaction rows plus item rows, and
+each problem names its own file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmrank.data.interaction_table import (
+    YEAR_COLUMNS,
+    ColumnLayout,
+    finite_number,
+    header_line,
+    merge_report,
+    parse_interactions,
+    parse_item_rows,
+    read_file_bytes,
+    resolve_file,
+    split_lines,
+    year_columns,
+)
+from mmrank.data.model import Interactions, ItemFeatures
+from mmrank.data.validate import ReadReport
+from mmrank.errors import DataError
+
+FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
+TITLE_NAMES = ("movie_title", "title")
+YEAR_NAMES = ("release_year", "year")
+GENRE_NAMES = ("class", "genre", "genres")
+
+
+def parse_header(text: str, path: Path, lineno: int) -> list[tuple[str, str]]:
+    """``[(name, type), ...]`` of an atomic-file header, or a DataError quoting the header."""
+    out: list[tuple[str, str]] = []
+    for raw in text.split("\t"):
+        name, colon, ftype = raw.strip().rpartition(":")
+        if not colon or not name or ftype not in FIELD_TYPES:
+            raise DataError(
+                f"header field {raw!r} is not name:type with a type in {', '.join(FIELD_TYPES)} (header: {text[:300]!r})",
+                path=path, line=lineno, hint="write a RecBole header such as 'user_id:token<TAB>item_id:token<TAB>rating:float'",
+            )
+        if any(name == n for n, _ in out):
+            raise DataError(f"column {name!r} appears twice in the header (header: {text[:300]!r})",
+                            path=path, line=lineno, hint="give every column its own name")
+        out.append((name, ftype))
+    return out
+
+
+def _first(names: list[str], wanted: tuple[str, ...]) -> int | None:
+    for w in wanted:
+        if w in names:
+            return names.index(w)
+    return None
+
+
+def _read_header(path: Path) -> tuple[list, int, list[tuple[str, str]]]:
+    lines = split_lines(read_file_bytes(path))
+    lineno, text = header_line(lines, path)
+    return lines, lineno, parse_header(text, path, lineno)
+
+
+def _require(names: list[str], required: tuple[str, ...], path: Path, lineno: int, header: str) -> None:
+    missing = [r for r in required if r not in names]
+    if missing:
+        raise DataError(
+            f"header has no {' / '.join(missing)} column (header: {header[:300]!r})",
+            path=path, line=lineno,
+            hint="name the columns " + " and ".join(f"{m}:token" for m in missing) + " as RecBole does",
+        )
+
+
+def read_recbole(
+    path: str | Path, *, strict: bool = False, rating_range: tuple[float, float] | None = None
+) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
+    """Read a RecBole dataset folder (or its ``.inter`` file). See the module docstring."""
+    inter_path = resolve_file(path, ".inter", "a RecBole <name>.inter file")
+    report = ReadReport(str(inter_path), strict=strict)
+    lines, lineno, cols = _read_header(inter_path)
+    names = [n for n, _ in cols]
+    _require(names, ("user_id", "item_id"), inter_path, lineno, "\t".join(f"{n}:{t}" for n, t in cols))
+    layout = ColumnLayout(
+        n_fields=len(cols),
+        user=names.index("user_id"),
+        item=names.index("item_id"),
+        rating=_first(names, ("rating",)),
+        timestamp=_first(names, ("timestamp",)),
+    )
+    parsed = parse_interactions(lines, layout=layout, sep="\t", report=report,
+                                rating_range=rating_range, skip_lines=lineno)
+    item_path = inter_path.with_suffix(".item")
+    items = None
+    if item_path.is_file():
+        item_report = ReadReport(str(item_path), strict=strict)
+        items = read_recbole_items(item_path, item_report)
+        merge_report(report, item_report)
+    report.check_counts()
+    return parsed.interactions, items, report
+
+
+def meta_columns(item_path: str | Path) -> list[str]:
+    """Names of the ``meta`` columns ``read_recbole`` builds from this ``.item`` file."""
+    path = Path(item_path)
+    report = ReadReport(str(path))
+    return _item_table(path, report)[2]
+
+
+def read_recbole_items(path: Path, report: ReadReport) -> ItemFeatures:
+    ids, titles, columns, meta = _item_table(path, report)
+    return ItemFeatures(
+        item_ids=np.array(ids, dtype=object),
+        features={"meta": meta} if columns else {},
+        titles=titles,
+    )
+
+
+def _item_table(path: Path, report: ReadReport):
+    lines, lineno, cols = _read_header(path)
+    names = [n for n, _ in cols]
+    _require(names, ("item_id",), path, lineno, "\t".join(f"{n}:{t}" for n, t in cols))
+    title_col, year_col, genre_col = _first(names, TITLE_NAMES), _first(names, YEAR_NAMES), _first(names, GENRE_NAMES)
+    if genre_col is not None and cols[genre_col][1] != "token_seq":
+        genre_col = None
+    float_cols = [i for i, (_, t) in enumerate(cols) if t == "float" and i != year_col]
+
+    def row_problem(fields: list[str]) -> str | None:
+        for i in float_cols:
+            if finite_number(fields[i]) is None:
+                return f"{names[i]} {fields[i].strip()!r} is not a finite number"
+        return None
+
+    ids, rows = parse_item_rows(lines, sep="\t", n_fields=len(cols), id_col=names.index("item_id"),
+                                report=report, row_problem=row_problem, skip_lines=lineno)
+    blocks: list[np.ndarray] = []
+    columns: list[str] = []
+    if float_cols:
+        blocks.append(np.array([[float(r[i]) for i in float_cols] for r in rows], dtype=np.float32).reshape(len(rows), -1))
+        columns += [names[i] for i in float_cols]
+    if year_col is not None:
+        blocks.append(year_columns([finite_number(r[year_col]) for r in rows]))
+        columns += YEAR_COLUMNS
+    if genre_col is not None:
+        genres = [r[genre_col].split() for r in rows]
+        vocab = sorted({g for gs in genres for g in gs})
+        index = {g: j for j, g in enumerate(vocab)}
+        hot = np.zeros((len(rows), len(vocab)), dtype=np.float32)
+        for i, gs in enumerate(genres):
+            hot[i, [index[g] for g in gs]] = 1.0
+        blocks.append(hot)
+        columns += [f"genre:{g}" for g in vocab]
+    meta = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(rows), 0), dtype=np.float32)
+    titles = None if title_col is None else np.array([r[title_col].strip() for r in rows], dtype=object)
+    return ids, titles, columns, meta
