@@ -1,0 +1,78 @@
+"""Helpers every benchmark script shares: machine description, result files, BENCHMARKS.md assembly.
+
+Each benchmark writes its own section to ``benchmarks/results/<topic>.md``; ``assemble()`` joins
+those sections (sorted by file name) under a fixed header into ``BENCHMARKS.md``, so one script
+never overwrites another's numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+HEADER = """# Benchmarks
+
+Numbers measured by the scripts in `benchmarks/`; each section names the exact command, the machine
+and the date. Peers are measured in the same run and reported as ratios. Regenerate a section by
+re-running its command (each script rewrites its own `benchmarks/results/*.md` and this file).
+
+"""
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_v = torch.__version__
+    except Exception:  # torch is optional for some benchmarks
+        torch_v = "n/a"
+    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, torch {torch_v}"
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0]).resolve()
+    shown = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+    return "python " + " ".join([shown, *sys.argv[1:]])
+
+
+def stamp() -> str:
+    return f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_sha()}, {machine()}"
+
+
+def write_section(topic: str, markdown: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{topic}.md"
+    path.write_text(markdown.rstrip() + "\n")
+    assemble()
+    return path
+
+
+def assemble() -> Path:
+    parts = [HEADER]
+    for p in sorted(RESULTS.glob("*.md")):
+        parts.append(p.read_text().rstrip() + "\n\n")
+    out = REPO / "BENCHMARKS.md"
+    out.write_text("".join(parts).rstrip() + "\n")
+    return out
