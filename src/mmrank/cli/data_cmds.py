@@ -1,1 +1,240 @@
-"""`mmrank data validate|convert|inspect` (filled by the foundation work)."""
+"""`mmrank data validate|convert|inspect`: thin commands over ``mmrank.data.formats``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmrank.cli.app import data_app
+from mmrank.data.formats import (
+    RANKING_FORMATS,
+    format_label,
+    is_interaction_format,
+    output_format,
+    parse_label_range,
+    read_interactions,
+    read_ranking,
+    resolve_format,
+    write_ranking,
+)
+from mmrank.data.validate import ReadReport
+from mmrank.errors import DataError, MmrankError
+
+FORMAT_HELP = "jsonl, parquet, libsvm (ranking) or recbole, movielens, mmrec (interactions); default: detected"
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A fixable problem prints one line and exits 2 (also when called from Python/CliRunner)."""
+    try:
+        yield
+    except MmrankError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _read_any(path: Path, fmt: str, strict: bool, label_range) -> tuple[object, ReadReport]:
+    """(RankingSet or (Interactions, ItemFeatures|None), report) for any known format."""
+    with Console(stderr=True).status(f"reading {path} ({fmt})"):  # a spinner: big files take a while
+        if is_interaction_format(fmt):
+            inter, items, report = read_interactions(path, fmt, strict=strict)
+            return (inter, items), report
+        return read_ranking(path, fmt, strict=strict, label_range=label_range)
+
+
+def _counts_line(report: ReadReport, quarantine: Path | None) -> str:
+    line = (f"{report.records_in} records in: {report.records_read} read, "
+            f"{report.records_quarantined} quarantined")
+    return line + (f" (quarantine: {quarantine})" if quarantine is not None else "")
+
+
+def _write_quarantine(report: ReadReport, target: Path) -> Path:
+    try:
+        return report.write_quarantine(target)
+    except OSError as e:
+        raise DataError(f"cannot write the quarantine file: {e.strerror or e}", path=target,
+                        hint="pass --quarantine FILE in a writable folder") from None
+
+
+@data_app.command("validate")
+def validate(
+    path: Path = typer.Argument(..., help="data file (or folder for RecBole/MMRec/MovieLens)"),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    strict: bool = typer.Option(False, "--strict", help="stop at the first bad record"),
+    label_range: Optional[str] = typer.Option(None, "--label-range", help="allowed labels LO,HI, e.g. 0,4"),
+    quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="where bad records go (default PATH.quarantine.jsonl)"),
+) -> None:
+    """Check every record; print each bad one as FILE:LINE: what — what to do; keep them in a quarantine file.
+
+    Exits 2 when any record is bad, 0 when all are good.
+
+    Example: mmrank data validate MQ2008/S1.txt --format libsvm --label-range 0,2
+    """
+    with _user_errors():
+        fmt = resolve_format(path, format)
+        lr = parse_label_range(label_range)
+        if lr is not None and is_interaction_format(fmt):
+            raise DataError("--label-range applies to ranking data only", hint="drop --label-range")
+        try:
+            _, report = _read_any(path, fmt, strict, lr)
+        except DataError as e:
+            if not strict:
+                raise
+            typer.echo(e.format())
+            typer.echo("stopped at the first bad record (--strict)")
+            raise typer.Exit(2) from None
+        for problem in report.problems:
+            typer.echo(problem.format())
+        target = None
+        if report.problems:
+            target = _write_quarantine(report, quarantine or Path(str(path) + ".quarantine.jsonl"))
+        typer.echo(_counts_line(report, target))
+        if report.records_in == 0:
+            typer.echo(f"{path}: no records — check that this is the right file and format")
+            raise typer.Exit(2)
+        if report.problems:
+            raise typer.Exit(2)
+
+
+@data_app.command("convert")
+def convert(
+    src: Path = typer.Argument(..., metavar="IN", help="ranking file to read"),
+    dst: Path = typer.Argument(..., metavar="OUT", help="file to write (format from --to or its extension)"),
+    from_format: Optional[str] = typer.Option(None, "--from", help="jsonl, parquet or libsvm; default: detected"),
+    to_format: Optional[str] = typer.Option(None, "--to", help="jsonl, parquet or libsvm; default: from OUT's extension"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="convert the good records, quarantine the bad ones (default: stop at the first)"),
+    lightgbm_groups: bool = typer.Option(False, "--lightgbm-groups", help="libsvm output without qid, plus OUT.query group sizes"),
+) -> None:
+    """Convert ranking data between JSONL, Parquet and LibSVM/LETOR.
+
+    Example: mmrank data convert MQ2008/S1.txt s1.parquet
+    """
+    with _user_errors():
+        fmt_in = resolve_format(src, from_format)
+        if fmt_in not in RANKING_FORMATS:
+            raise DataError(f"convert handles ranking formats ({', '.join(RANKING_FORMATS)}), not {fmt_in!r}", path=src,
+                            hint="interaction data is read directly by the recommenders")
+        fmt_out = output_format(dst, to_format)
+        if lightgbm_groups and fmt_out != "libsvm":
+            raise DataError("--lightgbm-groups needs libsvm output", hint="add --to libsvm")
+        rset, report = _read_any(src, fmt_in, not skip_bad, None)
+        out = write_ranking(rset, dst, fmt_out, **({"group_file": True} if lightgbm_groups else {}))
+        for problem in report.problems:
+            typer.echo(problem.format())
+        target = _write_quarantine(report, Path(str(dst) + ".quarantine.jsonl")) if report.problems else None
+        typer.echo(_counts_line(report, target))
+        typer.echo(f"wrote {rset.n_queries} queries, {rset.n_candidates} candidates to {out}")
+
+
+# -- inspect -------------------------------------------------------------------------------------
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    """Exact counts for few distinct values (graded labels), ten bins otherwise."""
+    values = values[np.isfinite(values)]
+    uniq, counts = np.unique(values, return_counts=True)
+    if len(uniq) <= 20:
+        return {format_label(u): int(c) for u, c in zip(uniq, counts)}
+    counts, edges = np.histogram(values, bins=10)
+    return {f"[{a:.4g}, {b:.4g})": int(c) for a, b, c in zip(edges[:-1], edges[1:], counts)}
+
+
+def _duplicates(keys: np.ndarray) -> int:
+    """How many rows repeat an earlier row's key."""
+    return int(len(keys) - len(np.unique(keys))) if len(keys) else 0
+
+
+def ranking_summary(rset) -> dict:
+    sizes = rset.group_sizes
+    pair_keys = np.char.add(np.char.add(rset.query_index.astype(str), "\x1f"), rset.candidate_ids.astype(str))
+    per_domain = Counter(str(d) for d in rset.domains)
+    _, id_counts = np.unique(rset.candidate_ids.astype(str), return_counts=True) if rset.n_candidates else (None, np.zeros(0))
+    return {
+        "kind": "ranking",
+        "queries": rset.n_queries,
+        "candidates": rset.n_candidates,
+        "candidates_per_query": {
+            "min": int(sizes.min()) if len(sizes) else 0,
+            "median": float(np.median(sizes)) if len(sizes) else 0.0,
+            "max": int(sizes.max()) if len(sizes) else 0,
+        },
+        "labels": _histogram(rset.labels),
+        "modalities": rset.modality_dims,
+        "query_features": rset.query_feature_dims,
+        "has_baseline_scores": rset.baseline_scores is not None,
+        "domains": dict(sorted(per_domain.items())),
+        "duplicate_candidate_ids_within_queries": _duplicates(pair_keys),
+        "candidate_ids_in_several_queries": int(np.sum(id_counts > 1)),
+    }
+
+
+def interactions_summary(inter, items) -> dict:
+    keys = np.char.add(np.char.add(inter.user_ids.astype(str), "\x1f"), inter.item_ids.astype(str))
+    out = {
+        "kind": "interactions",
+        "users": inter.n_users,
+        "items": inter.n_items,
+        "interactions": len(inter),
+        "ratings": {} if inter.ratings is None else _histogram(inter.ratings),
+        "timestamps": (
+            {"min": float(inter.timestamps.min()), "max": float(inter.timestamps.max())} if len(inter) else {}
+        ),
+        "duplicate_user_item_pairs": _duplicates(keys),
+    }
+    if items is not None:
+        out["item_features"] = {
+            k: {"dim": d, "items_with_value": int(items.masks[k].sum()), "items": len(items)}
+            for k, d in items.modality_dims.items()
+        }
+    return out
+
+
+def _print_tables(summary: dict) -> None:
+    console = Console()
+    overview = Table(title=f"{summary['path']} ({summary['format']})", show_header=False)
+    nested = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            nested[key] = value
+        elif key not in ("path", "format"):
+            overview.add_row(key.replace("_", " "), str(value))
+    console.print(overview)
+    for key, value in nested.items():
+        if not value:
+            continue
+        table = Table(title=key.replace("_", " "))
+        table.add_column("name")
+        table.add_column("value", justify="right")
+        for k, v in value.items():
+            table.add_row(str(k), json.dumps(v) if isinstance(v, dict) else str(v))
+        console.print(table)
+
+
+@data_app.command("inspect")
+def inspect(
+    path: Path = typer.Argument(..., help="data file (or folder for RecBole/MMRec/MovieLens)"),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
+) -> None:
+    """Counts, label histogram, modality dims, per-domain counts and duplicates of a data set.
+
+    Bad records are skipped (and counted); run `mmrank data validate` to see them.
+
+    Example: mmrank data inspect MQ2008/S1.txt --json
+    """
+    with _user_errors():
+        fmt = resolve_format(path, format)
+        data, report = _read_any(path, fmt, False, None)
+        summary = ranking_summary(data) if not is_interaction_format(fmt) else interactions_summary(*data)
+        summary = {"path": str(path), "format": fmt, **summary, "records": {
+            "in": report.records_in, "read": report.records_read, "quarantined": report.records_quarantined}}
+        if as_json:
+            typer.echo(json.dumps(summary, sort_keys=False))
+        else:
+            _print_tables(summary)

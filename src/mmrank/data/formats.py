@@ -143,15 +143,21 @@ def load_ranking(
     return rset
 
 
-def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None, **format_options) -> Path:
-    """Write ``rset`` in ``format`` (default: from the extension of ``path``)."""
-    path = Path(path)
-    fmt = (format or _EXTENSIONS.get(path.suffix.lower()) or "").lower()
+def output_format(path: str | Path, format: str | None = None) -> str:
+    """The ranking format to write ``path`` in: ``format`` if given, else from the extension."""
+    fmt = (format or _EXTENSIONS.get(Path(path).suffix.lower()) or "").lower()
     if fmt not in RANKING_FORMATS:
         raise DataError(
             f"cannot write ranking data as {fmt or 'an unknown format'!r}", path=path,
             hint=f"pass a format, one of {', '.join(RANKING_FORMATS)}, or use a known extension",
         )
+    return fmt
+
+
+def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None, **format_options) -> Path:
+    """Write ``rset`` in ``format`` (default: from the extension of ``path``)."""
+    path = Path(path)
+    fmt = output_format(path, format)
     module, _, writer = RANKING_FORMATS[fmt]
     return _function(module, writer, fmt)(rset, path, **format_options)
 
@@ -178,6 +184,14 @@ class BadRecord(Exception):
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
         self.message, self.hint = message, hint
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def fits_float32(value: float) -> bool:
+    """Features are stored as float32: a finite float64 beyond its range would become inf."""
+    return abs(value) <= FLOAT32_MAX
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -26,6 +26,7 @@ from mmrank.data.formats import (
     BadRecord,
     SchemaTracker,
     empty_ranking_set,
+    fits_float32,
     iter_lines,
     label_value,
     raw_text,
@@ -56,10 +57,15 @@ def _vector(value, what: str) -> np.ndarray:
     if isinstance(value, list):
         if not value:
             raise BadRecord(f"{what} is an empty list", f"give {what} at least one number")
-        return np.array([_number(v, f"each value of {what}") for v in value], dtype=np.float64)
-    if value is None:
+        out = np.array([_number(v, f"each value of {what}") for v in value], dtype=np.float64)
+    elif value is None:
         raise BadRecord(f"{what} is null", f"give {what} a value, or drop the record")
-    return np.array([_number(value, what)], dtype=np.float64)
+    else:
+        out = np.array([_number(value, what)], dtype=np.float64)
+    finite = out[np.isfinite(out)]  # NaN/inf are reported by the QueryChecker with the modality name
+    if finite.size and not fits_float32(float(np.abs(finite).max())):
+        raise BadRecord(f"{what} holds a value beyond the float32 range", "rescale the feature")
+    return out
 
 
 def _text_id(value, what: str) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from mmrank.data.formats import (
     BadRecord,
     empty_ranking_set,
+    fits_float32,
     format_label,
     iter_lines,
     raw_text,
@@ -83,6 +84,8 @@ def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, l
             ) from None
         if not np.isfinite(value):
             raise BadRecord(f"feature {idx} is NaN or infinite", "replace it with a finite number")
+        if not fits_float32(value):
+            raise BadRecord(f"feature {idx} = {value:g} is beyond the float32 range", "rescale the feature")
         seen.add(idx)
         ids.append(idx)
         values.append(value)
@@ -141,7 +144,7 @@ def read_libsvm(
     if group_file is not None or group_path.is_file():
         sizes = _read_group_sizes(group_path, len(lines))
         group_of_line = np.repeat(np.arange(len(sizes)), sizes)
-        row_in_group = np.arange(len(lines)) - np.repeat(np.cumsum([0] + sizes[:-1]), sizes)
+        row_in_group = np.arange(len(lines)) - np.repeat(np.cumsum([0] + sizes)[:-1], sizes)
     else:
         group_of_line = row_in_group = None
 

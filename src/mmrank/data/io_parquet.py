@@ -66,7 +66,9 @@ def _load_table(path: Path):
     if path.is_dir():
         raise DataError("is a folder, expected a Parquet file", path=path, hint="pass the .parquet file itself")
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
+        table.validate(full=True)  # catches bad UTF-8 and bad offsets now, not deep inside numpy later
+        return table
     except MemoryError:
         raise DataError("file claims sizes too large to read (corrupt?)", path=path,
                         hint="check the file, or rewrite it with `mmrank data convert`") from None
