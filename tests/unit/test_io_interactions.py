@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmrank.data.io_mmrec import read_mmrec
+from mmrank.data.io_mmrec import read_mmrec, read_mmrec_split
 from mmrank.data.io_movielens import MOVIELENS_META_COLUMNS, read_movielens_raw
 from mmrank.data.io_recbole import meta_columns, read_recbole
 from mmrank.errors import DataError
@@ -280,3 +280,15 @@ def test_mmrec_without_feature_files_has_no_item_features(tmp_path):
     write(d / "plain.inter", "userID\titemID\nu\tanything\n")
     inter, items, _ = read_mmrec(d)
     assert items is None and list(inter.item_ids) == ["anything"]
+
+
+def test_mmrec_split_comes_from_x_label(tmp_path):
+    d = mmrec_dir(tmp_path)
+    inter, _, split, report = read_mmrec_split(d)
+    assert {k: list(v) for k, v in split.parts.items()} == {"train": [0], "valid": [1], "test": [2]}
+    train, valid, test = split.apply(inter)
+    assert list(test.item_ids) == ["1"] and split.method == "mmrec_x_label"
+    write(d / "baby.inter", "userID\titemID\n0\t1\n")
+    with pytest.raises(DataError, match="no split column") as e:
+        read_mmrec_split(d)
+    assert e.value.line == 1

@@ -32,6 +32,7 @@ from mmrank.data.interaction_table import (
     split_lines,
 )
 from mmrank.data.model import Interactions, ItemFeatures
+from mmrank.data.splits import InteractionSplit
 from mmrank.data.validate import ReadReport
 from mmrank.errors import DataError
 
@@ -85,7 +86,8 @@ def _read_features(folder: Path) -> ItemFeatures | None:
     return ItemFeatures(item_ids=np.array([str(i) for i in range(n)], dtype=object), features=mats)
 
 
-def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteractions, ItemFeatures | None, ReadReport]:
+def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteractions, ItemFeatures | None, ReadReport, int]:
+    """Parsed rows, item features, report and the header's line number."""
     inter_path = resolve_file(path, ".inter", "an MMRec <name>.inter file and *_feat.npy files")
     items = _read_features(inter_path.parent)
     report = ReadReport(str(inter_path), strict=strict)
@@ -119,12 +121,25 @@ def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteracti
         skip_lines=lineno,
     )
     report.check_counts()
-    return parsed, items, report
+    return parsed, items, report, lineno
 
 
 def read_mmrec(
     path: str | Path, *, strict: bool = False, rating_range: tuple[float, float] | None = None
 ) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
     """Read an MMRec dataset folder (or its ``.inter`` file). See the module docstring."""
-    parsed, items, report = _read(path, strict, rating_range)
+    parsed, items, report, _ = _read(path, strict, rating_range)
     return parsed.interactions, items, report
+
+
+def read_mmrec_split(
+    path: str | Path, *, strict: bool = False, rating_range: tuple[float, float] | None = None
+) -> tuple[Interactions, ItemFeatures | None, InteractionSplit, ReadReport]:
+    """``read_mmrec`` plus the file's own split (``x_label`` 0/1/2 -> train/valid/test)."""
+    parsed, items, report, header_lineno = _read(path, strict, rating_range)
+    if "x_label" not in parsed.int_columns:
+        raise DataError(f"no split column (one of {', '.join(SPLIT_LABEL_NAMES)}) in the header", path=report.path,
+                        line=header_lineno, hint="add MMRec's x_label column (0 train, 1 valid, 2 test) or make a split with mmrank.data.splits")
+    split = InteractionSplit.from_labels(parsed.interactions, parsed.int_columns["x_label"], "mmrec_x_label",
+                                         {"source": Path(report.path).name})
+    return parsed.interactions, items, split, report
