@@ -182,6 +182,7 @@ def read_parquet(
             if qid in seen:
                 raise BadRecord(f"query_id {qid!r} reappears (its rows started at row {seen[qid]})",
                                 "keep each query's rows together (sort by query_id)")
+            seen[qid] = a + 1  # even if this group turns out bad: a later group with its id is still split off
             if any(c is None for c in cids[a:b]):
                 raise BadRecord("candidate_id is null", "give every row its candidate_id")
             for what, col in (("domain", domains), ("query_text", texts)):
@@ -204,7 +205,6 @@ def read_parquet(
             report.bad(a + 1, bad.message, bad.hint, _row_text(table, a, b))
             continue
         schema.accept(f, qf, base is not None)
-        seen[qid] = a + 1
         kept.append((a, b))
         for k, v in f.items():
             q_feats[k].append(v)
