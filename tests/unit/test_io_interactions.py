@@ -128,7 +128,7 @@ def test_recbole_blank_lines_crlf_bom_and_bad_utf8(tmp_path):
     assert len(inter) == 3 and list(inter.item_ids) == ["10", "11", "10"]
     assert report.records_in == 4  # the blank lines are not records
     (p,) = report.problems
-    assert p.line == 7 and "not valid UTF-8" in p.message and p.record == "9\t\\xff\\xfe\t1\t5"
+    assert p.line == 7 and "not valid UTF-8" in p.message and p.record == "9\t\ufffd\ufffd\t1\t5"
 
 
 def test_recbole_without_timestamps_uses_file_order_and_keeps_repeats(tmp_path):
@@ -211,8 +211,9 @@ def test_movielens_raw_quarantines_bad_item_rows(tmp_path):
 
 
 def test_movielens_raw_without_u_data_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(DataError, match="cannot read file") as e:
         read_movielens_raw(tmp_path)
+    assert e.value.path.endswith("u.data")
 
 
 # -- MMRec ----------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from mmrank.data.formats import iter_lines, raw_text
 from mmrank.data.model import Interactions
 from mmrank.data.validate import ReadReport
 from mmrank.errors import DataError
@@ -44,73 +45,41 @@ MAX_RAW_CHARS = 2000
 Line = tuple[int, "str | None", bytes]  # (1-based line number, decoded text or None, raw bytes)
 
 
-def read_file_bytes(path: Path) -> bytes:
-    """The whole file, or a DataError saying why it cannot be read."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", path=path, hint="check the path") from None
-    except IsADirectoryError:
-        raise DataError("expected a file, found a folder", path=path, hint="point at the file") from None
-    except OSError as e:
-        raise DataError(f"cannot read file ({e.strerror or e})", path=path, hint="check permissions") from None
-
-
-def split_lines(data: bytes, encoding: str = "utf-8") -> list[Line]:
-    """Decode and split into lines. Undecodable lines come back with text None (located later).
-
-    The fast path decodes the whole file at once; only a file with a bad byte somewhere is
-    decoded line by line, so that the bad line can be named."""
-    if data.startswith(b"\xef\xbb\xbf") and encoding == "utf-8":
+def text_lines(data: bytes, encoding: str = "utf-8") -> list[Line]:
+    """The non-blank lines (``formats.iter_lines``) with a trailing ``\\r`` dropped; a line that
+    does not decode has text None and is reported where it is met. Latin-1 (MovieLens' ``u.item``)
+    always decodes, so it is transcoded to UTF-8 first; a UTF-8 BOM is dropped."""
+    if encoding == "latin-1":
+        data = data.decode("latin-1").encode("utf-8")
+    elif data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    raw_lines = data.split(b"\n")
-    try:
-        texts = data.decode(encoding).split("\n")
-    except UnicodeDecodeError:
-        texts = []
-        for raw in raw_lines:
-            try:
-                texts.append(raw.decode(encoding))
-            except UnicodeDecodeError:
-                texts.append(None)
-    return [
-        (n, None if t is None else t.removesuffix("\r"), raw)
-        for n, (t, raw) in enumerate(zip(texts, raw_lines), start=1)
-    ]
+    return [(n, None if t is None else t.removesuffix("\r"), raw) for n, t, raw in iter_lines(data)]
 
 
-def raw_text(line: Line) -> str:
+def quarantined_text(line: Line) -> str:
     _, text, raw = line
-    if text is None:
-        text = raw.removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
-    return text[:MAX_RAW_CHARS]
+    return (raw_text(raw) if text is None else text)[:MAX_RAW_CHARS]
 
 
-def data_lines(lines: list[Line], report: ReadReport, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """The non-blank lines as (line number, text); undecodable ones are counted and reported."""
+def data_lines(lines: list[Line], report: ReadReport) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each record line; undecodable ones are counted and reported."""
     for line in lines:
-        lineno, text, raw = line
+        lineno, text, _ = line
         if text is None:
             report.records_in += 1
-            report.bad(
-                lineno,
-                f"line is not valid {encoding.upper()}",
-                f"save the file as {encoding.upper()}",
-                raw_text(line),
-            )
-            continue
-        if text.strip():
+            report.bad(lineno, "line is not valid UTF-8", "save the file as UTF-8", quarantined_text(line))
+        elif text.strip():  # iter_lines skips ASCII-blank lines; this also skips Unicode-blank ones
             yield lineno, text
 
 
 def header_line(lines: list[Line], path: Path) -> tuple[int, str]:
-    """The first non-blank line, decoded; a DataError when there is none or it does not decode."""
-    for lineno, text, _ in lines:
-        if text is None:
-            raise DataError("header line is not valid UTF-8", path=path, line=lineno, hint="save the file as UTF-8")
-        if text.strip():
-            return lineno, text
-    raise DataError("file is empty: no header line", path=path, line=1, hint="write the header, then one record per line")
+    """The first line (``lines[0]``), decoded; a DataError when there is none or it does not decode."""
+    if not lines:
+        raise DataError("file is empty: no header line", path=path, line=1, hint="write the header, then one record per line")
+    lineno, text, _ = lines[0]
+    if text is None or not text.strip():
+        raise DataError("header line is not valid UTF-8 text", path=path, line=lineno, hint="save the file as UTF-8")
+    return lineno, text
 
 
 @dataclass
@@ -239,7 +208,7 @@ def parse_interactions(
             raise DataError(f"no valid interaction record; the first bad one: {first.message}",
                             path=first.path, line=first.line, hint=first.hint)
         raise DataError("no interaction records in the file", path=report.path,
-                        line=len(lines), hint="add one record per line, or point at the right file")
+                        line=lines[-1][0] if lines else 1, hint="add one record per line, or point at the right file")
     report.check_counts()
     interactions = Interactions(
         user_ids=np.array(users, dtype=object),

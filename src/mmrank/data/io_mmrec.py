@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrank.data.formats import read_bytes
 from mmrank.data.interaction_table import (
     ColumnLayout,
     ParsedInteractions,
     header_line,
     parse_interactions,
-    read_file_bytes,
     resolve_file,
-    split_lines,
+    text_lines,
 )
 from mmrank.data.model import Interactions, ItemFeatures
 from mmrank.data.splits import InteractionSplit
@@ -91,7 +91,7 @@ def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteracti
     inter_path = resolve_file(path, ".inter", "an MMRec <name>.inter file and *_feat.npy files")
     items = _read_features(inter_path.parent)
     report = ReadReport(str(inter_path), strict=strict)
-    lines = split_lines(read_file_bytes(inter_path))
+    lines = text_lines(read_bytes(inter_path))
     lineno, header = header_line(lines, inter_path)
     names = [h.strip().split(":")[0].lower() for h in header.split("\t")]
     user, item = _find(names, USER_NAMES), _find(names, ITEM_NAMES)
@@ -118,7 +118,7 @@ def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteracti
     parsed = parse_interactions(
         lines, layout=layout, sep="\t", report=report, rating_range=rating_range,
         item_id_check=item_check, int_column_check={"x_label": lambda v: 0 <= v < len(SPLIT_PARTS)},
-        skip_lines=lineno,
+        skip_lines=1,
     )
     report.check_counts()
     return parsed, items, report, lineno

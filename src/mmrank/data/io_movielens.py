@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrank.data.formats import read_bytes
 from mmrank.data.interaction_table import (
     YEAR_COLUMNS,
     ColumnLayout,
     merge_report,
     parse_interactions,
     parse_item_rows,
-    read_file_bytes,
-    split_lines,
+    text_lines,
     year_columns,
 )
 from mmrank.data.model import Interactions, ItemFeatures
@@ -48,7 +48,7 @@ def read_movielens_raw(
     p = Path(path)
     data_path = p / "u.data" if p.is_dir() else p
     report = ReadReport(str(data_path), strict=strict)
-    lines = split_lines(read_file_bytes(data_path))
+    lines = text_lines(read_bytes(data_path))
     layout = ColumnLayout(n_fields=4, user=0, item=1, rating=2, timestamp=3)
     parsed = parse_interactions(lines, layout=layout, sep="\t", report=report, rating_range=rating_range)
     item_path = data_path.parent / "u.item"
@@ -67,7 +67,7 @@ def _flags_problem(fields: list[str]) -> str | None:
 
 
 def read_u_item(path: Path, report: ReadReport) -> ItemFeatures:
-    lines = split_lines(read_file_bytes(path), encoding="latin-1")
+    lines = text_lines(read_bytes(path), encoding="latin-1")
     ids, rows = parse_item_rows(lines, sep="|", n_fields=_ITEM_FIELDS, id_col=0, report=report,
                                 row_problem=_flags_problem)
     flags = np.array([[float(f) for f in r[5:]] for r in rows], dtype=np.float32).reshape(len(rows), len(MOVIELENS_GENRES))

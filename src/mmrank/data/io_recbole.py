@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrank.data.formats import read_bytes
 from mmrank.data.interaction_table import (
     YEAR_COLUMNS,
     ColumnLayout,
@@ -32,9 +33,8 @@ from mmrank.data.interaction_table import (
     merge_report,
     parse_interactions,
     parse_item_rows,
-    read_file_bytes,
     resolve_file,
-    split_lines,
+    text_lines,
     year_columns,
 )
 from mmrank.data.model import Interactions, ItemFeatures
@@ -72,7 +72,7 @@ def _first(names: list[str], wanted: tuple[str, ...]) -> int | None:
 
 
 def _read_header(path: Path) -> tuple[list, int, list[tuple[str, str]]]:
-    lines = split_lines(read_file_bytes(path))
+    lines = text_lines(read_bytes(path))
     lineno, text = header_line(lines, path)
     return lines, lineno, parse_header(text, path, lineno)
 
@@ -104,7 +104,7 @@ def read_recbole(
         timestamp=_first(names, ("timestamp",)),
     )
     parsed = parse_interactions(lines, layout=layout, sep="\t", report=report,
-                                rating_range=rating_range, skip_lines=lineno)
+                                rating_range=rating_range, skip_lines=1)
     item_path = inter_path.with_suffix(".item")
     items = None
     if item_path.is_file():
@@ -147,7 +147,7 @@ def _item_table(path: Path, report: ReadReport):
         return None
 
     ids, rows = parse_item_rows(lines, sep="\t", n_fields=len(cols), id_col=names.index("item_id"),
-                                report=report, row_problem=row_problem, skip_lines=lineno)
+                                report=report, row_problem=row_problem, skip_lines=1)
     blocks: list[np.ndarray] = []
     columns: list[str] = []
     if float_cols:
