@@ -1,0 +1,169 @@
+"""The HTTP reranking service: ``create_app(slot, config)`` → a FastAPI app.
+
+Routes: ``POST /rerank`` (one query → its candidates reordered, always a permutation of the
+request's), ``GET /health``, ``GET /metrics`` (Prometheus), ``POST /admin/reload`` (swap the run
+directory; needs the token). ``/health`` and ``/metrics`` stay open for probes and scrapers;
+with a token configured ``/rerank`` needs ``Authorization: Bearer <token>`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+import mmrank
+from mmrank.data.formats import BadRecord
+from mmrank.serve.engine import RerankPolicy, decide_one
+from mmrank.serve.metrics import CONTENT_TYPE, ServeMetrics
+from mmrank.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
+from mmrank.serve.model_slot import ModelSlot
+from mmrank.serve.records import ranking_set_of
+from mmrank.serve.reorder import MODEL_ERROR, SHADOW, is_permutation, original_order, ranked_entries
+from mmrank.serve.schemas import ErrorResponse, FieldError, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
+
+log = logging.getLogger("mmrank.serve")
+ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    policy: RerankPolicy = RerankPolicy(timeout_ms=50.0)
+    max_candidates: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+    token: str | None = None
+    scoring_threads: int = 4
+
+
+def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(detail=detail, errors=errors or []).model_dump(), status_code=status)
+
+
+def _field_errors(exc: RequestValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        out.append(FieldError(field=".".join(loc) or "body", message=str(err.get("msg", "invalid"))))
+    return out
+
+
+def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
+    metrics = ServeMetrics()
+    metrics.set_model(slot.current.model_id, slot.current.version)
+    started = time.time()
+    scoring_pool = ThreadPoolExecutor(config.scoring_threads, thread_name_prefix="mmrank-score")
+    reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        scoring_pool.shutdown(wait=False, cancel_futures=True)
+        reload_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="mmrank reranker",
+        version=mmrank.__version__,
+        description="Reranks one query's candidates; every answer is a permutation of the request's candidates.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)  # outermost: counts 413s too
+
+    def bearer(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+
+    def check_token(request: Request) -> None:
+        given = bearer(request)
+        if given is None or not hmac.compare_digest(given.encode(), config.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'")
+
+    def rerank_auth(request: Request) -> None:
+        if config.token is not None:
+            check_token(request)
+
+    def admin_auth(request: Request) -> None:
+        if config.token is None:
+            raise HTTPException(403, "reload is disabled — start the server with --token-file to enable it")
+        check_token(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        errors = _field_errors(exc)
+        return _error(422, "; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors)
+
+    err = {"model": ErrorResponse}
+    responses = {401: err, 413: err, 422: err}
+
+    @app.post("/rerank", response_model=RerankResponse, responses=responses, dependencies=[Depends(rerank_auth)])
+    async def rerank(req: RerankRequest):
+        n = len(req.candidates)
+        if n > config.max_candidates:
+            return _error(413, f"{n} candidates, more than the limit {config.max_candidates} — send the top {config.max_candidates}")
+        try:
+            query = ranking_set_of(req.model_dump(exclude_unset=True))
+        except BadRecord as bad:
+            return _error(422, f"{bad.message} — {bad.hint}", [FieldError(field="body", message=bad.message)])
+        loaded = slot.current  # read once: a reload mid-request does not change this request's model
+        decision = await decide_one(loaded.ranker, query, config.policy, scoring_pool)
+        if not is_permutation(decision.order, n):  # cannot happen by reorder's contract; never lose a candidate
+            decision = original_order(n, MODEL_ERROR, "internal: order was not a permutation")
+        metrics.record_decision(decision)
+        if decision.status == SHADOW:
+            order = [str(req.candidates[i].candidate_id) for i in decision.model_order]
+            log.info(json.dumps({"event": "shadow", "query_id": str(req.query_id), "model_order": order}))
+        return RerankResponse(
+            query_id=req.query_id,
+            status=decision.status,
+            reason=decision.reason,
+            detail=decision.detail,
+            uncertainty=decision.uncertainty,
+            model_id=loaded.model_id,
+            model_version=loaded.version,
+            candidates=[
+                {"candidate_id": req.candidates[pos].candidate_id, "score": score, "rank": rank, "original_rank": orig}
+                for pos, score, rank, orig in ranked_entries(decision)
+            ],
+        )
+
+    def health_body() -> HealthResponse:
+        cur = slot.current
+        now = time.time()
+        return HealthResponse(
+            status="ok", model_id=cur.model_id, model_kind=cur.kind, model_version=cur.version,
+            run_dir=str(cur.run_dir), uptime_s=now - started, model_loaded_s_ago=now - cur.loaded_at,
+            mmrank_version=mmrank.__version__,
+        )
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health():
+        return health_body()
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}}})
+    async def prometheus_metrics():
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/admin/reload", response_model=HealthResponse, responses={400: err, 401: err, 403: err, 422: err},
+              dependencies=[Depends(admin_auth)])
+    async def reload(body: ReloadRequest):
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(reload_pool, slot.reload, body.run_dir)
+        except Exception as e:  # noqa: BLE001 — a bad run (any loader error) must not stop serving
+            metrics.reloads.labels("failed").inc()
+            return _error(400, f"cannot load {body.run_dir}: {e} — the previous model is still serving")
+        metrics.reloads.labels("ok").inc()
+        metrics.set_model(loaded.model_id, loaded.version)
+        log.info(json.dumps({"event": "reload", "model_id": loaded.model_id, "version": loaded.version}))
+        return health_body()
+
+    return app

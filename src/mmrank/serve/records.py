@@ -1,0 +1,82 @@
+"""One query record (a JSONL line or an HTTP request body) → a one-query ``RankingSet``.
+
+The field mapping (native schema and the seeds' Step5 shape) lives in ``mmrank.data.io_jsonl``;
+this module only adapts it to serving, where each record stands alone:
+
+* a served query has no relevance labels yet, so a candidate without ``label`` /
+  ``relevance_score`` is read with label 0 (labels never reach a ranker's ``score``);
+* records are not checked against each other (no shared schema or duplicate-id memory), so one
+  odd record never poisons the ones after it and memory stays bounded on any file length.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mmrank.data import io_jsonl
+from mmrank.data.formats import BadRecord
+from mmrank.data.model import RankingSet
+from mmrank.data.validate import QueryChecker
+
+# io_jsonl reads these as the label; a served candidate needs neither.
+_LABEL_FIELDS = ("label", "relevance_score")
+
+
+def parse_line(text: str | None) -> dict:
+    """A JSONL line as a JSON object; BadRecord when it is not one."""
+    if text is None:
+        raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise BadRecord(f"not valid JSON ({str(e)[:80]})", "write one JSON object per line") from None
+    if not isinstance(obj, dict):
+        raise BadRecord("a line must be a JSON object", "write one query object per line")
+    return obj
+
+
+def _reject_constant(name: str):
+    # Python's json reads NaN/Infinity, which are not JSON and could not be written back out.
+    raise BadRecord(f"{name} is not a JSON value", "write finite numbers only")
+
+
+def ranking_set_of(obj: dict) -> RankingSet:
+    """The one-query RankingSet of a query object; BadRecord naming the problem otherwise."""
+    query = io_jsonl._parse_query(_with_default_labels(obj))
+    problems = QueryChecker().problems(
+        query["candidate_ids"], query["labels"], query["features"], query["query_features"], query["baseline_scores"]
+    )
+    if problems:
+        raise BadRecord(*problems[0])
+    return io_jsonl._assemble([query])
+
+
+def _with_default_labels(obj: dict) -> dict:
+    cands = obj.get("candidates")
+    if not isinstance(cands, list):
+        return obj  # io_jsonl reports it
+    filled = [
+        {**c, "label": 0} if isinstance(c, dict) and not any(f in c for f in _LABEL_FIELDS) else c for c in cands
+    ]
+    return {**obj, "candidates": filled}
+
+
+def head(rset: RankingSet, m: int) -> RankingSet:
+    """The first ``m`` candidates of every query (the ones a top-M rerank scores)."""
+    sizes = np.minimum(rset.group_sizes, m)
+    if np.array_equal(sizes, rset.group_sizes):
+        return rset
+    rows = np.concatenate([np.arange(a, a + s) for a, s in zip(rset.offsets[:-1], sizes)]).astype(np.int64)
+    return RankingSet(
+        query_ids=rset.query_ids,
+        offsets=np.concatenate([[0], np.cumsum(sizes)]),
+        candidate_ids=rset.candidate_ids[rows],
+        labels=rset.labels[rows],
+        domains=rset.domains,
+        baseline_scores=None if rset.baseline_scores is None else rset.baseline_scores[rows],
+        features={k: v[rows] for k, v in rset.features.items()},
+        query_features=rset.query_features,
+        query_texts=rset.query_texts,
+    )

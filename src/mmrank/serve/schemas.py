@@ -1,0 +1,85 @@
+"""Request and response bodies of the HTTP service (they make the published OpenAPI schema).
+
+A request is one query exactly as one line of a JSONL file (native schema or the seeds' Step5
+shape); the fields named here are documented and type-checked, others are allowed (e.g. more
+``<name>_features``) and handed to ``mmrank.data.io_jsonl``, which owns the field mapping.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Union[str, int]
+Vector = Union[list[float], float]
+
+
+class CandidateIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    candidate_id: Id = Field(description="unique within the query")
+    features: dict[str, Vector] | None = Field(None, description="native schema: modality name -> vector")
+    label: float | None = Field(None, description="native schema: relevance grade (optional when serving)")
+    baseline_score: float | None = Field(None, description="native schema: the first-stage score")
+    image_features: list[float] | None = Field(None, description="Step5: modality 'image'")
+    text_features: list[float] | None = Field(None, description="Step5: modality 'text'")
+    compliance_score: float | None = Field(None, description="Step5: modality 'compliance'")
+    relevance_score: float | None = Field(None, description="Step5: label (optional when serving)")
+    raw_score: float | None = Field(None, description="Step5: baseline score")
+
+
+class RerankRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    query_id: Id
+    query_text: str | None = None
+    domain: str | None = None
+    query_features: dict[str, Vector] | None = None
+    candidates: list[CandidateIn] = Field(min_length=1, description="in the first-stage order")
+
+
+class RankedCandidate(BaseModel):
+    candidate_id: Id
+    score: float | None = Field(description="model score; null when the model gave none for it")
+    rank: int = Field(description="1-based position in this response")
+    original_rank: int = Field(description="1-based position in the request")
+
+
+Status = Literal["reranked", "fallback", "shadow"]
+
+
+class RerankResponse(BaseModel):
+    query_id: Id
+    status: Status
+    reason: str = Field(description="ok | shadow_mode | outside_rollout | model_error | timeout | non_finite_scores | wrong_length | uncertainty")
+    detail: str = ""
+    uncertainty: float | None = None
+    model_id: str
+    model_version: str
+    candidates: list[RankedCandidate]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_id: str
+    model_kind: str
+    model_version: str
+    run_dir: str
+    uptime_s: float
+    model_loaded_s_ago: float
+    mmrank_version: str
+
+
+class ReloadRequest(BaseModel):
+    run_dir: str = Field(min_length=1, description="run directory to serve from now on")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[FieldError] = []
