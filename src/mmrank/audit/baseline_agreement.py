@@ -1,0 +1,58 @@
+"""baseline_agreement: is the model just the baseline with a different scale?
+
+Within each query: Pearson, Spearman and Kendall correlation of model vs baseline scores, the
+share of queries whose top-1 is unchanged and the mean rank displacement of a candidate. A mean
+Spearman at or above ``warn_spearman`` means the model reorders almost nothing — the seeds'
+0.99 meant "a linear offset of the baseline" — WARN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+
+from mmrank.audit.context import AuditContext
+from mmrank.audit.result import PASS, WARN, CheckResult
+
+NAME = "baseline_agreement"
+_SCATTER_POINTS = 2000
+
+
+def within_query_agreement(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> dict:
+    pearson, spearman, kendall, top1, displacement = [], [], [], [], []
+    for i in range(len(offsets) - 1):
+        x, y = a[offsets[i]:offsets[i + 1]], b[offsets[i]:offsets[i + 1]]
+        if len(x) < 2:
+            continue
+        top1.append(float(np.argmax(x) == np.argmax(y)))
+        rx, ry = sps.rankdata(-x), sps.rankdata(-y)
+        displacement.append(float(np.abs(rx - ry).mean()))
+        if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue  # correlation undefined for a constant list
+        pearson.append(np.corrcoef(x, y)[0, 1])
+        spearman.append(np.corrcoef(rx, ry)[0, 1])
+        kendall.append(sps.kendalltau(x, y).statistic)
+    mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+    return {"pearson": mean(pearson), "spearman": mean(spearman), "kendall": mean(kendall),
+            "top1_same": mean(top1), "mean_rank_displacement": mean(displacement),
+            "queries_correlated": len(spearman)}
+
+
+def check(ctx: AuditContext) -> CheckResult:
+    if ctx.baseline_scores is None:
+        return CheckResult.skip(NAME, "no baseline to compare with")
+    limit = float(ctx.policy[NAME]["warn_spearman"])
+    agreement = within_query_agreement(ctx.model_scores, ctx.baseline_scores, ctx.test.offsets)
+    rng = np.random.default_rng(ctx.seed)
+    pick = np.sort(rng.choice(ctx.test.n_candidates, min(_SCATTER_POINTS, ctx.test.n_candidates), replace=False))
+    ctx.extras["agreement_scatter"] = {"model": ctx.model_scores[pick], "baseline": ctx.baseline_scores[pick],
+                                       "label": ctx.test.labels[pick]}
+    value = agreement["spearman"]
+    rule = f"WARN if mean within-query Spearman >= {limit:g}"
+    if np.isnan(value):
+        return CheckResult.skip(NAME, "no query with at least 3 candidates and non-constant scores")
+    if value >= limit:
+        return CheckResult(NAME, WARN, value, limit, rule, agreement,
+                           "the model orders candidates almost exactly like the baseline: its gain, if any, is "
+                           "a tie-break — check that the model is not the baseline score plus a small offset")
+    return CheckResult(NAME, PASS, value, limit, rule, agreement)

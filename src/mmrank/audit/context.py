@@ -1,0 +1,81 @@
+"""Everything a check may look at, computed once: data, fitted models, their test scores and
+per-query metrics, the policy and the job engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import numpy as np
+
+from mmrank.data.model import Interactions, RankingSet
+from mmrank.metrics import per_query_metrics
+
+
+@dataclass
+class AuditContext:
+    train: RankingSet
+    test: RankingSet
+    model: Any                                   # fitted Ranker: score(rset) -> (N,)
+    baseline: Any | None                         # fitted Ranker or None
+    policy: dict
+    valid: RankingSet | None = None
+    make_model: Callable[[], Any] | None = None  # a fresh, unfitted model of the same config
+    engine: str = "joblib"
+    n_jobs: int = 2
+    address: str | None = None
+    train_interactions: Interactions | None = None
+    test_interactions: Interactions | None = None
+    interactions: Interactions | None = None     # all events, for split_sensitivity
+    fit_evaluate: Callable | None = None         # (train_events, test_events) -> per-user metric
+    sampled_vs_full: dict | None = None          # precomputed {"sampled": (U,), "full": (U,)} (recommenders)
+    extras: dict = field(default_factory=dict)   # plot data collected along the way (report)
+
+    # -- the one metric every comparison uses -----------------------------------------------------
+    @property
+    def metric(self) -> str:
+        return str(self.policy["metric"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.policy.get("seed", 0))
+
+    def per_query(self, rset: RankingSet, scores: np.ndarray, metric: str | None = None,
+                  no_relevant: str | None = None) -> np.ndarray:
+        name = metric or self.metric
+        return per_query_metrics(rset.labels, scores, rset.offsets, (name,), gain=self.policy.get("gain", "exponential"),
+                                 no_relevant=no_relevant or self.policy.get("no_relevant", "skip"))[name]
+
+    @cached_property
+    def model_scores(self) -> np.ndarray:
+        return np.asarray(self.model.score(self.test), dtype=np.float64)
+
+    @cached_property
+    def baseline_scores(self) -> np.ndarray | None:
+        if self.baseline is None:
+            return None
+        return np.asarray(self.baseline.score(self.test), dtype=np.float64)
+
+    @cached_property
+    def model_per_query(self) -> np.ndarray:
+        return self.per_query(self.test, self.model_scores)
+
+    @cached_property
+    def baseline_per_query(self) -> np.ndarray | None:
+        return None if self.baseline_scores is None else self.per_query(self.test, self.baseline_scores)
+
+    @cached_property
+    def evaluable(self) -> np.ndarray:
+        """(Q,) bool: test queries on which the metric is defined (something relevant to find)."""
+        return ~np.isnan(self.model_per_query)
+
+    def stats_options(self) -> dict:
+        s = self.policy["significance"]
+        return {"n_resamples": int(s["bootstrap_resamples"]), "confidence": float(s["confidence"]),
+                "method": str(s["bootstrap_method"]), "seed": self.seed}
+
+
+def query_rows(rset: RankingSet, query_mask: np.ndarray) -> np.ndarray:
+    """(N,) bool: the candidate rows of the queries selected by ``query_mask (Q,)``."""
+    return np.repeat(np.asarray(query_mask, bool), rset.group_sizes)

@@ -1,0 +1,80 @@
+"""What every audit check returns: one ``CheckResult`` with its value beside its threshold."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+STATUSES = (PASS, WARN, FAIL, SKIP)  # SKIP: the check does not apply (no interactions, no attention, ...)
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome.
+
+    ``value`` is the number the status was decided on and ``threshold`` the number it was compared
+    with; ``rule`` says how, in words (e.g. ``"FAIL if > 0"``), so a report can print them side by
+    side. ``evidence`` holds JSON-ready details (counts, CIs, per-modality numbers, examples);
+    ``advice`` tells the user what to do about a WARN or FAIL."""
+
+    name: str
+    status: str
+    value: float | None = None
+    threshold: float | None = None
+    rule: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    advice: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+        self.evidence = to_jsonable(self.evidence)
+        self.value = None if self.value is None else float(self.value)
+        self.threshold = None if self.threshold is None else float(self.threshold)
+
+    def line(self) -> str:
+        """``name  STATUS  value=…  rule`` for terminals and logs."""
+        value = "—" if self.value is None else f"{self.value:.4g}"
+        return f"{self.name:<26} {self.status:<4}  value={value:<10} {self.rule}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["value"] = _finite_or_none(self.value)
+        d["threshold"] = _finite_or_none(self.threshold)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CheckResult":
+        return cls(**{k: d.get(k) for k in ("name", "status", "value", "threshold", "rule", "evidence", "advice")
+                      if k in d})
+
+    @classmethod
+    def skip(cls, name: str, why: str) -> "CheckResult":
+        return cls(name, SKIP, rule="not applicable", evidence={"reason": why})
+
+
+def _finite_or_none(x: float | None):
+    if x is None:
+        return None
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf") if not math.isnan(x) else None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays -> Python; non-finite floats -> None or "inf" (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return _finite_or_none(float(obj))
+    return obj

@@ -1,0 +1,151 @@
+"""``audit(model, baseline, train=..., test=...)``: run every check, decide, return an AuditReport.
+
+Reads like ranx's one-liners: ``audit(model, baseline, train=tr, test=te).verdict``. The model
+and baseline are *fitted* rankers (``score(rset) -> (N,)``). Retraining checks need a fresh,
+unfitted model of the same configuration: ``make_model()``; by default it is
+``type(model)(**model.get_params())`` when the model exposes ``get_params`` (sklearn-style).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mmrank.audit import (
+    attention_share,
+    baseline_agreement,
+    feature_label_leakage,
+    label_permutation_control,
+    modality_ablation,
+    near_duplicates,
+    sample_size,
+    sampled_metric,
+    significance,
+    split_overlap,
+    split_sensitivity,
+    temporal_leakage,
+)
+from mmrank.audit.context import AuditContext
+from mmrank.audit.engine import ENGINES
+from mmrank.audit.policy import load_policy
+from mmrank.audit.result import CheckResult, to_jsonable
+from mmrank.audit.run_artifacts import read_run_artifacts
+from mmrank.audit.verdict import EXIT_CODES, Verdict, decide
+from mmrank.data.model import Interactions, RankingSet
+from mmrank.data.validate import atomic_write_text
+from mmrank.errors import ConfigError, DataError
+
+# Integrity first (a leak makes every later number meaningless), then what the model uses,
+# then the gain and whether it can be measured.
+CHECKS = {
+    m.NAME: m.check
+    for m in (split_overlap, near_duplicates, temporal_leakage, feature_label_leakage,
+              label_permutation_control, modality_ablation, attention_share, baseline_agreement,
+              significance, sampled_metric, split_sensitivity, sample_size)
+}
+
+
+@dataclass
+class AuditReport:
+    verdict: str
+    reasons: list[str]
+    checks: list[CheckResult]
+    policy: dict
+    extras: dict = field(default_factory=dict)   # data for the report's plots
+    meta: dict = field(default_factory=dict)     # models, data sizes, engine, timings
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def __getitem__(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return to_jsonable({"verdict": self.verdict, "reasons": self.reasons,
+                            "checks": [c.to_dict() for c in self.checks], "policy": self.policy,
+                            "extras": self.extras, "meta": self.meta})
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AuditReport":
+        return cls(d["verdict"], list(d["reasons"]), [CheckResult.from_dict(c) for c in d["checks"]],
+                   d.get("policy", {}), d.get("extras", {}), d.get("meta", {}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AuditReport":
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"cannot read the audit: {e}", path=path, hint="point at an audit.json written by `mmrank audit`") from e
+
+
+def default_factory(model: Any) -> Callable[[], Any] | None:
+    params = getattr(model, "get_params", None)
+    return partial(type(model), **params()) if callable(params) else None
+
+
+def audit(
+    model: Any,
+    baseline: Any | None = None,
+    *,
+    train: RankingSet,
+    test: RankingSet,
+    valid: RankingSet | None = None,
+    make_model: Callable[[], Any] | None = None,
+    policy: dict | str | Path | None = None,
+    engine: str = "joblib",
+    n_jobs: int | None = None,
+    address: str | None = None,
+    train_interactions: Interactions | None = None,
+    test_interactions: Interactions | None = None,
+    interactions: Interactions | None = None,
+    fit_evaluate: Callable | None = None,
+    sampled_vs_full: dict | None = None,
+    run_dir: str | Path | None = None,
+    checks: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
+    """Run the checks (all by default, or the named ones) and decide the verdict."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} — use one of {ENGINES}")
+    pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
+    names = list(CHECKS) if checks is None else checks
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown audit check(s) {unknown} — known: {', '.join(CHECKS)}")
+    ctx = AuditContext(
+        train=train, test=test, valid=valid, model=model, baseline=baseline, policy=pol,
+        make_model=make_model or default_factory(model), engine=engine,
+        n_jobs=int(n_jobs or pol["engine"]["n_jobs"]), address=address,
+        train_interactions=train_interactions, test_interactions=test_interactions,
+        interactions=interactions, fit_evaluate=fit_evaluate, sampled_vs_full=sampled_vs_full,
+    )
+    results, timings = [], {}
+    for name in names:
+        if progress is not None:
+            progress(name)
+        t0 = time.perf_counter()
+        results.append(CHECKS[name](ctx))
+        timings[name] = round(time.perf_counter() - t0, 3)
+    verdict: Verdict = decide(results, pol)
+    if run_dir is not None:
+        ctx.extras.update(read_run_artifacts(run_dir))
+    meta = {
+        "model": type(model).__name__, "baseline": None if baseline is None else type(baseline).__name__,
+        "train": train.summary(), "test": test.summary(), "engine": engine, "n_jobs": ctx.n_jobs,
+        "seconds": timings, "evaluable_test_queries": int(np.sum(ctx.evaluable)),
+    }
+    return AuditReport(verdict.decision, verdict.reasons, results, pol, ctx.extras, meta)

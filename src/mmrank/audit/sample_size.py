@@ -1,0 +1,42 @@
+"""sample_size: are there enough test queries to detect the observed effect?
+
+From the observed per-query differences (mean ``δ``, sd ``σ``), the number of queries a
+two-sided paired t-test needs for ``power`` at ``alpha`` (exact noncentral t). WARN when the
+test set is smaller: a "not significant" there means "not measured", and a "significant" one is
+likely an overestimate (winner's curse).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mmrank.audit.context import AuditContext
+from mmrank.audit.result import PASS, WARN, CheckResult
+from mmrank.stats import paired_power, required_sample_size
+
+NAME = "sample_size"
+
+
+def check(ctx: AuditContext) -> CheckResult:
+    if ctx.baseline_per_query is None:
+        return CheckResult.skip(NAME, "no baseline: no effect to size")
+    p = ctx.policy[NAME]
+    keep = ctx.evaluable & ~np.isnan(ctx.baseline_per_query)
+    d = ctx.model_per_query[keep] - ctx.baseline_per_query[keep]
+    n = int(d.size)
+    if n < 2:
+        return CheckResult.skip(NAME, "fewer than 2 comparable test queries")
+    effect, sd = float(d.mean()), float(d.std(ddof=1))
+    power, alpha = float(p["power"]), float(p["alpha"])
+    needed = required_sample_size(effect, sd, power=power, alpha=alpha)
+    evidence = {"queries": n, "effect": effect, "sd": sd, "required_queries": needed,
+                "power_at_n": paired_power(effect, sd, n, alpha=alpha), "power_target": power}
+    rule = f"WARN if test queries < required for {power:.0%} power"
+    if needed > n:
+        shown = "∞" if math.isinf(needed) else f"{int(needed)}"
+        return CheckResult(NAME, WARN, n, needed, rule, evidence,
+                           f"{n} test queries give {evidence['power_at_n']:.0%} power for Δ {effect:+.4f} (sd {sd:.3f}); "
+                           f"{shown} are needed for {power:.0%} — evaluate on more queries")
+    return CheckResult(NAME, PASS, n, needed, rule, evidence)

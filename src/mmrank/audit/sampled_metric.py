@@ -1,0 +1,79 @@
+"""sampled_metric: a metric computed on sampled negatives next to its full-ranking value.
+
+Ranking the positives among a few sampled negatives inflates every metric and can even flip
+which of two models looks better (Krichene & Rendle, KDD 2020). When the evaluation being
+audited used ``n_negatives`` sampled negatives, this recomputes it that way *and* on the full
+candidate lists, and WARNs when the two differ by more than ``max_relative_gap`` or the
+model-vs-baseline ordering flips. For recommenders the caller passes both per-user arrays
+(``mmrank.metrics.sampled_ranking_metrics`` / ``full_ranking_metrics``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmrank.audit.context import AuditContext
+from mmrank.audit.result import PASS, WARN, CheckResult
+from mmrank.data.model import RankingSet
+
+NAME = "sampled_metric"
+
+
+def sampled_rows(rset: RankingSet, n_negatives: int, seed: int, relevance_threshold: float = 1.0) -> np.ndarray:
+    """(N,) bool: every relevant candidate plus up to ``n_negatives`` random others per query."""
+    rng = np.random.default_rng(seed)
+    negative = rset.labels < relevance_threshold
+    keys = np.where(negative, rng.random(rset.n_candidates), -1.0)  # positives sort first, always kept
+    order = np.lexsort((keys, rset.query_index))
+    position = np.empty(rset.n_candidates, dtype=np.int64)
+    position[order] = np.arange(rset.n_candidates) - np.repeat(rset.offsets[:-1], rset.group_sizes)
+    n_pos = np.bincount(rset.query_index, weights=~negative, minlength=rset.n_queries).astype(np.int64)
+    return ~negative | (position < n_pos[rset.query_index] + n_negatives)
+
+
+def take_rows(rset: RankingSet, rows: np.ndarray) -> RankingSet:
+    """The same queries holding only the selected candidate rows."""
+    sizes = np.bincount(rset.query_index[rows], minlength=rset.n_queries)
+    return RankingSet(
+        query_ids=rset.query_ids, offsets=np.concatenate([[0], np.cumsum(sizes)]),
+        candidate_ids=rset.candidate_ids[rows], labels=rset.labels[rows], domains=rset.domains,
+        baseline_scores=None if rset.baseline_scores is None else rset.baseline_scores[rows],
+        features={k: v[rows] for k, v in rset.features.items()}, query_features=rset.query_features,
+        query_texts=rset.query_texts,
+    )
+
+
+def _ranking_set_values(ctx: AuditContext, n_negatives: int) -> dict[str, dict[str, np.ndarray]]:
+    rows = sampled_rows(ctx.test, n_negatives, ctx.seed)
+    small = take_rows(ctx.test, rows)
+    out = {"model": {"full": ctx.model_per_query, "sampled": ctx.per_query(small, ctx.model_scores[rows])}}
+    if ctx.baseline_scores is not None:
+        out["baseline"] = {"full": ctx.baseline_per_query, "sampled": ctx.per_query(small, ctx.baseline_scores[rows])}
+    return out
+
+
+def check(ctx: AuditContext) -> CheckResult:
+    p = ctx.policy[NAME]
+    if ctx.sampled_vs_full is not None:
+        values = {k: {kk: np.asarray(vv, float) for kk, vv in v.items()} for k, v in ctx.sampled_vs_full.items()}
+    elif p.get("n_negatives"):
+        values = _ranking_set_values(ctx, int(p["n_negatives"]))
+    else:
+        return CheckResult.skip(NAME, "the evaluation did not use sampled negatives (policy sampled_metric.n_negatives)")
+    means = {s: {k: float(np.nanmean(v)) for k, v in d.items()} for s, d in values.items()}
+    full, sampled = means["model"]["full"], means["model"]["sampled"]
+    gap = (sampled - full) / abs(full) if full else float("inf")
+    evidence = {"metric": ctx.metric, "means": means, "n_negatives": p.get("n_negatives")}
+    flipped = False
+    if "baseline" in means:
+        flipped = np.sign(sampled - means["baseline"]["sampled"]) != np.sign(full - means["baseline"]["full"])
+        evidence["ordering_flips"] = bool(flipped)
+    ctx.extras["sampled_metric"] = means
+    limit = float(p["max_relative_gap"])
+    rule = f"WARN if |sampled - full| / full > {limit:g} or the model-vs-baseline order flips"
+    if abs(gap) > limit or flipped:
+        return CheckResult(NAME, WARN, gap, limit, rule, evidence,
+                           f"sampled evaluation says {sampled:.4f}, full ranking {full:.4f}"
+                           + (" and the model/baseline order flips" if flipped else "")
+                           + ": report the full-ranking value (Krichene & Rendle 2020)")
+    return CheckResult(NAME, PASS, gap, limit, rule, evidence)
