@@ -1,0 +1,240 @@
+"""The HTTP app in-process (FastAPI TestClient) with a real LambdaMART run and injected faults:
+fallback with its reason, timeout, shadow, rollout, uncertainty, 413/422/401/403, health,
+metrics, reload, OpenAPI — and no training stack in a serving process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mmrank.serve.app import ServeConfig, create_app
+from mmrank.serve.engine import RerankPolicy
+from mmrank.serve.model_slot import LoadedModel, ModelSlot, load_run
+from mmrank.serve.records import ranking_set_of
+from mmrank.serve.rollout import in_rollout
+from serve_support import assert_permutation, step5_query, train_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return train_run(tmp_path_factory.mktemp("serve") / "run_a", seed=0)
+
+
+@pytest.fixture(scope="module")
+def other_run_dir(tmp_path_factory) -> Path:
+    return train_run(tmp_path_factory.mktemp("serve") / "run_b", seed=1)
+
+
+def loaded(ranker) -> LoadedModel:
+    return LoadedModel(ranker=ranker, run_dir=Path("."), kind="test", model_id="test:injected", version="v0", loaded_at=time.time())
+
+
+def client(ranker_or_run, **config) -> TestClient:
+    slot = ModelSlot(load_run(ranker_or_run) if isinstance(ranker_or_run, Path) else loaded(ranker_or_run))
+    config.setdefault("policy", RerankPolicy(timeout_ms=5000))
+    return TestClient(create_app(slot, ServeConfig(**config)))
+
+
+class Raising:
+    def score(self, rset):
+        raise RuntimeError("injected model failure")
+
+
+class NaNScores:
+    def score(self, rset):
+        s = np.zeros(rset.n_candidates)
+        s[0] = np.nan
+        return s
+
+
+class Slow:
+    def score(self, rset):
+        time.sleep(0.5)
+        return np.zeros(rset.n_candidates)
+
+
+class Uncertain:
+    def __init__(self, std):
+        self.std = std
+
+    def score(self, rset):
+        return -np.arange(rset.n_candidates, dtype=float)
+
+    def score_with_uncertainty(self, rset, n_passes):
+        return -np.arange(rset.n_candidates, dtype=float)[::-1].copy(), np.full(rset.n_candidates, self.std)
+
+
+def original_ids(req):
+    return [c["candidate_id"] for c in req["candidates"]]
+
+
+def returned_ids(body):
+    return [c["candidate_id"] for c in body["candidates"]]
+
+
+def test_real_model_reranks_by_its_own_scores(run_dir):
+    req = step5_query(np.random.default_rng(5), "q-real", 30, labels=False)
+    with client(run_dir) as c:
+        body = c.post("/rerank", json=req).json()
+    assert body["status"] == "reranked" and body["reason"] == "ok"
+    assert_permutation(req, body)
+    model = load_run(run_dir).ranker
+    scores = model.score(ranking_set_of(req))
+    expected = [req["candidates"][i]["candidate_id"] for i in np.argsort(-scores, kind="stable")]
+    assert returned_ids(body) == expected
+    assert [c["score"] for c in body["candidates"]] == pytest.approx(sorted(scores, reverse=True))
+
+
+@pytest.mark.parametrize("ranker, reason", [(Raising(), "model_error"), (NaNScores(), "non_finite_scores"), (Slow(), "timeout")])
+def test_model_fault_returns_original_order_with_status_fallback_and_reason(ranker, reason):
+    req = step5_query(np.random.default_rng(1), "q-fault", 12, labels=False)
+    with client(ranker, policy=RerankPolicy(timeout_ms=100)) as c:
+        r = c.post("/rerank", json=req)
+        metrics = c.get("/metrics").text
+    body = r.json()
+    assert r.status_code == 200
+    assert (body["status"], body["reason"]) == ("fallback", reason)
+    assert returned_ids(body) == original_ids(req)
+    assert all(c["score"] is None for c in body["candidates"])
+    if reason == "model_error":
+        assert "injected model failure" in body["detail"]
+    assert f'mmrank_fallbacks_total{{reason="{reason}"}} 1.0' in metrics
+
+
+def test_uncertainty_threshold_uses_mc_dropout_and_is_measured():
+    req = step5_query(np.random.default_rng(2), "q-unc", 5, labels=False)
+    policy = RerankPolicy(timeout_ms=5000, uncertainty_threshold=0.3, mc_passes=4)
+    with client(Uncertain(0.5), policy=policy) as c:
+        high = c.post("/rerank", json=req).json()
+        metrics = c.get("/metrics").text
+    with client(Uncertain(0.1), policy=policy) as c:
+        low = c.post("/rerank", json=req).json()
+    assert (high["status"], high["reason"], high["uncertainty"]) == ("fallback", "uncertainty", pytest.approx(0.5))
+    assert returned_ids(high) == original_ids(req)
+    assert 'mmrank_fallbacks_total{reason="uncertainty"} 1.0' in metrics
+    assert "mmrank_uncertainty_count 1.0" in metrics
+    # the MC-dropout mean (not score()) decided the order: it reverses the request
+    assert low["status"] == "reranked" and returned_ids(low) == original_ids(req)[::-1]
+
+
+def test_shadow_returns_the_original_order_and_logs_the_model_order(run_dir, caplog):
+    req = step5_query(np.random.default_rng(3), "q-shadow", 10, labels=False)
+    with client(run_dir, policy=RerankPolicy(timeout_ms=5000, shadow=True)) as c, caplog.at_level(logging.INFO, "mmrank.serve"):
+        body = c.post("/rerank", json=req).json()
+    assert (body["status"], body["reason"]) == ("shadow", "shadow_mode")
+    assert returned_ids(body) == original_ids(req)
+    scores = load_run(run_dir).ranker.score(ranking_set_of(req))
+    logged = [json.loads(r.getMessage()) for r in caplog.records if "shadow" in r.getMessage()]
+    assert logged[0]["model_order"] == [req["candidates"][i]["candidate_id"] for i in np.argsort(-scores, kind="stable")]
+    assert [c["score"] for c in body["candidates"]] == pytest.approx(list(scores))
+
+
+def test_rollout_reranks_exactly_the_hashed_share(run_dir):
+    rng = np.random.default_rng(4)
+    with client(run_dir, policy=RerankPolicy(timeout_ms=5000, rollout_percent=40)) as c:
+        for i in range(30):
+            qid = f"roll-{i}"
+            body = c.post("/rerank", json=step5_query(rng, qid, 4, labels=False)).json()
+            assert body["reason"] == ("ok" if in_rollout(qid, 40) else "outside_rollout")
+
+
+def test_oversized_requests_get_413(run_dir):
+    rng = np.random.default_rng(6)
+    with client(run_dir, max_candidates=20, max_body_bytes=20_000) as c:
+        many = c.post("/rerank", json=step5_query(rng, "big", 21, dims={"image": 1, "text": 1}, labels=False))
+        fat = c.post("/rerank", json=step5_query(rng, "fat", 19, dims={"image": 200, "text": 4}, labels=False))
+        fine = c.post("/rerank", json=step5_query(rng, "ok", 20, labels=False))
+    assert many.status_code == 413 and "limit 20" in many.json()["detail"]
+    assert fat.status_code == 413 and "larger than 20000 bytes" in fat.json()["detail"]
+    assert fine.status_code == 200
+
+
+def test_schema_errors_get_422_naming_the_field(run_dir):
+    good = step5_query(np.random.default_rng(7), "q", 3, labels=False)
+    with client(run_dir) as c:
+        no_id = c.post("/rerank", json={**good, "candidates": [{"raw_score": 1.0}]})
+        bad_vec = c.post("/rerank", json={**good, "candidates": [{**good["candidates"][0], "image_features": [1, "x"]}]})
+        empty = c.post("/rerank", json={**good, "candidates": []})
+        dup = c.post("/rerank", json={**good, "candidates": [good["candidates"][0]] * 2})
+        ragged = c.post("/rerank", json={**good, "candidates": [good["candidates"][0], {**good["candidates"][1], "text_features": [1.0]}]})
+        broken = c.post("/rerank", content=b'{"query_id": "x", "candidates": [', headers={"content-type": "application/json"})
+    assert no_id.status_code == 422 and no_id.json()["errors"][0]["field"] == "candidates.0.candidate_id"
+    assert bad_vec.status_code == 422 and bad_vec.json()["errors"][0]["field"] == "candidates.0.image_features.1"
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "candidates"
+    assert dup.status_code == 422 and "duplicate candidate id" in dup.json()["detail"]
+    assert ragged.status_code == 422 and "'text'" in ragged.json()["detail"]
+    assert broken.status_code == 422
+
+
+def test_bearer_token_guards_rerank_and_reload(run_dir, other_run_dir):
+    req = step5_query(np.random.default_rng(8), "q-auth", 5, labels=False)
+    auth = {"Authorization": "Bearer s3cret"}
+    with client(run_dir, token="s3cret") as c:
+        assert c.post("/rerank", json=req).status_code == 401
+        assert c.post("/rerank", json=req, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/rerank", json=req, headers=auth).status_code == 200
+        assert c.get("/health").status_code == 200  # probes stay open
+        assert c.post("/admin/reload", json={"run_dir": str(other_run_dir)}).status_code == 401
+    with client(run_dir) as c:  # no token configured: reload is off
+        assert c.post("/admin/reload", json={"run_dir": str(other_run_dir)}).status_code == 403
+
+
+def test_reload_swaps_the_model_and_a_bad_run_keeps_the_old_one(run_dir, other_run_dir, tmp_path):
+    req = step5_query(np.random.default_rng(9), "q-reload", 25, labels=False)
+    auth = {"Authorization": "Bearer t"}
+    with client(run_dir, token="t") as c:
+        before = c.get("/health").json()
+        first = c.post("/rerank", json=req, headers=auth).json()
+        swapped = c.post("/admin/reload", json={"run_dir": str(other_run_dir)}, headers=auth)
+        second = c.post("/rerank", json=req, headers=auth).json()
+        (tmp_path / "model.json").write_text('{"kind": "nonsense"}')
+        failed = c.post("/admin/reload", json={"run_dir": str(tmp_path)}, headers=auth)
+        after = c.get("/health").json()
+        metrics = c.get("/metrics").text
+    assert swapped.status_code == 200 and swapped.json()["model_version"] != before["model_version"]
+    assert first["model_version"] == before["model_version"] and second["model_version"] == swapped.json()["model_version"]
+    b_scores = load_run(other_run_dir).ranker.score(ranking_set_of(req))
+    assert [c["score"] for c in second["candidates"]] == pytest.approx(sorted(b_scores, reverse=True))
+    assert failed.status_code == 400 and "still serving" in failed.json()["detail"]
+    assert after["model_version"] == swapped.json()["model_version"]
+    assert 'mmrank_reloads_total{result="ok"} 1.0' in metrics and 'mmrank_reloads_total{result="failed"} 1.0' in metrics
+
+
+def test_health_metrics_and_openapi(run_dir):
+    with client(run_dir) as c:
+        health = c.get("/health").json()
+        c.post("/rerank", json=step5_query(np.random.default_rng(10), "q-m", 4, labels=False))
+        c.post("/rerank", json={"nope": 1})
+        metrics = c.get("/metrics")
+        spec = c.get("/openapi.json").json()
+    assert health["model_id"] == f"lambdamart:{run_dir.name}" and health["model_kind"] == "lambdamart"
+    assert len(health["model_version"]) == 12 and health["uptime_s"] >= 0
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'mmrank_requests_total{code="200",route="/rerank"} 1.0' in text
+    assert 'mmrank_requests_total{code="422",route="/rerank"} 1.0' in text
+    assert 'mmrank_rerank_queries_total{status="reranked"} 1.0' in text
+    assert 'mmrank_request_latency_seconds_count{route="/rerank"} 2.0' in text
+    assert f'mmrank_model_info{{model_id="lambdamart:{run_dir.name}",version="{health["model_version"]}"}} 1.0' in text
+    assert {"/rerank", "/health", "/metrics", "/admin/reload"} <= set(spec["paths"])
+    assert "RerankRequest" in spec["components"]["schemas"]
+
+
+def test_serving_never_imports_the_training_stack(run_dir):
+    code = (
+        "import sys; from mmrank.serve.app import create_app, ServeConfig; "
+        "from mmrank.serve.model_slot import ModelSlot, load_run; "
+        f"create_app(ModelSlot(load_run({str(run_dir)!r})), ServeConfig()); "
+        "import mmrank.serve.batch, mmrank.cli.serve_cmds; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
