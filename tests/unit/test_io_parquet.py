@@ -109,3 +109,16 @@ def test_plain_numeric_feature_column_is_one_wide(tmp_path):
                    tmp_path / "n.parquet")
     rset, report = read_parquet(tmp_path / "n.parquet")
     assert report.ok and rset.features["x"].ravel().tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_values_beyond_float32_and_huge_ints(tmp_path):
+    big = pa.array([[1e300, 1.0], [1.0, 2.0], [2**62, 1.0], [1.0, 1.0]], pa.list_(pa.float64()))
+    pq.write_table(pa.table({"query_id": ["q", "q", "r", "r"], "candidate_id": list("abcd"),
+                             "label": [1.0, 0.0, 1.0, 0.0], "f.x": big}), tmp_path / "b.parquet")
+    rset, report = read_parquet(tmp_path / "b.parquet")
+    assert [(p.line, p.message) for p in report.problems] == [(1, "modality 'x' holds a value beyond the float32 range")]
+    assert rset.features["x"][0, 0] == np.float32(2**62)
+    ints = pa.array([[2**62, 1], [1, 2]], pa.list_(pa.int64()))  # not exactly representable: still read
+    pq.write_table(pa.table({"query_id": ["q", "q"], "candidate_id": ["a", "b"], "label": [1.0, 0.0], "f.x": ints}),
+                   tmp_path / "i.parquet")
+    assert read_parquet(tmp_path / "i.parquet")[1].ok

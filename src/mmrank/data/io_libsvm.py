@@ -15,12 +15,14 @@ features) into feature ids ``1..D``, so only a single-modality set round-trips u
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
 from mmrank.data.formats import (
+    FLOAT32_MAX,
     BadRecord,
     empty_ranking_set,
     fits_float32,
@@ -39,7 +41,7 @@ _DOCID = re.compile(r"docid\s*=\s*(\S+)")
 MAX_DENSE_CELLS = 200_000_000
 
 
-def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, list[int], list[float], str | None]:
+def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, np.ndarray, np.ndarray, str | None]:
     """label, qid (or None), feature ids, values, docid (or None) of one line; BadRecord if malformed."""
     body, _, comment = text.partition("#")
     tokens = body.split()
@@ -56,10 +58,35 @@ def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, l
         if not qid:
             raise BadRecord("empty qid", "write qid:ID with a non-empty ID")
         rest = rest[1:]
-    ids: list[int] = []
-    values: list[float] = []
+    ids, values = _parse_features(rest, max_feature_index)
+    m = _DOCID.search(comment)
+    return label, qid, ids, values, (m.group(1) if m else None)
+
+
+def _parse_features(tokens: list[str], max_feature_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fast path over all ``index:value`` tokens at once; on any doubt, ``_diagnose`` names the
+    first bad token exactly (the fast path only decides *whether* the line is good)."""
+    try:
+        pairs = [tok.split(":") for tok in tokens]
+        ids = np.array([int(p[0]) for p in pairs], dtype=np.int64)
+        values = np.array([float(p[1]) for p in pairs if len(p) == 2], dtype=np.float64)
+    except (ValueError, IndexError, OverflowError):
+        _diagnose(tokens, max_feature_index)
+    good = (
+        len(values) == len(ids)
+        and (ids.size == 0 or (ids.min() >= 1 and ids.max() <= max_feature_index))
+        and np.all(np.abs(values) <= FLOAT32_MAX)  # False for NaN and inf too
+        and len(np.unique(ids)) == len(ids)
+    )
+    if not good:
+        _diagnose(tokens, max_feature_index)
+    return ids, values
+
+
+def _diagnose(tokens: list[str], max_feature_index: int) -> None:
+    """Raise BadRecord for the first bad ``index:value`` token, in line order (always raises)."""
     seen: set[int] = set()
-    for tok in rest:
+    for tok in tokens:
         idx_text, colon, val_text = tok.partition(":")
         try:
             if not colon:
@@ -76,21 +103,18 @@ def _parse_line(text: str, max_feature_index: int) -> tuple[float, str | None, l
             )
         if idx in seen:
             raise BadRecord(f"feature index {idx} appears twice", "give each feature once per line")
+        seen.add(idx)
         try:
             value = float(val_text)
         except ValueError:
             raise BadRecord(
                 f"feature {idx} has non-numeric value {val_text[:40]!r}", "write the value as a number, e.g. 7:0.25"
             ) from None
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise BadRecord(f"feature {idx} is NaN or infinite", "replace it with a finite number")
         if not fits_float32(value):
             raise BadRecord(f"feature {idx} = {value:g} is beyond the float32 range", "rescale the feature")
-        seen.add(idx)
-        ids.append(idx)
-        values.append(value)
-    m = _DOCID.search(comment)
-    return label, qid, ids, values, (m.group(1) if m else None)
+    raise BadRecord("malformed features", "features are written index:value, e.g. 7:0.25")
 
 
 def _read_group_sizes(path: Path, n_lines: int) -> list[int]:
@@ -201,8 +225,8 @@ def read_libsvm(
         q_ids.append(qid)
         c_ids.append(docid)
         labels.append(label)
-        rows.append(np.asarray(ids, dtype=np.int64))
-        vals.append(np.asarray(values, dtype=np.float64))
+        rows.append(ids)
+        vals.append(values)
     return _build(path, q_ids, c_ids, labels, rows, vals, modality, n_features), report
 
 

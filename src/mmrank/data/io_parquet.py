@@ -13,11 +13,12 @@ the wrong type) concern every record, so they raise ``DataError`` at once.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmrank.data.formats import BadRecord, SchemaTracker, empty_ranking_set
+from mmrank.data.formats import FLOAT32_MAX, BadRecord, SchemaTracker, empty_ranking_set
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_bytes
 from mmrank.errors import DataError
@@ -110,10 +111,12 @@ class _Matrix:
 
         col = table.column(name)
         t = col.type
+        # float64 with safe=False: huge ints become floats (not an ArrowInvalid); values beyond
+        # float32 are then caught per query in block(), at the query's row
         if pa.types.is_integer(t) or pa.types.is_floating(t):
-            values = pc.cast(col, pa.float32())
+            values = pc.cast(col, pa.float64(), safe=False)
             self.lengths = np.where(pc.is_null(values).to_numpy(zero_copy_only=False), -1, 1)
-            self.values = np.asarray(pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False), dtype=np.float32)
+            self.values = np.asarray(pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
         elif (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
             pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
         ):
@@ -121,7 +124,8 @@ class _Matrix:
             self.lengths = np.asarray(pc.fill_null(lengths, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
             flat = pc.list_flatten(col)
             # element nulls become NaN, which the QueryChecker reports as non-finite
-            self.values = np.asarray(pc.cast(flat, pa.float32()).to_numpy(zero_copy_only=False), dtype=np.float32)
+            self.values = np.asarray(pc.cast(flat, pa.float64(), safe=False).to_numpy(zero_copy_only=False),
+                                     dtype=np.float64)
         else:
             raise DataError(f"column {name!r} has type {t}, expected list<float32>", path=path,
                             hint="write each modality as a list of numbers per row")
@@ -139,32 +143,68 @@ class _Matrix:
         if np.any(lengths != lengths[0]):
             raise BadRecord(f"{what} has lengths {sorted(set(lengths.tolist()))} within one query",
                             f"give every {what} vector of a query the same length")
-        return self.values[self.bounds[a]:self.bounds[b]].reshape(b - a, int(lengths[0]))
+        block = self.values[self.bounds[a]:self.bounds[b]].reshape(b - a, int(lengths[0]))
+        finite = np.abs(block[np.isfinite(block)])  # NaN/inf are left to the QueryChecker's message
+        if finite.size and finite.max() > FLOAT32_MAX:
+            raise BadRecord(f"{what} holds a value beyond the float32 range", "rescale the feature")
+        return block
+
+
+@dataclass
+class _Columns:
+    n: int
+    qids: np.ndarray
+    cids: np.ndarray
+    labels: np.ndarray
+    domains: np.ndarray
+    texts: np.ndarray
+    base: np.ndarray | None
+    feats: dict[str, _Matrix]
+    qfeats: dict[str, _Matrix]
+
+
+def _columns(table, path: Path) -> _Columns:
+    names = table.column_names
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise DataError(f"missing column(s) {missing}", path=path,
+                        hint=f"a ranking Parquet file needs {list(REQUIRED)}")
+    n = table.num_rows
+    return _Columns(
+        n=n,
+        qids=_strings(table, "query_id", path),
+        cids=_strings(table, "candidate_id", path),
+        labels=_floats(table, "label", path),
+        domains=_strings(table, "domain", path) if "domain" in names else np.full(n, None, dtype=object),
+        texts=_strings(table, "query_text", path) if "query_text" in names else np.full(n, None, dtype=object),
+        base=_floats(table, "baseline_score", path) if "baseline_score" in names else None,
+        feats={c[len(FEATURE_PREFIX):]: _Matrix(table, c, path) for c in names if c.startswith(FEATURE_PREFIX)},
+        qfeats={c[len(QUERY_FEATURE_PREFIX):]: _Matrix(table, c, path)
+                for c in names if c.startswith(QUERY_FEATURE_PREFIX)},
+    )
 
 
 def read_parquet(
     path: str | Path, *, strict: bool = False, label_range: tuple[float, float] | None = None
 ) -> tuple[RankingSet, ReadReport]:
     """Read a one-row-per-candidate Parquet file, quarantining bad queries."""
+    from pyarrow import ArrowException
+
     path = Path(path)
     report = ReadReport(str(path), strict=strict)
     table = _load_table(path)
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise DataError(f"missing column(s) {missing}", path=path,
-                        hint=f"a ranking Parquet file needs {list(REQUIRED)}")
-    n = table.num_rows
-    qids = _strings(table, "query_id", path)
-    cids = _strings(table, "candidate_id", path)
-    labels = _floats(table, "label", path)
-    names = table.column_names
-    domains = _strings(table, "domain", path) if "domain" in names else np.full(n, None, dtype=object)
-    texts = _strings(table, "query_text", path) if "query_text" in names else np.full(n, None, dtype=object)
-    base = _floats(table, "baseline_score", path) if "baseline_score" in names else None
-    feats = {c[len(FEATURE_PREFIX):]: _Matrix(table, c, path) for c in names if c.startswith(FEATURE_PREFIX)}
-    qfeats = {c[len(QUERY_FEATURE_PREFIX):]: _Matrix(table, c, path)
-              for c in names if c.startswith(QUERY_FEATURE_PREFIX)}
+    try:
+        cols = _columns(table, path)
+    except (ArrowException, ValueError, TypeError, OverflowError) as e:  # corrupt values that passed validate()
+        raise DataError(f"unreadable column values ({type(e).__name__}: {str(e)[:120]})", path=path,
+                        hint="rewrite the file, e.g. with `mmrank data convert`") from None
+    return _group_queries(cols, table, report, label_range), report
 
+
+def _group_queries(cols: _Columns, table, report: ReadReport, label_range) -> RankingSet:
+    """Check each query (contiguous rows) and assemble the good ones."""
+    n, qids, cids, labels, domains, texts, base, feats, qfeats = (
+        cols.n, cols.qids, cols.cids, cols.labels, cols.domains, cols.texts, cols.base, cols.feats, cols.qfeats)
     checker = QueryChecker(label_range)
     schema = SchemaTracker()
     starts = np.flatnonzero(np.r_[True, qids[1:] != qids[:-1]]) if n else np.zeros(0, dtype=np.int64)
@@ -212,7 +252,7 @@ def read_parquet(
             q_qfeats[k].append(v[:1])
         report.records_read += 1
     if not kept:
-        return empty_ranking_set(), report
+        return empty_ranking_set()
     rows = np.concatenate([np.arange(a, b) for a, b in kept])
     first = np.array([a for a, _ in kept])
     q_texts = texts[first]
@@ -226,7 +266,7 @@ def read_parquet(
         features={k: np.concatenate(v) for k, v in q_feats.items()},
         query_features={k: np.concatenate(v) for k, v in q_qfeats.items()},
         query_texts=q_texts if any(t is not None for t in q_texts) else None,
-    ), report
+    )
 
 
 def _row_text(table, a: int, b: int) -> str:
