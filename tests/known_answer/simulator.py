@@ -74,7 +74,7 @@ def simulate(seed: int, faults: tuple[str, ...] | list[str] = (), n_train: int =
     weights = {m: rng.normal(size=d) / np.sqrt(d) for m, d in DIMS.items()}
     if "dead_modality" in faults:
         weights["image"] = np.zeros(DIMS["image"])
-    per_query, share = (100, 0.05) if "sampled_eval" in faults else (20, 0.3)
+    per_query, share = (60, 0.08) if "sampled_eval" in faults else (20, 0.3)
     train = _queries(rng, "tr", n_train, per_query, weights, faults, share)
     test = _queries(rng, "te", n_test, per_query, weights, faults, share)
     if "query_leak" in faults:
