@@ -112,7 +112,7 @@ def test_plain_numeric_feature_column_is_one_wide(tmp_path):
 
 
 def test_values_beyond_float32_and_huge_ints(tmp_path):
-    big = pa.array([[1e300, 1.0], [1.0, 2.0], [2**62, 1.0], [1.0, 1.0]], pa.list_(pa.float64()))
+    big = pa.array([[1e300, 1.0], [1.0, 2.0], [float(2**62), 1.0], [1.0, 1.0]], pa.list_(pa.float64()))
     pq.write_table(pa.table({"query_id": ["q", "q", "r", "r"], "candidate_id": list("abcd"),
                              "label": [1.0, 0.0, 1.0, 0.0], "f.x": big}), tmp_path / "b.parquet")
     rset, report = read_parquet(tmp_path / "b.parquet")
