@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -158,3 +159,33 @@ def cached_texts(
     contents: list[str | None] = [t if t is not None and t.strip() else None for t in texts]
     reasons = {i: "empty text" for i, t in enumerate(contents) if t is None}
     return cached_compute(contents, lambda todo: (list(encode(todo)), {}), dim, cache, reasons)
+
+
+def cached_outputs(
+    root: str | Path | None, key: str, out_dir: str | Path, names: Sequence[str], build: Callable[[Path], None],
+) -> bool:
+    """Files ``names`` in ``out_dir``, produced by ``build(out_dir)`` or copied from the cache.
+
+    ``key`` must hash every input of ``build`` (data bytes, settings, code version). On a miss the
+    built files are copied into ``ROOT/outputs/<key>/`` (temp folder + rename, so a concurrent
+    or interrupted run never leaves a half entry). Returns True on a cache hit."""
+    out_dir = Path(out_dir)
+    entry = None if root is None else Path(root) / "outputs" / key
+    if entry is not None and all((entry / n).is_file() for n in names):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            tmp = out_dir / f".{n}.{os.getpid()}.tmp"
+            shutil.copyfile(entry / n, tmp)
+            os.replace(tmp, out_dir / n)
+        return True
+    build(out_dir)
+    if entry is not None:
+        staging = entry.parent / f".{key}.{os.getpid()}.tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            shutil.copyfile(out_dir / n, staging / n)
+        try:
+            os.replace(staging, entry)
+        except OSError:  # another writer got there first: its entry is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+    return False

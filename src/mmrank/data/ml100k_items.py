@@ -1,0 +1,205 @@
+"""ML-100K item modalities: ``text`` (MiniLM), ``image`` (poster visual features), ``meta``.
+
+Inputs (read-only): ``DIR/ml-100k-mm/items_tmdb.csv`` (one row per movie; the file repeats some
+ids — the first row of an id wins) and ``DIR/ml-100k-mm/posters/<movie_id>.jpg``.
+
+* ``text``: the sentence embedding of ``"<title>. Genres: <g1>, <g2>. <overview>"`` (title as
+  in the file, with its year in brackets; genres are the flag columns set to 1, in file column
+  order; the overview and its leading space are left out when the overview is empty). This
+  rebuilds the reference texts of ``text_feat_minilm_l6.index.tsv`` exactly.
+* ``image``: ``mmrank.features.visual`` features of the poster; items without a poster (19) or
+  with an unreadable one have mask False and a zero row, and are listed in the features report.
+* ``meta``: 19 genre flags (0/1); ``year`` standardised (z-score over items with a year);
+  ``runtime`` as log(minutes) standardised; ``vote_average`` standardised; a 0/1 ``*_missing``
+  flag for each of those three (the value itself is then 0, the mean); ``overview_missing`` and
+  ``poster_missing`` flags. The statistics are over item metadata only (no interactions), so
+  they cannot leak anything from a test period; they are stored in the JSON metadata.
+
+Written as ``items.safetensors`` (one float32 matrix per modality, ``mask.<modality>`` uint8)
+plus ``items.json`` (item ids, titles, feature names, encoder ids, missing ids, meta scaling).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mmrank.data.model import ItemFeatures
+from mmrank.data.validate import atomic_write_bytes, atomic_write_text
+from mmrank.errors import DataError
+
+GENRES = ("genre_unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
+          "Documentary", "Drama", "Fantasy", "FilmNoir", "Horror", "Musical", "Mystery", "Romance",
+          "SciFi", "Thriller", "War", "Western")
+META_NUMERIC = ("year", "runtime", "vote_average")
+META_NAMES = (list(GENRES) + [f"{c}{s}" for c in META_NUMERIC for s in ("", "_missing")]
+              + ["overview_missing", "poster_missing"])
+ITEMS_FILE = "items_tmdb.csv"
+
+# progress(label, total) -> advance(n): how long-running steps report progress (CLI: rich bars).
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def no_progress(label: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def read_items_table(mm_dir: str | Path) -> tuple[pd.DataFrame, int]:
+    """The item table indexed by ``movie_id`` (first row per id) and how many repeats were dropped."""
+    path = Path(mm_dir) / ITEMS_FILE
+    if not path.is_file():
+        raise DataError("item table not found", path=path,
+                        hint="pass --data-dir pointing at the folder that holds ml-100k-mm/")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"cannot parse the item table ({e})", path=path, hint="restore the original file") from None
+    needed = {"movie_id", "title", "overview", *GENRES, *META_NUMERIC}
+    if missing := sorted(needed - set(table.columns)):
+        raise DataError(f"item table lacks columns {missing}", path=path, hint="restore the original file")
+    repeats = int(table["movie_id"].duplicated().sum())
+    table = table.drop_duplicates("movie_id", keep="first").sort_values("movie_id").set_index("movie_id")
+    return table, repeats
+
+
+def overview_of(value) -> str:
+    return value if isinstance(value, str) and value.strip() else ""
+
+
+def item_text(title: str, genre_flags, overview: str) -> str:
+    """``"<title>. Genres: a, b. <overview>"`` (see the module docstring)."""
+    genres = ", ".join(g for g, flag in zip(GENRES, genre_flags) if flag == 1)
+    text = f"{title}. Genres: {genres}."
+    return f"{text} {overview}" if overview else text
+
+
+def item_texts(table: pd.DataFrame) -> list[str]:
+    flags = table[list(GENRES)].to_numpy()
+    return [item_text(str(t), f, overview_of(o)) for t, f, o in zip(table["title"], flags, table["overview"])]
+
+
+def meta_features(table: pd.DataFrame, poster_missing: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``(n_items, len(META_NAMES))`` float32 and the scaling used (mean/std per numeric column)."""
+    cols = [table[list(GENRES)].to_numpy(dtype=np.float64)]
+    scaling = {}
+    for name in META_NUMERIC:
+        raw = table[name].to_numpy(dtype=np.float64)
+        known = np.isfinite(raw) & (raw > 0)  # runtime 0 / vote 0 in TMDB mean "not known"
+        if name == "vote_average" and "vote_count" in table:
+            known &= table["vote_count"].fillna(0).to_numpy() > 0
+        values = np.log(np.where(known, raw, 1.0)) if name == "runtime" else raw
+        mean, std = float(values[known].mean()), float(values[known].std()) or 1.0
+        cols += [np.where(known, (values - mean) / std, 0.0)[:, None], (~known).astype(np.float64)[:, None]]
+        scaling[name] = {"transform": "log" if name == "runtime" else "identity", "mean": mean, "std": std,
+                         "missing": int((~known).sum())}
+    overview_missing = np.array([not overview_of(o) for o in table["overview"]], dtype=np.float64)
+    cols += [overview_missing[:, None], poster_missing.astype(np.float64)[:, None]]
+    return np.concatenate(cols, axis=1).astype(np.float32), scaling
+
+
+def build_item_features(
+    data_dir: str | Path,
+    text_encoder,
+    visual_encoder,
+    report,
+    cache_dir: str | Path | None = None,
+    progress: Progress = no_progress,
+) -> tuple[ItemFeatures, dict]:
+    """ItemFeatures (``text``, ``image``, ``meta``) of all ML-100K movies and their JSON metadata.
+
+    The encoders (``mmrank.features.text.TextEncoder``, ``mmrank.features.visual.VisualEncoder``)
+    and the ``FeaturesReport`` are passed in, so that this data module does not import the
+    features layer above it. ``report`` receives every item's outcome per modality."""
+    mm_dir = Path(data_dir) / "ml-100k-mm"
+    table, repeats = read_items_table(mm_dir)
+    item_ids = [str(i) for i in table.index]
+
+    texts = item_texts(table)
+    for iid, o in zip(item_ids, table["overview"]):
+        if not overview_of(o):
+            report.warn("text", iid, "empty overview: text built from title and genres only",
+                        path=str(mm_dir / ITEMS_FILE))
+    t0 = time.perf_counter()
+    text_cache = text_encoder.cache_for(cache_dir) if cache_dir else None
+    text = text_encoder.encode_cached(texts, text_cache, on_batch=progress("text (MiniLM)", len(texts)))
+    report.timings_s["text"] = time.perf_counter() - t0
+    report.record_mask("text", item_ids, text.mask, text.problems)
+    _count_cache(report, "text", text)
+
+    posters = [mm_dir / "posters" / f"{iid}.jpg" for iid in item_ids]
+    t0 = time.perf_counter()
+    image_cache = visual_encoder.cache_for(cache_dir) if cache_dir else None
+    image = visual_encoder.encode_files(posters, image_cache, on_item=progress("posters (visual)", len(posters)))
+    report.timings_s["image"] = time.perf_counter() - t0
+    report.record_mask("image", item_ids, image.mask, image.problems, paths=posters)
+    _count_cache(report, "image", image)
+
+    meta, scaling = meta_features(table, ~image.mask)
+    report.record_mask("meta", item_ids, np.ones(len(item_ids), dtype=bool), {})
+    items = ItemFeatures(
+        item_ids=item_ids,
+        features={"text": text.matrix, "image": image.matrix, "meta": meta},
+        masks={"text": text.mask, "image": image.mask},
+        titles=[str(t) for t in table["title"]],
+    )
+    info = {
+        "dataset": "ml100k",
+        "source": str(mm_dir / ITEMS_FILE),
+        "repeated_ids_dropped": repeats,
+        "feature_names": {"image": visual_encoder.feature_names, "meta": list(META_NAMES)},
+        "encoders": {"text": text_encoder.encoder_id, "image": visual_encoder.encoder_id, "meta": "ml100k-meta-v1"},
+        "meta_scaling": scaling,
+        "text_template": "<title>. Genres: <g1>, <g2>. <overview>",
+    }
+    return items, info
+
+
+def _count_cache(report, modality: str, result) -> None:
+    counts = report.modality(modality)
+    counts.cache_hits += result.cache_hits
+    counts.computed += result.computed
+
+
+def save_item_features(items: ItemFeatures, out_dir: str | Path, info: dict) -> Path:
+    """``items.safetensors`` + ``items.json`` in ``out_dir`` (atomic writes)."""
+    from safetensors.numpy import save
+
+    out_dir = Path(out_dir)
+    tensors = {name: np.ascontiguousarray(m, dtype=np.float32) for name, m in items.features.items()}
+    tensors.update({f"mask.{name}": items.masks[name].astype(np.uint8) for name in items.features})
+    atomic_write_bytes(out_dir / "items.safetensors", save(tensors))
+    meta = dict(info)
+    meta.update({
+        "item_ids": [str(i) for i in items.item_ids],
+        "titles": None if items.titles is None else [str(t) for t in items.titles],
+        "dims": items.modality_dims,
+        "missing": {name: [str(i) for i in items.item_ids[~m]] for name, m in items.masks.items()},
+    })
+    atomic_write_text(out_dir / "items.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    return out_dir / "items.safetensors"
+
+
+def load_item_features(out_dir: str | Path) -> tuple[ItemFeatures, dict]:
+    """Read what ``save_item_features`` wrote."""
+    from safetensors.numpy import load_file
+
+    out_dir = Path(out_dir)
+    for name in ("items.safetensors", "items.json"):
+        if not (out_dir / name).is_file():
+            raise DataError(f"{name} not found", path=out_dir / name,
+                            hint="build it with: mmrank data features --dataset ml100k")
+    tensors = load_file(str(out_dir / "items.safetensors"))
+    info = json.loads((out_dir / "items.json").read_text())
+    names = [k for k in tensors if not k.startswith("mask.")]
+    items = ItemFeatures(
+        item_ids=info["item_ids"],
+        features={k: tensors[k] for k in names},
+        masks={k: tensors[f"mask.{k}"].astype(bool) for k in names},
+        titles=info.get("titles"),
+    )
+    return items, info
