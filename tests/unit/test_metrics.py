@@ -204,6 +204,22 @@ def test_matches_a_plain_loop_on_random_groups_with_ties(seed):
             np.testing.assert_allclose(got[name], ref[name.split("@")[0]], atol=1e-12, err_msg=name)
 
 
+def test_packed_key_sort_and_lexsort_fallback_agree(monkeypatch):
+    import mmrank.metrics as metrics
+
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(0, 15, 40)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    labels = rng.integers(0, 4, offsets[-1])
+    scores = np.round(rng.normal(size=offsets[-1]), 1)  # ties
+    names = ["ndcg@3", "map", "mrr@5"]
+    packed = per_query_metrics(labels, scores, offsets, names)
+    monkeypatch.setattr(metrics, "_MAX_PACKED_KEY", 0)  # force the lexsort path
+    fallback = per_query_metrics(labels, scores, offsets, names)
+    for name in names:
+        np.testing.assert_array_equal(packed[name], fallback[name])
+
+
 def test_shared_sort_gives_the_same_as_single_metric_calls():
     rng = np.random.default_rng(5)
     offsets = np.arange(0, 201, 10)
