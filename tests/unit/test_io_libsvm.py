@@ -168,3 +168,14 @@ def test_load_ranking_is_strict_and_refuses_empty(tmp_path):
     assert err.value.line == 2
     with pytest.raises(DataError, match="no queries"):
         load_ranking(_write(tmp_path, "# only a comment\n"), "libsvm")
+
+
+@pytest.mark.parametrize("name", ["x.txt", "x.parquet", "x.jsonl"])
+def test_writers_refuse_non_finite_values(tmp_path, name):
+    from mmrank.data.formats import write_ranking
+
+    rset = RankingSet(query_ids=["q"], offsets=[0, 2], candidate_ids=["a", "b"], labels=[0, 1],
+                      features={"letor": np.array([[1.0], [np.inf]])})
+    with pytest.raises(DataError, match="modality 'letor' holds NaN or infinite values"):
+        write_ranking(rset, tmp_path / name)
+    assert not (tmp_path / name).exists()

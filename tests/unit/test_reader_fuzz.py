@@ -4,6 +4,7 @@ exception. Valid files round-trip exactly."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -50,8 +51,15 @@ def _valid_bytes(fmt: str) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in Path(d).iterdir()}
 
 
+STEP5 = {"query_id": "s1", "query_text": "cat", "candidates": [
+    {"candidate_id": "x", "image_features": [0.1, 0.2], "text_features": [1, 2], "relevance_score": 2,
+     "raw_score": 0.7, "compliance_score": 0.9, "conflict": True},
+    {"candidate_id": "y", "image_features": [0.3, 0.4], "text_features": [4, 5], "relevance_score": 0,
+     "raw_score": 0.1, "compliance_score": 0.2, "conflict": False}]}
+
 VALID = {fmt: _valid_bytes(fmt) for fmt in ("jsonl", "parquet", "libsvm", "lightgbm")}
-FORMAT_OF = {"jsonl": "jsonl", "parquet": "parquet", "libsvm": "libsvm", "lightgbm": "libsvm"}
+VALID["step5"] = {"s.jsonl": (json.dumps(STEP5) + "\n" + json.dumps({**STEP5, "query_id": "s2"}) + "\n").encode()}
+FORMAT_OF = {"jsonl": "jsonl", "parquet": "parquet", "libsvm": "libsvm", "lightgbm": "libsvm", "step5": "jsonl"}
 
 
 def _read_files(files: dict[str, bytes], fmt: str) -> None:
@@ -111,7 +119,7 @@ def test_mutated_valid_file_raises_only_data_error(fmt, edits):
     _read_files(files, fmt)
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "libsvm", "lightgbm"])
+@pytest.mark.parametrize("fmt", ["jsonl", "libsvm", "lightgbm", "step5"])
 @FUZZ
 @given(pieces=st.lists(st.tuples(st.integers(0, 10**6), INTERESTING_BYTES), min_size=1, max_size=5))
 def test_spliced_tokens_raise_only_data_error(fmt, pieces):
@@ -123,6 +131,28 @@ def test_spliced_tokens_raise_only_data_error(fmt, pieces):
         buf = buf[:i] + piece + buf[i:]
     files[main] = buf
     _read_files(files, fmt)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+FIELD_PATHS = [("query_id",), ("query_text",), ("domain",), ("query_features",), ("candidates",),
+               ("candidates", 0), ("candidates", 1, "candidate_id"), ("candidates", 0, "image_features"),
+               ("candidates", 1, "image_features", 0), ("candidates", 0, "relevance_score"),
+               ("candidates", 1, "raw_score"), ("candidates", 0, "conflict"), ("candidates", 0, "features")]
+
+
+@FUZZ
+@given(path=st.sampled_from(FIELD_PATHS), value=JSON_VALUES)
+def test_any_json_value_in_any_field_raises_only_data_error(path, value):
+    obj = json.loads(json.dumps(STEP5))
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    _read_files({"s.jsonl": (json.dumps(obj) + "\n").encode()}, "step5")
 
 
 @pytest.mark.parametrize("fmt,name", [("jsonl", "x.jsonl"), ("parquet", "x.parquet"), ("libsvm", "x.txt")])

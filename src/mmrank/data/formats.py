@@ -235,6 +235,17 @@ def short_float_texts(values: np.ndarray) -> list[str]:
     return [str(v) for v in np.asarray(values, dtype=np.float32).ravel()]
 
 
+def require_finite(rset: RankingSet, path: str | Path) -> None:
+    """Writers refuse what their own readers would quarantine: NaN/inf labels, scores, features."""
+    arrays = {"labels": rset.labels, "baseline_scores": rset.baseline_scores,
+              **{f"modality {k!r}": v for k, v in rset.features.items()},
+              **{f"query feature {k!r}": v for k, v in rset.query_features.items()}}
+    for what, arr in arrays.items():
+        if arr is not None and arr.size and not np.all(np.isfinite(arr)):
+            raise DataError(f"{what} holds NaN or infinite values", path=path,
+                            hint="fix or drop them before writing; readers reject them")
+
+
 def format_label(x: float) -> str:
     """Graded labels as integers when integral (``2``, not ``2.0``); otherwise repr."""
     x = float(x)

@@ -31,11 +31,11 @@ from mmrank.data.formats import (
     label_value,
     raw_text,
     read_bytes,
+    require_finite,
     short_floats,
 )
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_text
-from mmrank.errors import DataError
 
 # Step5 candidate fields that map to a named modality (besides the ``<name>_features`` rule)
 STEP5_SCALAR_MODALITIES = {"compliance_score": "compliance", "conflict": "conflict"}
@@ -239,14 +239,11 @@ def jsonl_lines(rset: RankingSet) -> list[str]:
             c["features"] = {k: rows[r] for k, rows in feats.items()}
             cands.append(c)
         obj["candidates"] = cands
-        try:
-            lines.append(json.dumps(obj, ensure_ascii=False, allow_nan=False))
-        except ValueError:
-            raise DataError(f"query {obj['query_id']!r} holds NaN or infinite values",
-                            hint="JSON cannot hold them; fix the data first") from None
+        lines.append(json.dumps(obj, ensure_ascii=False))
     return lines
 
 
 def write_jsonl(rset: RankingSet, path: str | Path) -> Path:
     """Write ``rset`` as native-schema JSONL (atomically)."""
+    require_finite(rset, path)
     return atomic_write_text(path, "".join(line + "\n" for line in jsonl_lines(rset)))

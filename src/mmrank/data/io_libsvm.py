@@ -30,6 +30,7 @@ from mmrank.data.formats import (
     iter_lines,
     raw_text,
     read_bytes,
+    require_finite,
     short_float_texts,
 )
 from mmrank.data.model import RankingSet
@@ -268,6 +269,7 @@ def write_libsvm(rset: RankingSet, path: str | Path, *, group_file: bool = False
 
     ``group_file=True`` writes LightGBM's form instead: no qid, and ``<path>.query`` with group sizes."""
     path = Path(path)
+    require_finite(rset, path)
     matrix = rset.feature_matrix()
     d = matrix.shape[1]
     texts = short_float_texts(matrix)

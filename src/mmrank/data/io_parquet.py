@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrank.data.formats import FLOAT32_MAX, BadRecord, SchemaTracker, empty_ranking_set
+from mmrank.data.formats import FLOAT32_MAX, BadRecord, SchemaTracker, empty_ranking_set, require_finite
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_bytes
 from mmrank.errors import DataError
@@ -40,6 +40,7 @@ def write_parquet(rset: RankingSet, path: str | Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    require_finite(rset, path)
     qi = rset.query_index
     cols = {
         "query_id": pa.array(rset.query_ids[qi].astype(str).tolist(), pa.string()),
