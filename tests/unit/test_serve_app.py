@@ -197,15 +197,17 @@ def test_reload_swaps_the_model_and_a_bad_run_keeps_the_old_one(run_dir, other_r
         second = c.post("/rerank", json=req, headers=auth).json()
         (tmp_path / "model.json").write_text('{"kind": "nonsense"}')
         failed = c.post("/admin/reload", json={"run_dir": str(tmp_path)}, headers=auth)
+        missing = c.post("/admin/reload", json={"run_dir": str(tmp_path / "nowhere")}, headers=auth)
         after = c.get("/health").json()
         metrics = c.get("/metrics").text
     assert swapped.status_code == 200 and swapped.json()["model_version"] != before["model_version"]
     assert first["model_version"] == before["model_version"] and second["model_version"] == swapped.json()["model_version"]
     b_scores = load_run(other_run_dir).ranker.score(ranking_set_of(req))
     assert [c["score"] for c in second["candidates"]] == pytest.approx(sorted(b_scores, reverse=True))
-    assert failed.status_code == 400 and "still serving" in failed.json()["detail"]
+    assert failed.status_code == 422 and "still serving" in failed.json()["detail"]
+    assert missing.status_code == 404
     assert after["model_version"] == swapped.json()["model_version"]
-    assert 'mmrank_reloads_total{result="ok"} 1.0' in metrics and 'mmrank_reloads_total{result="failed"} 1.0' in metrics
+    assert 'mmrank_reloads_total{result="ok"} 1.0' in metrics and 'mmrank_reloads_total{result="failed"} 2.0' in metrics
 
 
 def test_health_metrics_and_openapi(run_dir):

@@ -14,8 +14,8 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,20 +60,15 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
     metrics = ServeMetrics()
     metrics.set_model(slot.current.model_id, slot.current.version)
     started = time.time()
+    # The pools live as long as the app (not its lifespan: test clients run the lifespan per
+    # connection, and idle worker threads cost nothing).
     scoring_pool = ThreadPoolExecutor(config.scoring_threads, thread_name_prefix="mmrank-score")
     reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
-
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-        scoring_pool.shutdown(wait=False, cancel_futures=True)
-        reload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="mmrank reranker",
         version=mmrank.__version__,
         description="Reranks one query's candidates; every answer is a permutation of the request's candidates.",
-        lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)  # outermost: counts 413s too
@@ -103,7 +98,8 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
         return _error(422, "; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors)
 
     err = {"model": ErrorResponse}
-    responses = {401: err, 413: err, 422: err}
+    # 400: a body FastAPI cannot even decode (not UTF-8 JSON text); 422: any other schema error.
+    responses = {400: err, 401: err, 413: err, 422: err}
 
     @app.post("/rerank", response_model=RerankResponse, responses=responses, dependencies=[Depends(rerank_auth)])
     async def rerank(req: RerankRequest):
@@ -153,14 +149,17 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
     async def prometheus_metrics():
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.post("/admin/reload", response_model=HealthResponse, responses={400: err, 401: err, 403: err, 422: err},
+    @app.post("/admin/reload", response_model=HealthResponse, responses={400: err, 401: err, 403: err, 404: err, 422: err},
               dependencies=[Depends(admin_auth)])
     async def reload(body: ReloadRequest):
+        if not Path(body.run_dir).is_dir():
+            metrics.reloads.labels("failed").inc()
+            return _error(404, f"run directory {body.run_dir} not found — pass a folder `mmrank train` wrote")
         try:
             loaded = await asyncio.get_running_loop().run_in_executor(reload_pool, slot.reload, body.run_dir)
         except Exception as e:  # noqa: BLE001 — a bad run (any loader error) must not stop serving
             metrics.reloads.labels("failed").inc()
-            return _error(400, f"cannot load {body.run_dir}: {e} — the previous model is still serving")
+            return _error(422, f"cannot load {body.run_dir}: {e} — the previous model is still serving")
         metrics.reloads.labels("ok").inc()
         metrics.set_model(loaded.model_id, loaded.version)
         log.info(json.dumps({"event": "reload", "model_id": loaded.model_id, "version": loaded.version}))
