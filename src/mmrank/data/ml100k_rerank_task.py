@@ -150,6 +150,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
     q_ids, sizes, cand_rows, labels, pops, base, texts = [], [], [], [], [], [], []
     qf = {name: [] for name in ("text", "image", "meta", "history")}
     contexts: dict[str, list[str]] = {}
+    cut_times: dict[str, float] = {}
     for u, tau, end in specs:
         a, b = ev.user_start[u], ev.user_start[u + 1]
         times, urows, uratings = ev.time[a:b], ev.item[a:b], ev.rating[a:b]
@@ -184,6 +185,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         cand_rows.append(rows)
         labels.append(labs)
         contexts[qid] = [str(items.item_ids[r]) for r in context]
+        cut_times[qid] = float(tau)
         texts.append("Recently rated: " + "; ".join(str(titles[r]) for r in context))
         for name in ("text", "image", "meta"):
             mask = items.masks.get(name, np.ones(n_items, dtype=bool))
@@ -206,7 +208,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         query_features={k: np.asarray(v, dtype=np.float32) for k, v in qf.items()},
         query_texts=texts,
     )
-    return rset, contexts
+    return rset, contexts, cut_times
 
 
 def build_rerank_task(
@@ -227,12 +229,13 @@ def build_rerank_task(
         raise DataError("the valid and test cuts fall on the same timestamp",
                         hint="spread valid_quantile and test_quantile further apart")
     specs = _query_specs(ev, cfg, t_valid, t_test)
-    sets, contexts, counts = {}, {}, {}
+    sets, contexts, cut_times, counts = {}, {}, {}, {}
     popularity = _PopularityAsOf(ev)
     for split in SPLITS:
-        rset, ctx = _build_split(ev, items, cfg, split, specs[split], popularity)
+        rset, ctx, taus = _build_split(ev, items, cfg, split, specs[split], popularity)
         sets[split] = rset
         contexts[split] = ctx
+        cut_times[split] = taus
         counts[split] = {
             "queries": rset.n_queries,
             "candidates": rset.n_candidates,
@@ -251,6 +254,7 @@ def build_rerank_task(
         "counts": counts,
         "modalities": sets["test"].modality_dims,
         "query_features": sets["test"].query_feature_dims,
+        "cut_time_per_query": cut_times,
         "context_item_ids": contexts,
     }
     return sets, info
@@ -289,3 +293,63 @@ def rerank_task_key(data_dir: str | Path, items_file: str | Path, config: Rerank
     for path in (Path(data_dir) / "ml-100k" / "ml-100k.inter", Path(items_file)):
         h.update(hashlib.sha256(read_bytes(path)).digest())
     return f"ml100k-task-{h.hexdigest()[:24]}"
+
+
+def verify_rerank_task(sets: dict[str, RankingSet], info: dict, inter: Interactions, items: ItemFeatures) -> list[str]:
+    """Recompute the protocol's promises query by query from the raw ratings, with plain loops
+    (independent of the vectorised builder above); returns the broken promises, [] when none.
+
+    Checked per query: the context is the user's last ``context_k`` ratings before the cut; the
+    positives are the user's first ``max_targets`` ratings in the target window with the rating
+    as label; every label-0 candidate was never rated by the user; ``pop`` and the baseline score
+    count only ratings before the cut; query features are the (masked) context means."""
+    cfg = RerankTaskConfig(**info["config"])
+    t_valid, t_test = info["cuts"]["valid"]["timestamp"], info["cuts"]["test"]["timestamp"]
+    by_user: dict[str, list[tuple[float, int, str, float]]] = {}
+    for n, (u, i, t, r) in enumerate(zip(inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)):
+        by_user.setdefault(str(u), []).append((float(t), n, str(i), float(r)))
+    for events in by_user.values():
+        events.sort()
+    times_of: dict[str, list[float]] = {}
+    for u, i, t in zip(inter.user_ids, inter.item_ids, inter.timestamps):
+        times_of.setdefault(str(i), []).append(float(t))
+    row_of = items.row_of()
+    problems: list[str] = []
+    for split, rset in sets.items():
+        ends = {"train": t_valid, "valid": t_test, "test": np.inf}
+        for q in rset:
+            user = q.query_id.rsplit("@", 1)[0]
+            tau = info["cut_time_per_query"][split][q.query_id]
+            events = by_user[user]
+            before = [e for e in events if e[0] < tau]
+            window = [e for e in events if tau <= e[0] < ends[split]]
+            where = f"{split}/{q.query_id}"
+            if split != "train" and tau != (t_valid if split == "valid" else t_test):
+                problems.append(f"{where}: cut {tau} is not the global {split} cut")
+            if split == "train" and tau >= t_valid:
+                problems.append(f"{where}: train cut {tau} not before the valid cut")
+            context = [e[2] for e in before[-cfg.context_k:]][::-1]
+            if context != info["context_item_ids"][split][q.query_id]:
+                problems.append(f"{where}: context is not the last {cfg.context_k} ratings before the cut")
+            if len(before) < cfg.min_history or not window:
+                problems.append(f"{where}: fewer than min_history ratings before the cut or no target")
+            expected = {e[2]: e[3] for e in window[:cfg.max_targets]}
+            got = {c: l for c, l in zip(q.candidate_ids, q.labels) if l > 0}
+            if got != expected:
+                problems.append(f"{where}: positives/labels differ from the target window")
+            rated = {e[2] for e in events}
+            if any(c in rated for c, l in zip(q.candidate_ids, q.labels) if l == 0):
+                problems.append(f"{where}: a label-0 candidate was rated by the user")
+            counts = np.array([sum(t < tau for t in times_of.get(c, [])) for c in q.candidate_ids])
+            if not np.allclose(q.features["pop"][:, 0], np.log1p(counts), atol=1e-5):
+                problems.append(f"{where}: pop counts use ratings at or after the cut")
+            if q.baseline_scores is not None and not np.allclose(q.baseline_scores, np.log1p(counts), atol=1e-5):
+                problems.append(f"{where}: baseline score is not log1p(count before the cut)")
+            rows = np.array([row_of[c] for c in context], dtype=np.int64)
+            for name in ("text", "image", "meta"):
+                mask = items.masks.get(name, np.ones(len(items), dtype=bool))
+                keep = rows[mask[rows]]
+                want = items.features[name][keep].mean(axis=0) if len(keep) else 0.0
+                if not np.allclose(q.query_features[name], want, atol=1e-5):
+                    problems.append(f"{where}: query feature {name!r} is not the masked context mean")
+    return problems
