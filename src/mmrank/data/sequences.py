@@ -1,0 +1,202 @@
+"""Item sequences for sequential recommendation: dense ids, per-user histories, batches.
+
+Item ids become dense integers ``1..n`` with ``0`` reserved for padding; user ids become
+``0..u-1``. Both vocabularies are built from the *training* data (plus, for items, an optional
+catalogue such as the ``.item`` file, so that items nobody interacted with in training can
+still be ranked — from content alone — instead of being silently absent). Any other id met
+later raises ``UnknownIdError`` naming the id and the file it came from: the seeds indexed an
+embedding table with such ids and died with a bare ``IndexError``.
+
+Histories are stored CSR-style (``indptr (U+1,)``, ``items (n,)``) in time order; padded
+``(B, L)`` views are made per batch and never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from mmrank.data.model import Interactions, hash_ids
+from mmrank.errors import UnknownIdError
+
+PAD = 0
+
+
+@dataclass
+class IdVocab:
+    """Raw string ids <-> dense integers. ``offset`` is the first dense id (1 for items, 0 for users)."""
+
+    ids: np.ndarray  # (n,) raw ids in dense order
+    offset: int
+    kind: str  # "item" or "user", for error messages
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray([str(i) for i in self.ids], dtype=object)
+        self._index = {raw: k + self.offset for k, raw in enumerate(self.ids)}
+        if len(self._index) != len(self.ids):
+            raise ValueError(f"duplicate {self.kind} ids in vocabulary")
+
+    @classmethod
+    def build(cls, raw_ids: Iterable, kind: str, offset: int) -> "IdVocab":
+        """Vocabulary in order of first appearance (stable, so dense ids do not depend on sorting)."""
+        seen: dict[str, None] = {}
+        for r in raw_ids:
+            seen.setdefault(str(r), None)
+        return cls(np.array(list(seen), dtype=object), offset, kind)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, raw) -> bool:
+        return str(raw) in self._index
+
+    def encode(self, raw_ids: Iterable, source: str = "<input>") -> np.ndarray:
+        """Dense ids of ``raw_ids``; the first unknown one raises ``UnknownIdError``."""
+        out = []
+        for r in raw_ids:
+            k = self._index.get(str(r))
+            if k is None:
+                raise UnknownIdError(
+                    f"unknown {self.kind} id {str(r)!r}: not in the training data",
+                    path=source,
+                    hint=f"evaluate only {self.kind}s seen in training (or add the {self.kind} "
+                    "to the catalogue the model was trained with) and retrain",
+                )
+            out.append(k)
+        return np.asarray(out, dtype=np.int64)
+
+    def decode(self, dense: Iterable[int]) -> np.ndarray:
+        return self.ids[np.asarray(list(dense), dtype=np.int64) - self.offset]
+
+    def fingerprint(self) -> str:
+        return hash_ids(self.ids)
+
+
+@dataclass
+class Histories:
+    """Per-user item sequences in time order, CSR: user ``u`` owns ``items[indptr[u]:indptr[u+1]]``."""
+
+    indptr: np.ndarray  # (U+1,) int64
+    items: np.ndarray  # (n,) int64 dense item ids (>= 1)
+    times: np.ndarray | None = None  # (n,) timestamps of the events, when known
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def of(self, user: int) -> np.ndarray:
+        return self.items[self.indptr[user] : self.indptr[user + 1]]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def append(self, extra: np.ndarray) -> "Histories":
+        """Histories with one more item per user (``extra[u]``; 0 = nothing to add)."""
+        extra = np.asarray(extra, dtype=np.int64)
+        lens = self.lengths() + (extra > 0)
+        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        items = np.empty(indptr[-1], dtype=np.int64)
+        for u in range(self.n_users):
+            h = self.of(u)
+            items[indptr[u] : indptr[u] + len(h)] = h
+            if extra[u] > 0:
+                items[indptr[u + 1] - 1] = extra[u]
+        return Histories(indptr, items)
+
+
+def build_histories(
+    interactions: Interactions, users: IdVocab, items: IdVocab, source: str = "<input>"
+) -> Histories:
+    """Histories of every user in ``users`` (users absent from ``interactions`` get none).
+
+    Order within a user: timestamp, then input row (stable), the order RecBole's TO split uses."""
+    u = users.encode(interactions.user_ids, source)
+    i = items.encode(interactions.item_ids, source)
+    order = np.lexsort((np.arange(len(u)), interactions.timestamps, u))
+    counts = np.bincount(u, minlength=len(users))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Histories(indptr, i[order], interactions.timestamps[order])
+
+
+def pad_left(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
+    """``(B, max_len)`` int64, each sequence's last ``max_len`` items right-aligned, 0 = padding.
+
+    Right alignment puts every user's most recent item in the last column, so the state that
+    predicts the next item is always ``h[:, -1]``."""
+    out = np.zeros((len(seqs), max_len), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        s = s[-max_len:]
+        if len(s):
+            out[r, max_len - len(s) :] = s
+    return out
+
+
+def training_batch(histories: Histories, users: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and next-item targets for every position of each user's sequence at once.
+
+    ``inputs[b, t]`` predicts ``targets[b, t]``; both ``(B, max_len)``, 0 where padded. One
+    sequence per user per batch (SASRec's training scheme), not one sample per prefix."""
+    inputs = pad_left([histories.of(u)[:-1] for u in users], max_len)
+    targets = pad_left([histories.of(u)[1:] for u in users], max_len)
+    return inputs, targets
+
+
+@dataclass
+class SequenceSplit:
+    """Leave-one-out data for one model: training histories plus one held-out item per user.
+
+    ``valid_target[u]`` / ``test_target[u]`` are dense item ids (0 = the user has none). For
+    validation the model reads ``train``; for test it reads ``train`` plus the validation item."""
+
+    users: IdVocab
+    items: IdVocab
+    train: Histories
+    valid_target: np.ndarray
+    test_target: np.ndarray
+    cold_items: np.ndarray  # (n_items+1,) bool: True for catalogue items with no training interaction
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def history_for(self, stage: str) -> Histories:
+        if stage == "valid":
+            return self.train
+        if stage == "test":
+            return self.train.append(self.valid_target)
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+
+    def target_for(self, stage: str) -> np.ndarray:
+        return self.valid_target if stage == "valid" else self.test_target
+
+
+def make_split(
+    interactions: Interactions,
+    train_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    test_rows: np.ndarray,
+    catalogue: Iterable | None = None,
+    source: str = "<input>",
+) -> SequenceSplit:
+    """Vocabularies from the training rows (+ catalogue items), histories and held-out targets.
+
+    A validation or test row whose user or item the vocabularies do not know raises
+    ``UnknownIdError`` naming ``source``."""
+    train = interactions.take(np.asarray(train_rows, dtype=np.int64)).sorted()
+    users = IdVocab.build(train.user_ids, "user", offset=0)
+    trained_items = IdVocab.build(train.item_ids, "item", offset=1)
+    all_items = list(trained_items.ids) + ([str(c) for c in catalogue] if catalogue is not None else [])
+    items = IdVocab.build(all_items, "item", offset=1)
+    histories = build_histories(train, users, items, source)
+    cold = np.zeros(len(items) + 1, dtype=bool)
+    cold[len(trained_items) + 1 :] = True  # catalogue-only items come after the trained ones
+
+    def targets(rows: np.ndarray) -> np.ndarray:
+        part = interactions.take(np.asarray(rows, dtype=np.int64))
+        out = np.zeros(len(users), dtype=np.int64)
+        out[users.encode(part.user_ids, source)] = items.encode(part.item_ids, source)
+        return out
+
+    return SequenceSplit(users, items, histories, targets(valid_rows), targets(test_rows), cold)

@@ -1,0 +1,255 @@
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over a user's item sequence.
+
+``SASRecNet`` is the ``nn.Module``: it turns a left-padded ``(B, L)`` item sequence into
+``(B, L, d)`` states, where state ``t`` has read items ``0..t`` and predicts item ``t+1``.
+Scores are dot products with the item embedding table (tied input/output embeddings).
+It is trained on every position of each sequence at once (one sequence per user per batch).
+
+Losses (``sequence_loss``): full-softmax cross-entropy over all items (default), sampled
+softmax with N uniform negatives, gBCE (Petrov & Macdonald, RecSys 2023) and BPR
+(Rendle et al., UAI 2009).
+
+``SASRecRanker`` wraps the net in the mmrank model protocol (params in the constructor, ``fit``,
+pure scoring, safetensors + JSON storage). It knows nothing about optimisers: ``fit`` hands the
+net to the Lightning module in ``mmrank.train.sequential_module``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from mmrank.data.sequences import IdVocab, pad_left
+from mmrank.data.validate import atomic_write_text
+
+LOSSES = ("ce", "sampled_softmax", "gbce", "bpr")
+
+
+class SASRecNet(nn.Module):
+    """Item sequence -> states. Item 0 is padding; items are ``1..n_items``."""
+
+    def __init__(self, n_items: int, hidden: int = 64, layers: int = 2, heads: int = 2,
+                 max_len: int = 200, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.n_items, self.max_len = n_items, max_len
+        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=hidden, dropout=dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(hidden)
+        self.heads = heads
+        nn.init.normal_(self.item_emb.weight, std=hidden ** -0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    # -- item side: subclasses (the multimodal MoE) replace these two -----------------------
+    def input_embeddings(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L, d) embeddings of the items read."""
+        return self.item_emb(seq)
+
+    def logits(self, h: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of items for states ``h (M, d)``: all items ``(M, n_items+1)`` (column 0 is
+        padding, set to -inf) when ``candidates`` is None, else ``(M, K)`` for ``candidates (M, K)``."""
+        if candidates is None:
+            out = h @ self.item_emb.weight.T
+            out[:, 0] = float("-inf")
+            return out
+        return torch.einsum("md,mkd->mk", h, self.item_emb(candidates))
+
+    def aux_loss(self) -> torch.Tensor:
+        """Extra training loss of the item side (the MoE's load balancing); none here."""
+        return self.item_emb.weight.new_zeros(())
+
+    # -- sequence side -------------------------------------------------------------------------
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L, d) states."""
+        B, L = seq.shape
+        x = self.input_embeddings(seq) * (self.item_emb.embedding_dim ** 0.5)
+        x = x + self.pos_emb.weight[self.max_len - L:][None]
+        real = seq > 0
+        x = self.dropout(x) * real[..., None]
+        x = self.encoder(x, mask=self._attention_mask(real))
+        return self.final_norm(x) * real[..., None]
+
+    def _attention_mask(self, real: torch.Tensor) -> torch.Tensor:
+        """(B*heads, L, L) bool, True = may NOT attend: future items and padding are hidden.
+
+        A padded row may see itself only, so no softmax row is empty (an empty row gives NaN)."""
+        B, L = real.shape
+        t = torch.arange(L, device=real.device)
+        causal = t[None, :] <= t[:, None]  # (L query, L key)
+        allowed = causal[None] & real[:, None, :]
+        allowed = allowed | torch.eye(L, dtype=torch.bool, device=real.device)[None]
+        return (~allowed).repeat_interleave(self.heads, dim=0)
+
+    def last_state(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, d): the state after each user's most recent item (right-aligned input)."""
+        return self.encode(seq)[:, -1]
+
+    def score_sequences(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, n_items+1) next-item scores (column 0 = padding, -inf)."""
+        return self.logits(self.last_state(seq))
+
+
+def sequence_loss(net: SASRecNet, inputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce",
+                  n_negatives: int = 256, gbce_t: float = 0.75,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next-item loss over every real position of ``inputs``/``targets`` (both ``(B, L)``).
+
+    ``ce``: softmax over all items. ``sampled_softmax``: softmax over the target and
+    ``n_negatives`` uniform negatives. ``gbce``: Petrov & Macdonald 2023's generalised BCE,
+    ``-beta * log sigmoid(s+) - sum log(1 - sigmoid(s-))`` with ``beta = alpha*(t*(1-1/alpha)+1/alpha)``,
+    ``alpha = n_negatives/(n_items-1)``: ``t=0`` is plain BCE, ``t=1`` calibrates towards full
+    softmax. ``bpr``: ``-log sigmoid(s+ - s-)`` averaged over the negatives."""
+    h = net.encode(inputs)
+    where = targets > 0
+    h, pos = h[where], targets[where]  # (M, d), (M,)
+    if loss == "ce":
+        return F.cross_entropy(net.logits(h), pos) + net.aux_loss()
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; use one of {LOSSES}")
+    negs = torch.randint(1, net.n_items + 1, (len(pos), n_negatives), device=pos.device,
+                         generator=generator)
+    scores = net.logits(h, torch.cat([pos[:, None], negs], dim=1))
+    s_pos, s_neg = scores[:, 0], scores[:, 1:]
+    # A negative that happens to be the target is not a negative.
+    s_neg = s_neg.masked_fill(negs == pos[:, None], float("-inf"))
+    if loss == "sampled_softmax":
+        out = F.cross_entropy(torch.cat([s_pos[:, None], s_neg], dim=1), torch.zeros_like(pos))
+    elif loss == "gbce":
+        alpha = n_negatives / max(net.n_items - 1, 1)
+        beta = alpha * (gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+        out = (beta * F.softplus(-s_pos) + F.softplus(s_neg).sum(1)).mean()
+    else:  # bpr
+        valid = torch.isfinite(s_neg)
+        diff = torch.where(valid, s_pos[:, None] - s_neg, torch.zeros_like(s_neg))
+        out = (F.softplus(-diff) * valid).sum() / valid.sum().clamp(min=1)
+    return out + net.aux_loss()
+
+
+class SASRecRanker:
+    """ID-only SASRec in the mmrank model protocol.
+
+    ``fit(split)`` trains on a ``SequenceSplit``; ``score_users(users, histories)`` gives
+    ``(b, n_items+1)`` scores; ``score(rset)`` scores a RankingSet whose query ids are user ids
+    and candidate ids are item ids (for reranking candidate lists)."""
+
+    kind = "sasrec"
+    defaults: dict[str, Any] = dict(hidden=64, layers=2, heads=2, max_len=200, dropout=0.2, loss="ce",
+                                    n_negatives=256, gbce_t=0.75)
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults) - set(self.extra_params())
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}")
+        self.params = {**self.defaults, **self.extra_params(), **params}
+        self.net: SASRecNet | None = None
+        self.items: IdVocab | None = None
+        self.users: IdVocab | None = None
+        self.cold_items: np.ndarray | None = None
+        self.history: list[dict] = []
+
+    @classmethod
+    def extra_params(cls) -> dict[str, Any]:
+        return {}
+
+    # -- building ------------------------------------------------------------------------------
+    def build(self, split) -> "SASRecRanker":
+        """Create the net for a split's vocabularies (without training)."""
+        self.items, self.users, self.cold_items = split.items, split.users, split.cold_items
+        self.net = self._make_net(len(split.items))
+        return self
+
+    def _make_net(self, n_items: int) -> SASRecNet:
+        p = self.params
+        return SASRecNet(n_items, p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"])
+
+    def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        p = self.params
+        return lambda inputs, targets: sequence_loss(self.net, inputs, targets, p["loss"], p["n_negatives"], p["gbce_t"])
+
+    def fit(self, split, valid=None, **train_options: Any) -> "SASRecRanker":
+        """Train on ``split.train``; early-stop on validation NDCG@10 (``train_options`` go to
+        ``mmrank.train.sequential_module.fit_net``: epochs, batch_size, lr, ...)."""
+        # Imported here: the training stack (Lightning) is only needed to fit, never to score.
+        from mmrank.train.sequential_module import fit_net
+
+        if self.net is None:
+            self.build(split)
+        self.history = fit_net(self, split, **train_options)
+        return self
+
+    # -- scoring (pure) ------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_histories(self, seqs: list[np.ndarray]) -> torch.Tensor:
+        """Scores ``(b, n_items+1)`` of the next item after each dense-id sequence."""
+        self.net.eval()
+        batch = torch.from_numpy(pad_left(seqs, self.params["max_len"]))
+        return self.net.score_sequences(batch)
+
+    def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:
+        return self.score_histories([histories.of(int(u)) for u in users])
+
+    def score(self, rset) -> np.ndarray:
+        """RankingSet scores: each query's ``query_texts`` entry holds the user's history as
+        space-separated item ids (oldest first); its candidates are item ids."""
+        out = np.empty(rset.n_candidates, dtype=np.float64)
+        for q in range(rset.n_queries):
+            text = rset.query_texts[q] if rset.query_texts is not None else ""
+            seq = self.items.encode(str(text or "").split(), "<RankingSet query_texts>")
+            scores = self.score_histories([seq])[0]
+            a, b = rset.offsets[q], rset.offsets[q + 1]
+            cand = self.items.encode(rset.candidate_ids[a:b], "<RankingSet candidate_ids>")
+            out[a:b] = scores[torch.from_numpy(cand)].double().numpy()
+        return out
+
+    # -- storage ---------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tmp = directory / ".model.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(directory / "model.safetensors")
+        meta = {"kind": self.kind, "params": self.params, "n_items": len(self.items),
+                "item_ids": list(self.items.ids), "user_ids": list(self.users.ids),
+                "cold_items": np.flatnonzero(self.cold_items).tolist(), "history": self.history,
+                **self.extra_meta()}
+        atomic_write_text(directory / "model.json", json.dumps(meta, indent=1))
+
+    def extra_meta(self) -> dict:
+        return {}
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SASRecRanker":
+        directory = Path(directory)
+        meta = json.loads((directory / "model.json").read_text())
+        if meta["kind"] != cls.kind:
+            raise ValueError(f"{directory}: model kind is {meta['kind']!r}, not {cls.kind!r}")
+        self = cls(**meta["params"])
+        self.items = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
+        self.users = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")
+        self.cold_items = np.zeros(meta["n_items"] + 1, dtype=bool)
+        self.cold_items[meta["cold_items"]] = True
+        self.history = meta.get("history", [])
+        self.restore_meta(meta)
+        state = load_file(str(directory / "model.safetensors"))
+        self.net = self._make_net_from_state(meta["n_items"], state)
+        self.net.load_state_dict(state)
+        self.net.eval()
+        return self
+
+    def restore_meta(self, meta: dict) -> None:
+        pass
+
+    def _make_net_from_state(self, n_items: int, state: dict) -> SASRecNet:
+        return self._make_net(n_items)

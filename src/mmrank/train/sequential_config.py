@@ -1,0 +1,75 @@
+"""Configuration of sequential-recommendation runs (``task: sequential``).
+
+Validated by pydantic through ``mmrank.config.load_config`` before any data is read, so a typo
+in a key or a wrong type is a one-line ``ConfigError``. Sections: ``data`` (where the RecBole
+atomic files and the item features are), ``model`` (kind + its parameters), ``train`` (loop,
+early stopping, joint vs staged schedule), ``evaluate`` (cut-offs; sampled evaluation next to
+the full one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mmrank.config import Strict
+
+
+class SequentialData(Strict):
+    """``path``: a RecBole dataset folder (``<name>.inter``, optional ``<name>.item``: its items
+    form the catalogue, so items without training interactions are still ranked).
+    ``item_features``: a folder written by ``mmrank data features`` (``items.safetensors`` +
+    ``items.json``); needed by ``sasrec_moe``. ``modalities``: which of its modalities to use
+    (default: all)."""
+
+    path: str
+    item_features: str | None = None
+    modalities: list[str] | None = None
+
+
+class SequentialModel(Strict):
+    """``kind``: ``sasrec`` (ID-only), ``sasrec_moe`` (multimodal), or the baselines
+    ``popularity`` / ``most_recent``. ``params`` go to the model's constructor (checked there):
+    hidden, layers, heads, max_len, dropout, loss (ce | sampled_softmax | gbce | bpr),
+    n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
+
+    kind: Literal["sasrec", "sasrec_moe", "popularity", "most_recent"] = "sasrec"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SequentialTrain(Strict):
+    """``schedule``: ``joint`` trains everything together; ``staged`` (sasrec_moe only) runs
+    pretrain SASRec (ID) -> pretrain content tower (transformer frozen) -> joint (gates and content,
+    transformer frozen) -> end to end, ``stage_epochs`` epochs at most each (early stopped).
+    ``target_ndcg``: record the wall time at which validation NDCG@10 first reaches it
+    (``stop_at_target`` stops there: the P3 benchmark's clock)."""
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(128, ge=1, description="users (whole sequences) per step")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(10, ge=1, description="epochs without validation NDCG@10 gain")
+    crop: Literal["random", "last"] = "random"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    schedule: Literal["joint", "staged"] = "joint"
+    stage_epochs: int = Field(40, ge=1)
+    target_ndcg: float | None = Field(None, gt=0, le=1)
+    stop_at_target: bool = False
+    progress: bool = False
+
+
+class SequentialEvaluate(Strict):
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    sampled_negatives: int = Field(100, ge=0, description="0: no sampled evaluation")
+    chunk_size: int = Field(256, ge=1)
+
+
+class SequentialConfig(Strict):
+    task: Literal["sequential"] = "sequential"
+    name: str | None = None
+    data: SequentialData
+    model: SequentialModel = Field(default_factory=SequentialModel)
+    train: SequentialTrain = Field(default_factory=SequentialTrain)
+    evaluate: SequentialEvaluate = Field(default_factory=SequentialEvaluate)
