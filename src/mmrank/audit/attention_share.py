@@ -19,6 +19,8 @@ def check(ctx: AuditContext) -> CheckResult:
     if share_of is None:
         return CheckResult.skip(NAME, f"{type(ctx.model).__name__} has no attention over modalities")
     shares = {str(k): float(v) for k, v in share_of(ctx.test).items()}
+    if len(shares) < 2:  # one modality holds all the mass by construction: nothing to compare
+        return CheckResult.skip(NAME, f"the model attends over a single modality ({', '.join(shares)})")
     limit = float(ctx.policy[NAME]["warn_share"])
     ctx.extras["attention"] = shares
     top = max(shares, key=shares.get)

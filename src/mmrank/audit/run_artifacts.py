@@ -1,7 +1,8 @@
 """Plot data a training run left in its directory: reliability diagram and training curves.
 
-Both are optional: a run without ``calibrator.json`` or ``logs/metrics.csv`` simply has no such
-plot. Read here (at audit time) and stored in ``audit.json`` so ``mmrank report DIR`` can
+Both are optional: a run without calibration data (``metrics.json``'s ``calibration`` section,
+written by ``mmrank train``) or ``logs/**/metrics.csv`` (Lightning's CSVLogger) simply has no
+such plot. Read here (at audit time) and stored in ``audit.json`` so ``mmrank report DIR`` can
 rebuild the HTML from the audit alone.
 """
 
@@ -15,17 +16,10 @@ from pathlib import Path
 def read_run_artifacts(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     out: dict = {}
-    cal = run_dir / "calibrator.json"
-    if cal.is_file():
-        try:
-            data = json.loads(cal.read_text(encoding="utf-8"))
-        except ValueError:
-            data = {}
-        reliability = data.get("reliability") if isinstance(data, dict) else None
-        if isinstance(reliability, dict):
-            out["reliability"] = reliability
-    curves = run_dir / "logs" / "metrics.csv"  # Lightning's CSVLogger layout
-    if curves.is_file():
+    reliability = _reliability(run_dir)
+    if reliability:
+        out["reliability"] = reliability
+    for curves in sorted((run_dir / "logs").glob("**/metrics.csv"))[:1]:
         series: dict[str, list[list[float]]] = {}
         with curves.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
@@ -40,3 +34,23 @@ def read_run_artifacts(run_dir: str | Path) -> dict:
         if series:
             out["training_curves"] = series
     return out
+
+
+def _reliability(run_dir: Path) -> list[dict] | None:
+    """The per-bin reliability table (``mmrank.calibrate.reliability_table`` rows), after
+    calibration when both before and after are stored."""
+    for name in ("metrics.json", "calibrator.json"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        node = data.get("calibration", data) if isinstance(data, dict) else None
+        if isinstance(node, dict) and isinstance(node.get("after"), dict):
+            node = node["after"]
+        rows = node.get("reliability") if isinstance(node, dict) else None
+        if isinstance(rows, list) and rows:
+            return rows
+    return None

@@ -1,0 +1,141 @@
+"""`mmrank audit` and `mmrank report`: thin wrappers over ``mmrank.audit`` and ``mmrank.report``."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mmrank.cli.app import app
+
+console = Console()
+_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim",
+          "GO": "bold white on green", "PAUSE_AND_FIX": "bold black on yellow", "NO_GO": "bold white on red"}
+
+
+def _model_section(config: Path | None) -> dict:
+    if config is None:
+        return {}
+    import yaml
+
+    from mmrank.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{config}: cannot read the config: {e} — pass a YAML like configs/mq2008_lambdamart.yaml") from e
+    return data.get("model", {}) if isinstance(data, dict) else {}
+
+
+def resolve_ranker(spec: str, config: Path | None, train, valid) -> tuple[Any, Any]:
+    """``spec`` = a registry kind (built from --config's model params when kinds match, then
+    fitted) or a run directory (loaded). Returns (fitted model, factory of fresh unfitted ones)."""
+    from mmrank.models.registry import MODELS, build_ranker
+
+    if Path(spec).is_dir():
+        from mmrank import runs
+
+        model = runs.load_model(spec)
+        section = runs.load_run_config(spec).get("model", {})
+        kind, params = section.get("kind", runs.model_kind(spec)), section.get("params") or {}
+        return model, partial(build_ranker, kind, params)
+    if spec not in MODELS:
+        from mmrank.errors import ConfigError
+
+        raise ConfigError(f"--model/--baseline {spec!r}: neither a run directory nor a model kind — use one of "
+                          f"{sorted(MODELS)} or a directory written by `mmrank train`")
+    section = _model_section(config)
+    params = (section.get("params") or {}) if section.get("kind") == spec else {}
+    factory = partial(build_ranker, spec, params)
+    return factory().fit(train, valid), factory
+
+
+def print_audit(report: dict) -> None:
+    table = Table(title="mmrank audit", show_lines=False)
+    for col in ("check", "status", "value", "threshold", "rule"):
+        table.add_column(col)
+    for c in report["checks"]:
+        fmt = lambda x: "—" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))  # noqa: E731
+        table.add_row(c["name"], f"[{_STYLE[c['status']]}]{c['status']}[/]", fmt(c.get("value")),
+                      fmt(c.get("threshold")), c.get("rule") or "")
+    console.print(table)
+    console.print(f"verdict: [{_STYLE[report['verdict']]}] {report['verdict']} [/]")
+    for r in report["reasons"]:
+        console.print(f"  • {r}", markup=False, highlight=False)
+
+
+@app.command("audit")
+def audit_cmd(
+    train: Path = typer.Option(..., "--train", help="training ranking file (LETOR/LibSVM, JSONL, Parquet)"),
+    test: Path = typer.Option(..., "--test", help="test ranking file the model is judged on"),
+    model: str = typer.Option(..., "--model", help="model kind to train (cotrr|fusion|lambdamart|...) or a run directory"),
+    baseline: str = typer.Option(..., "--baseline", help="baseline kind (lambdamart|heuristic) or a run directory"),
+    out: Path = typer.Option(..., "--out", help="folder to write audit.json and report.html into"),
+    valid: Optional[Path] = typer.Option(None, "--valid", help="validation file (early stopping)"),
+    format: Optional[str] = typer.Option(None, "--format", help="input format when the extension does not say"),
+    config: Optional[Path] = typer.Option(None, "--config", help="training YAML whose model.params build --model"),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="YAML overriding audit thresholds (see docs/audit.md)"),
+    engine: str = typer.Option("joblib", "--engine", help="where retraining jobs run: joblib or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="parallel retraining jobs (default: policy engine.n_jobs)"),
+) -> None:
+    """Audit a model against a baseline: leakage, controls, ablations, significance → verdict.
+
+    Writes OUT/audit.json and OUT/report.html, prints every check's value beside its threshold.
+    Exit code: 0 GO, 3 PAUSE_AND_FIX, 4 NO_GO, 2 bad input.
+
+    Example: mmrank audit --train S1.txt --valid S4.txt --test S5.txt --model lambdamart --baseline lambdamart --out audit/
+    """
+    from mmrank.audit import audit
+    from mmrank.audit.policy import load_policy
+    from mmrank.data.formats import load_ranking
+    from mmrank.report import write_report
+
+    pol = load_policy(policy)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        step = progress.add_task("reading data", total=None)
+        train_set = load_ranking(train, format)
+        test_set = load_ranking(test, format)
+        valid_set = load_ranking(valid, format) if valid else None
+        progress.update(step, description=f"training {model}")
+        fitted, factory = resolve_ranker(model, config, train_set, valid_set)
+        progress.update(step, description=f"training baseline {baseline}")
+        base, _ = resolve_ranker(baseline, None, train_set, valid_set)
+        from mmrank.audit import CHECKS
+
+        progress.update(step, total=len(CHECKS), completed=0, description="auditing")
+        report = audit(fitted, base, train=train_set, test=test_set, valid=valid_set, make_model=factory, policy=pol,
+                       engine=engine, n_jobs=jobs, address=address,
+                       run_dir=model if Path(model).is_dir() else None,
+                       progress=lambda name: progress.update(step, advance=1, description=f"check {name}"))
+    report.meta.update({"model_spec": model, "baseline_spec": baseline,
+                        "files": {"train": str(train), "test": str(test), "valid": str(valid) if valid else None}})
+    out.mkdir(parents=True, exist_ok=True)
+    report.save(out / "audit.json")
+    html = write_report(out, report.to_dict())
+    print_audit(report.to_dict())
+    console.print(f"wrote {out / 'audit.json'} and {html}")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("report")
+def report_cmd(
+    directory: Path = typer.Argument(..., help="folder holding audit.json (from `mmrank audit --out`)"),
+) -> None:
+    """Rebuild the self-contained HTML report from an audit's audit.json.
+
+    Example: mmrank report audit/
+    """
+    import json
+
+    from mmrank.report import write_report
+
+    path = write_report(directory)
+    print_audit(json.loads((directory / "audit.json").read_text(encoding="utf-8")))
+    console.print(f"wrote {path}")

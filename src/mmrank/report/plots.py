@@ -1,0 +1,149 @@
+"""The report's figures, drawn with matplotlib from the audit's JSON and returned as inline
+base64 PNG (``data:`` URIs): the HTML needs no external file, script or font.
+
+Each function takes the ``extras`` section of ``audit.json`` and returns ``(title, data_uri)`` or
+None when the audit holds no data for that plot.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Plot = tuple[str, str] | None
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _err(ci: dict) -> list[list[float]]:
+    return [[ci["mean"] - ci["low"]], [ci["high"] - ci["mean"]]]
+
+
+def metrics_with_ci(extras: dict) -> Plot:
+    m = extras.get("metrics")
+    if not m:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    for i, (name, color) in enumerate((("model", "#2b6cb0"), ("baseline", "#a0aec0"))):
+        a.bar(i, m[name]["mean"], yerr=_err(m[name]), color=color, capsize=6)
+    a.set_xticks([0, 1], ["model", "baseline"])
+    a.set_ylabel(m["metric"])
+    a.set_title(f"mean {m['metric']} with CI95")
+    d = m["delta"]
+    b.errorbar([d["mean"]], [0], xerr=_err(d), fmt="o", color="#2b6cb0", capsize=6)
+    b.axvline(0, color="black", lw=0.8)
+    b.set_yticks([])
+    b.set_title("Δ model − baseline, CI95")
+    return f"{m['metric']}: model and baseline with CI95", _png(fig)
+
+
+def domain_forest(extras: dict) -> Plot:
+    rows = extras.get("per_domain")
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar([r["delta"] for r in rows], y, xerr=[[r["delta"] - r["low"] for r in rows], [r["high"] - r["delta"] for r in rows]],
+                fmt="s", color="#2b6cb0", capsize=4)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{r['domain']} (n={r['queries']}, p_holm={r['p_holm']:.2g})" for r in rows])
+    ax.set_xlabel("Δ model − baseline (CI95)")
+    return "per-domain Δ (forest plot, Holm-adjusted p)", _png(fig)
+
+
+def ablation_bars(extras: dict) -> Plot:
+    abl = extras.get("ablation")
+    if not abl:
+        return None
+    kinds = [k for k in ("train_mean", "shuffled", "retrained_without") if any(k in v for v in abl.values())]
+    mods = sorted(abl)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(mods), 3))
+    width = 0.8 / len(kinds)
+    for j, k in enumerate(kinds):
+        x = np.arange(len(mods)) + j * width
+        mean = [abl[m].get(k, np.nan) for m in mods]
+        ci = [abl[m].get(f"{k}_ci", [np.nan, np.nan]) for m in mods]
+        err = [[mu - c[0] for mu, c in zip(mean, ci)], [c[1] - mu for mu, c in zip(mean, ci)]]
+        ax.bar(x, mean, width, yerr=err, capsize=3, label=k.replace("_", " "))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(mods)) + width * (len(kinds) - 1) / 2, mods)
+    ax.set_ylabel("metric drop when removed")
+    ax.legend(fontsize=8)
+    return "modality ablation: metric drop per modality (CI95)", _png(fig)
+
+
+def attention_bars(extras: dict) -> Plot:
+    att = extras.get("attention")
+    if not att:
+        return None
+    fig, ax = plt.subplots(figsize=(1.5 + 1.0 * len(att), 3))
+    names = sorted(att)
+    ax.bar(names, [att[n] for n in names], color="#805ad5")
+    ax.axhline(0.6, color="#c53030", ls="--", lw=1, label="WARN above")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mean attention share")
+    ax.legend(fontsize=8)
+    return "attention share per modality token", _png(fig)
+
+
+def reliability_diagram(extras: dict) -> Plot:
+    rows = [r for r in extras.get("reliability") or [] if r.get("count")]  # mmrank.calibrate rows
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(3.5, 3.5))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    ax.plot([r["mean_p"] for r in rows], [r["positive_rate"] for r in rows], "o-", color="#2b6cb0")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    return "reliability diagram (the run's calibration data)", _png(fig)
+
+
+def agreement_scatter(extras: dict) -> Plot:
+    sc = extras.get("agreement_scatter")
+    if not sc:
+        return None
+    fig, ax = plt.subplots(figsize=(4, 4))
+    pts = ax.scatter(sc["baseline"], sc["model"], c=sc["label"], s=6, cmap="viridis", alpha=0.6)
+    fig.colorbar(pts, ax=ax, label="label")
+    ax.set_xlabel("baseline score")
+    ax.set_ylabel("model score")
+    return "model vs baseline scores (sample of test candidates)", _png(fig)
+
+
+def permutation_control(extras: dict) -> Plot:
+    p = extras.get("permutation")
+    if not p:
+        return None
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(["chance", "permuted labels", "model"], [p["chance"], p["permuted"], p["model"]],
+           color=["#a0aec0", "#ed8936", "#2b6cb0"])
+    ax.set_ylabel("test metric")
+    return "label permutation control", _png(fig)
+
+
+def training_curves(extras: dict) -> Plot:
+    curves = extras.get("training_curves")
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, pts in sorted(curves.items()):
+        arr = np.asarray(pts, float)
+        ax.plot(arr[:, 0], arr[:, 1], label=name)
+    ax.set_xlabel("epoch / step")
+    ax.legend(fontsize=8)
+    return "training curves (run logs)", _png(fig)
+
+
+ALL = (metrics_with_ci, domain_forest, ablation_bars, attention_bars, reliability_diagram,
+       agreement_scatter, permutation_control, training_curves)
