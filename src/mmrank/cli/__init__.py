@@ -17,6 +17,8 @@ from mmrank.errors import MmrankError
 from mmrank.cli import data_cmds  # noqa: F401,E402
 from mmrank.cli import demo_cmd  # noqa: F401,E402
 from mmrank.cli import serve_cmds  # noqa: F401,E402
+from mmrank.cli import features_cmds  # noqa: F401,E402
+from mmrank.cli import audit_cmds  # noqa: F401,E402
 
 
 def main() -> None:
