@@ -74,6 +74,9 @@ def test_no_relevant_skip_gives_nan_and_is_left_out_of_means():
     rset = make_set(LABELS, OFFSETS)
     means = evaluate(rset, SCORES, ["mrr"], no_relevant="skip")
     assert means["mrr"] == pytest.approx((0.5 + 1.0) / 2)
+    # nothing left to average: NaN, not a made-up number
+    nothing = evaluate(make_set(np.zeros(9), OFFSETS), SCORES, ["mrr", "ndcg@5"], no_relevant="skip")
+    assert all(np.isnan(v) for v in nothing.values())
 
 
 def test_precision_is_zero_without_relevant_under_one_and_zero():
