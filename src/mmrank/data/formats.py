@@ -148,7 +148,8 @@ def output_format(path: str | Path, format: str | None = None) -> str:
     fmt = (format or _EXTENSIONS.get(Path(path).suffix.lower()) or "").lower()
     if fmt not in RANKING_FORMATS:
         raise DataError(
-            f"cannot write ranking data as {fmt or 'an unknown format'!r}", path=path,
+            f"cannot write ranking data as {fmt!r}" if fmt else "cannot tell the output format from the extension",
+            path=path,
             hint=f"pass a format, one of {', '.join(RANKING_FORMATS)}, or use a known extension",
         )
     return fmt
