@@ -163,3 +163,20 @@ def test_detection_by_content_when_extension_is_unknown(tmp_path):
     r.write_text("hello\n")
     with pytest.raises(DataError, match="cannot tell the format"):
         detect_format(r)
+
+
+@pytest.mark.parametrize("image,message", [
+    ('[1, "2"]', "candidate 0 modality 'image'[1] must be a number, got str"),
+    ("[1, [2]]", "candidate 0 modality 'image'[1] must be a number, got list"),
+    ("[1, 1e39]", "candidate 0 modality 'image' holds a value beyond the float32 range"),
+    ("[1, " + "9" * 400 + "]", "candidate 0 modality 'image' holds a number too large for a float"),
+    ("[true, false]", None),
+])
+def test_feature_value_types(tmp_path, image, message):
+    line = '{"query_id": "q", "candidates": [{"candidate_id": "c", "label": 1, "features": {"image": %s}}]}' % image
+    p = tmp_path / "f.jsonl"
+    p.write_text(line + "\n")
+    rset, report = read_jsonl(p)
+    assert [x.message for x in report.problems] == ([] if message is None else [message])
+    if message is None:
+        assert rset.features["image"].tolist() == [[1.0, 0.0]]

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.formats import (
+    FLOAT32_MAX,
     BadRecord,
     SchemaTracker,
     empty_ranking_set,
-    fits_float32,
     iter_lines,
     label_value,
     raw_text,
@@ -39,6 +39,7 @@ from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_text
 
 # Step5 candidate fields that map to a named modality (besides the ``<name>_features`` rule)
 STEP5_SCALAR_MODALITIES = {"compliance_score": "compliance", "conflict": "conflict"}
+_PLAIN_NUMBERS = (float, int)  # exact types: bool (a subclass of int) and str take the slow path
 
 
 def _number(value, what: str) -> float:
@@ -57,13 +58,19 @@ def _vector(value, what: str) -> np.ndarray:
     if isinstance(value, list):
         if not value:
             raise BadRecord(f"{what} is an empty list", f"give {what} at least one number")
-        out = np.array([_number(v, f"each value of {what}") for v in value], dtype=np.float64)
+        if all(type(v) in _PLAIN_NUMBERS for v in value):  # the common case, converted in one go
+            try:
+                out = np.array(value, dtype=np.float64)
+            except OverflowError:
+                raise BadRecord(f"{what} holds a number too large for a float", "use numbers that fit") from None
+        else:  # names the offending value exactly
+            out = np.array([_number(v, f"{what}[{k}]") for k, v in enumerate(value)], dtype=np.float64)
     elif value is None:
         raise BadRecord(f"{what} is null", f"give {what} a value, or drop the record")
     else:
         out = np.array([_number(value, what)], dtype=np.float64)
-    finite = out[np.isfinite(out)]  # NaN/inf are reported by the QueryChecker with the modality name
-    if finite.size and not fits_float32(float(np.abs(finite).max())):
+    # NaN/inf are left to the QueryChecker, which names the modality; finite values must fit float32
+    if np.any(np.isfinite(out) & (np.abs(out) > FLOAT32_MAX)):
         raise BadRecord(f"{what} holds a value beyond the float32 range", "rescale the feature")
     return out
 
