@@ -83,7 +83,8 @@ def test_bad_lines_are_quarantined_with_path_line_and_good_ones_all_written(run_
     assert [b["line"] for b in bad] == [2, 5, 7, 9, 10, 11]
     assert all(b["error"].startswith(f"{src}:{b['line']}: ") for b in bad)
     reasons = [b["reason"] for b in bad]
-    assert "not valid JSON" in reasons[0] and "empty query" in reasons[1] and "NaN" in reasons[2]
+    assert "not valid JSON" in reasons[0] and "empty query" in reasons[1]
+    assert "not valid JSON" in reasons[2] and "NaN" in bad[2]["hint"]
     assert "UTF-8" in reasons[3] and "duplicate candidate id" in reasons[4] and "JSON object" in reasons[5]
     assert bad[0]["record"] == "{not json"
     assert (summary.lines_in, summary.queries_written, summary.quarantined) == (12, 6, 6)

@@ -20,6 +20,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 import mmrank
 from mmrank.data.formats import BadRecord
@@ -27,7 +28,7 @@ from mmrank.serve.engine import RerankPolicy, decide_one
 from mmrank.serve.metrics import CONTENT_TYPE, ServeMetrics
 from mmrank.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from mmrank.serve.model_slot import ModelSlot
-from mmrank.serve.records import ranking_set_of
+from mmrank.serve.records import parse_line, ranking_set_of
 from mmrank.serve.reorder import MODEL_ERROR, SHADOW, is_permutation, original_order, ranked_entries
 from mmrank.serve.schemas import ErrorResponse, FieldError, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
 
@@ -48,12 +49,23 @@ def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> 
     return JSONResponse(ErrorResponse(detail=detail, errors=errors or []).model_dump(), status_code=status)
 
 
-def _field_errors(exc: RequestValidationError) -> list[FieldError]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        out.append(FieldError(field=".".join(loc) or "body", message=str(err.get("msg", "invalid"))))
-    return out
+def _invalid(errors: list[dict]) -> JSONResponse:
+    """422 naming each field that failed validation (``candidates.0.candidate_id: Field required``)."""
+    fields = [
+        FieldError(field=".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body", message=str(err.get("msg", "invalid")))
+        for err in errors
+    ]
+    return _error(422, "; ".join(f"{e.field}: {e.message}" for e in fields[:5]), fields)
+
+
+def _request_schemas() -> tuple[dict, dict]:
+    schema = RerankRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = {**schema.pop("$defs", {}), "RerankRequest": schema}
+    body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RerankRequest"}}}}}
+    return schemas, body
+
+
+_REQUEST_SCHEMAS, _REQUEST_BODY = _request_schemas()
 
 
 def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
@@ -94,20 +106,28 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        errors = _field_errors(exc)
-        return _error(422, "; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors)
+        return _invalid(exc.errors())
 
     err = {"model": ErrorResponse}
-    # 400: a body FastAPI cannot even decode (not UTF-8 JSON text); 422: any other schema error.
-    responses = {400: err, 401: err, 413: err, 422: err}
+    responses = {401: err, 413: err, 422: err}
 
-    @app.post("/rerank", response_model=RerankResponse, responses=responses, dependencies=[Depends(rerank_auth)])
-    async def rerank(req: RerankRequest):
+    @app.post("/rerank", response_model=RerankResponse, responses=responses, dependencies=[Depends(rerank_auth)],
+              openapi_extra=_REQUEST_BODY)
+    async def rerank(request: Request):
+        # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
+        # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
+        try:
+            obj = parse_line(await request.body())
+            req = RerankRequest.model_validate(obj)
+        except BadRecord as bad:
+            return _error(422, f"{bad.message} — {bad.hint}", [FieldError(field="body", message=bad.message)])
+        except ValidationError as e:
+            return _invalid(e.errors())
         n = len(req.candidates)
         if n > config.max_candidates:
             return _error(413, f"{n} candidates, more than the limit {config.max_candidates} — send the top {config.max_candidates}")
         try:
-            query = ranking_set_of(req.model_dump(exclude_unset=True))
+            query = ranking_set_of(obj)
         except BadRecord as bad:
             return _error(422, f"{bad.message} — {bad.hint}", [FieldError(field="body", message=bad.message)])
         loaded = slot.current  # read once: a reload mid-request does not change this request's model
@@ -131,6 +151,16 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
                 for pos, score, rank, orig in ranked_entries(decision)
             ],
         )
+
+    # The request body is documented by hand (it is parsed in the handler): register its schemas.
+    default_openapi = app.openapi
+
+    def openapi_with_request_schemas():
+        if app.openapi_schema is None:
+            default_openapi().setdefault("components", {}).setdefault("schemas", {}).update(_REQUEST_SCHEMAS)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_request_schemas
 
     def health_body() -> HealthResponse:
         cur = slot.current

@@ -1,0 +1,171 @@
+"""P2: serving latency under a bounded loopback load, and batch rerank throughput.
+
+HTTP: ``mmrank serve`` (real LambdaMART run, uvicorn, one process) in a child process on a free
+127.0.0.1 port; 4 concurrent closed-loop clients (asyncio + httpx, one process) POST
+100-candidate Step5 queries for ``--seconds`` (≤ 60) after a warm-up. Reports p50/p95/p99,
+throughput, errors, 5xx, and checks that every answer is a permutation of its request.
+
+Batch: ``mmrank.serve.batch.rerank_file`` over a generated Step5 file of ``--batch-queries``
+100-candidate queries (top-M 20 and all 100), queries/s.
+
+The model is LambdaMART trained here on synthetic Step5-shaped data (``--trees`` trees,
+31 leaves) — serving cost depends on the model's size and the request's size, not on what it
+learned. Writes benchmarks/results/serving.md (and re-assembles BENCHMARKS.md).
+
+    python benchmarks/p2_serve_load.py --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the serving tests' helpers
+from common import command_line, stamp, write_section  # noqa: E402
+from serve_support import ServerProcess, assert_permutation, step5_query  # noqa: E402
+
+CLIENTS = 4
+CANDIDATES = 100
+
+
+def train(run_dir: Path, dims: dict, trees: int) -> Path:
+    from mmrank.data.model import concat_ranking_sets
+    from mmrank.models.baselines import LambdaMART
+    from mmrank.serve.records import ranking_set_of
+
+    rng = np.random.default_rng(0)
+    rset = concat_ranking_sets([ranking_set_of(step5_query(rng, f"t{q}", 50, dims)) for q in range(200)])
+    LambdaMART(n_estimators=trees, early_stopping_rounds=trees, num_leaves=31, num_threads=1).fit(rset).save(run_dir)
+    return run_dir
+
+
+async def load(url: str, queries: list[tuple[dict, bytes]], seconds: float, warmup: float) -> dict:
+    import httpx
+
+    latencies, codes, statuses, violations = [], {}, {}, 0
+    start = time.perf_counter()
+    end_warmup, end = start + warmup, start + warmup + seconds
+
+    async def client(k: int) -> None:
+        nonlocal violations
+        i = k
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as http:
+            while (now := time.perf_counter()) < end:
+                query, body = queries[i % len(queries)]
+                i += CLIENTS
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post("/rerank", content=body, headers={"content-type": "application/json"})
+                    code, answer = r.status_code, (r.json() if r.status_code == 200 else None)
+                except httpx.HTTPError:
+                    code, answer = "transport error", None
+                t1 = time.perf_counter()
+                if now < end_warmup:
+                    continue
+                latencies.append(t1 - t0)
+                codes[code] = codes.get(code, 0) + 1
+                if answer is not None:
+                    try:
+                        assert_permutation(query, answer)
+                    except AssertionError:
+                        violations += 1
+                    key = f'{answer["status"]}/{answer["reason"]}'
+                    statuses[key] = statuses.get(key, 0) + 1
+
+    await asyncio.gather(*(client(k) for k in range(CLIENTS)))
+    lat = np.array(latencies) * 1000
+    return {
+        "requests": len(lat), "seconds": seconds, "throughput": len(lat) / seconds,
+        "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "p99": float(np.percentile(lat, 99)),
+        "max": float(lat.max()), "codes": codes, "statuses": statuses, "violations": violations,
+        "errors": sum(v for c, v in codes.items() if c != 200),
+        "5xx": sum(v for c, v in codes.items() if isinstance(c, int) and c >= 500),
+    }
+
+
+def batch_throughput(run_dir: Path, dims: dict, n_queries: int, work: Path) -> list[dict]:
+    from mmrank.serve.batch import rerank_file
+    from mmrank.serve.engine import RerankPolicy
+    from mmrank.serve.model_slot import load_run
+
+    rng = np.random.default_rng(1)
+    src = work / "scored.jsonl"
+    with open(src, "w") as f:
+        for q in range(n_queries):
+            f.write(json.dumps(step5_query(rng, f"b{q}", CANDIDATES, dims, labels=False)) + "\n")
+    ranker = load_run(run_dir).ranker
+    rows = []
+    for top_m in (20, CANDIDATES):
+        t0 = time.perf_counter()
+        summary = rerank_file(ranker, src, work / f"out{top_m}.jsonl", RerankPolicy(top_m=top_m))
+        dt = time.perf_counter() - t0
+        assert summary.queries_written == n_queries and summary.status.get("reranked") == n_queries
+        rows.append({"top_m": top_m, "queries": n_queries, "seconds": dt, "qps": n_queries / dt,
+                     "mb": src.stat().st_size / 1e6})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured load duration (max 60)")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--image-dim", type=int, default=64)
+    ap.add_argument("--text-dim", type=int, default=64)
+    ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--timeout-ms", type=float, default=50.0)
+    ap.add_argument("--batch-queries", type=int, default=2000)
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/serving.md")
+    args = ap.parse_args()
+    seconds = min(args.seconds, 60.0)
+    dims = {"image": args.image_dim, "text": args.text_dim}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        run_dir = train(work / "run", dims, args.trees)
+        rng = np.random.default_rng(2)
+        queries = [step5_query(rng, f"q{i}", CANDIDATES, dims, labels=False) for i in range(256)]
+        queries = [(q, json.dumps(q).encode()) for q in queries]
+        body_kb = np.mean([len(b) for _, b in queries]) / 1024
+        with ServerProcess(run_dir, "--timeout-ms", str(args.timeout_ms), "--max-candidates", "1000") as server:
+            http = asyncio.run(load(server.url, queries, seconds, args.warmup))
+        batch = batch_throughput(run_dir, dims, args.batch_queries, work)
+    print(json.dumps({"http": http, "batch": batch}, indent=1, default=str))
+    verdict = "met" if http["p95"] <= 25.0 and http["5xx"] == 0 and http["violations"] == 0 else "NOT met"
+    md = f"""## Serving (P2): HTTP latency under load, batch rerank throughput
+
+Command: `{command_line()}` — {stamp()}; 2-core CPU dev box, shared with parallel work (timings are
+under that contention; the load client runs on the same 2 cores as the server).
+
+Model: LambdaMART ({args.trees} trees, 31 leaves) trained on synthetic Step5-shaped data; requests are
+Step5 queries of {CANDIDATES} candidates with image {dims['image']}-d + text {dims['text']}-d + compliance
+features (mean body {body_kb:.0f} KiB). Server: `mmrank serve` (one uvicorn process, --timeout-ms {args.timeout_ms:g}).
+Load: {CLIENTS} concurrent closed-loop clients (asyncio + httpx) on 127.0.0.1 for {seconds:g} s after a {args.warmup:g} s warm-up.
+
+| requests | throughput (req/s) | p50 ms | p95 ms | p99 ms | max ms | non-200 | 5xx | permutation violations |
+|---|---|---|---|---|---|---|---|---|
+| {http['requests']} | {http['throughput']:.1f} | {http['p50']:.1f} | {http['p95']:.1f} | {http['p99']:.1f} | {http['max']:.1f} | {http['errors']} | {http['5xx']} | {http['violations']} |
+
+Answers by status/reason: {', '.join(f'{k} {v}' for k, v in sorted(http['statuses'].items()))}.
+Goal (p95 ≤ 25 ms, zero 5xx): **{verdict}**.
+
+Batch (`mmrank rerank` path, `rerank_file`, in-process, {batch[0]['queries']} queries × {CANDIDATES} candidates, {batch[0]['mb']:.0f} MB JSONL):
+
+| top-M | seconds | queries/s |
+|---|---|---|
+""" + "".join(f"| {r['top_m']} | {r['seconds']:.2f} | {r['qps']:.0f} |\n" for r in batch)
+    if not args.no_write:
+        print("wrote", write_section("serving", md))
+    else:
+        print(md)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
