@@ -70,3 +70,15 @@ def test_mq2008_part_round_trips_through_every_format(data_dir, tmp_path):
         np.testing.assert_array_equal(back.candidate_ids, s5.candidate_ids)
         np.testing.assert_array_equal(back.offsets, s5.offsets)
         np.testing.assert_array_equal(back.labels, s5.labels)
+
+
+def test_lightgbm_lambdarank_example_with_group_files(data_dir):
+    d = data_dir / "ltr" / "lightgbm-lambdarank"
+    train, report = read_ranking(d / "rank.train")
+    test = load_ranking(d / "rank.test", n_features=train.modality_dims["letor"])
+    assert report.ok and report.records_in == 3005
+    assert (train.n_queries, train.n_candidates, test.n_queries, test.n_candidates) == (201, 3005, 50, 768)
+    assert train.group_sizes[:3].tolist() == [1, 13, 5]  # the first lines of rank.train.query
+    assert sorted(np.unique(train.labels).tolist()) == [0, 1, 2, 3, 4]
+    assert train.modality_dims == test.modality_dims == {"letor": 300}
+    assert train.candidate_ids[:3].tolist() == ["0:0", "1:0", "1:1"]
