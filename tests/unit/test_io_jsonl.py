@@ -180,3 +180,10 @@ def test_feature_value_types(tmp_path, image, message):
     assert [x.message for x in report.problems] == ([] if message is None else [message])
     if message is None:
         assert rset.features["image"].tolist() == [[1.0, 0.0]]
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(_native("a")).encode() + b"\r\n")
+    rset, report = read_jsonl(p)
+    assert report.ok and rset.query_ids.tolist() == ["a"]

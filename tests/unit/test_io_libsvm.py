@@ -179,3 +179,10 @@ def test_writers_refuse_non_finite_values(tmp_path, name):
     with pytest.raises(DataError, match="modality 'letor' holds NaN or infinite values"):
         write_ranking(rset, tmp_path / name)
     assert not (tmp_path / name).exists()
+
+
+def test_byte_order_mark_and_crlf_are_accepted(tmp_path):
+    p = tmp_path / "w.txt"
+    p.write_bytes(b"\xef\xbb\xbf1 qid:1 1:0.5 # docid = a\r\n0 qid:1 1:2 # docid = b\r\n")
+    rset, report = read_libsvm(p)
+    assert report.ok and rset.candidate_ids.tolist() == ["a", "b"] and rset.labels.tolist() == [1, 0]

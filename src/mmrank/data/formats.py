@@ -69,7 +69,7 @@ def detect_format(path: str | Path) -> str:
     head = _read_head(path)
     if head.startswith(b"PAR1"):
         return "parquet"
-    first = head.lstrip().split(b"\n", 1)[0]
+    first = head.removeprefix(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0]
     if first.startswith(b"{"):
         return "jsonl"
     if _LIBSVM_START.match(first):
@@ -207,7 +207,11 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def iter_lines(data: bytes) -> Iterator[tuple[int, str | None, bytes]]:
-    """(1-based line number, decoded text or None if not UTF-8, raw bytes) for each non-blank line."""
+    """(1-based line number, decoded text or None if not UTF-8, raw bytes) for each non-blank line.
+
+    A leading UTF-8 byte-order mark (common in files saved on Windows) is dropped."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
