@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mmrank.data.interaction_table import ColumnLayout
 from mmrank.data.io_mmrec import read_mmrec
 from mmrank.data.io_movielens import read_movielens_raw
 from mmrank.data.io_recbole import read_recbole
@@ -89,6 +90,16 @@ def test_recbole_inter_any_bytes(tmp_path, data, with_header):
 
 
 @FUZZ
+@given(item=any_bytes(), with_header=st.booleans())
+def test_recbole_item_file_any_bytes(tmp_path, item, with_header):
+    d = fresh_dir(tmp_path)
+    (d / "case.inter").write_bytes(RECBOLE_INTER)
+    header = b"item_id:token\tprice:float\trelease_year:token\tclass:token_seq\n"
+    (d / "case.item").write_bytes(header + item if with_header else item)
+    check_outcome(read_recbole, d, d / "case.item")
+
+
+@FUZZ
 @given(inter=mutated(RECBOLE_INTER), item=mutated(RECBOLE_ITEM))
 def test_recbole_mutated_files(tmp_path, inter, item):
     d = fresh_dir(tmp_path)
@@ -137,3 +148,61 @@ def test_mmrec_any_bytes(tmp_path, inter, npy_bytes):
     if npy_bytes is not None:
         (d / "image_feat.npy").write_bytes(npy_bytes)
     check_outcome(read_mmrec, d, d / "case.inter", item_rows_are_records=False)
+
+
+NUMBER_TEXT = st.from_regex(r"[+-]?[0-9]{0,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True)
+
+
+@st.composite
+def numeric_files(draw) -> bytes:
+    """Well-formed lines with arbitrary number texts: where pandas and float() could disagree."""
+    n = draw(st.integers(1, 6))
+    rows = [f"u{k}\ti{k}\t{draw(NUMBER_TEXT)}\t{draw(NUMBER_TEXT)}" for k in range(n)]
+    return ("h\n" + "\n".join(rows) + "\n").encode()
+
+
+@FUZZ
+@given(
+    inter=mutated(RECBOLE_INTER) | mutated(RECBOLE_INTER.replace(b"\t4\t", b"\t4.5\t")) | any_bytes() | numeric_files(),
+    lo=st.sampled_from([None, 2.0]),
+)
+def test_column_wise_fast_path_agrees_with_line_by_line(inter, lo):
+    """The pandas path may only accept a file the line-by-line path accepts without a problem,
+    and must then give the identical rows; otherwise the line path must find a problem."""
+    from mmrank.data.clean_table import parse_clean
+    from mmrank.data.interaction_table import _parse_line_by_line, text_lines
+    from mmrank.data.validate import ReadReport
+
+    body = inter.split(b"\n", 1)[-1]  # after the header line, i.e. from line 2
+    checks = dict(rating_range=None if lo is None else (lo, 5.0), item_id_check=None, int_column_check={})
+    fast = parse_clean(body, 2, n_fields=4, user=0, item=1, rating=2, timestamp=3, int_columns={}, sep="\t", **checks)
+    report = ReadReport("x.inter")
+    layout = ColumnLayout(4, 0, 1, 2, 3)
+    try:
+        slow = _parse_line_by_line(text_lines(body, first_lineno=2), layout=layout, sep="\t", report=report, **checks)
+    except DataError:
+        assert fast is None
+        return
+    if fast is None:
+        return  # declining is always allowed: the line path then decides
+    assert report.ok
+    assert list(fast["users"]) == list(slow.interactions.user_ids)
+    assert list(fast["items"]) == list(slow.interactions.item_ids)
+    assert list(fast["ratings"]) == list(slow.interactions.ratings)
+    assert list(fast["times"]) == list(slow.interactions.timestamps)
+    assert list(fast["line_numbers"]) == list(slow.line_numbers)
+
+
+def test_fast_path_takes_clean_files_and_declines_dirty_ones():
+    """So the property above is not vacuous: the fast path really runs on clean input."""
+    from mmrank.data.clean_table import parse_clean
+
+    args = dict(n_fields=4, user=0, item=1, rating=2, timestamp=3, int_columns={}, sep="\t",
+                rating_range=None, item_id_check=None, int_column_check={})
+    body = RECBOLE_INTER.split(b"\n", 1)[1]
+    out = parse_clean(body, 2, **args)
+    assert list(out["users"]) == ["1", "1", "2", "3"] and list(out["line_numbers"]) == [2, 3, 4, 5]
+    assert list(out["times"]) == [100, 200, 150, 90]
+    for dirty in (body + b"1\t10\t4\t100\n", body.replace(b"\n", b"\r\n"), body + b"x\n", body + b"\t\t\t\n",
+                  body.replace(b"4", b"nan", 1), body.replace(b"1\t10", b" 1\t10", 1)):
+        assert parse_clean(dirty, 2, **args) is None

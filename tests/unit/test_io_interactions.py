@@ -156,6 +156,14 @@ def test_recbole_item_file_problems_name_the_item_file(tmp_path):
     assert report.records_in == 3 + 5 and report.records_read == 3 + 3
 
 
+def test_recbole_item_numbers_must_fit_float32(tmp_path):
+    item = "item_id:token\tprice:float\tyear:float\n10\t1e300\t1990\n11\t2.5\t1e300\n"
+    _, items, report = read_recbole(recbole_dir(tmp_path, item=item))
+    assert list(items.item_ids) == ["11"] and "not a finite float32 number" in report.problems[0].message
+    # an impossible year counts as unknown (filled + flagged), never as inf
+    np.testing.assert_array_equal(items.features["meta"], [[2.5, 0.0, 1.0]])
+
+
 def test_recbole_folder_resolution(tmp_path):
     with pytest.raises(DataError, match="no \\*.inter file"):
         read_recbole(tmp_path)
@@ -266,6 +274,9 @@ def test_mmrec_bad_feature_files_are_data_errors(tmp_path):
     bad[1, 1] = np.nan
     np.save(d / "image_feat.npy", bad)
     with pytest.raises(DataError, match="row 1 .* NaN"):
+        read_mmrec(d)
+    np.save(d / "image_feat.npy", np.full((3, 2), 1e300))
+    with pytest.raises(DataError, match="beyond float32"):
         read_mmrec(d)
     (d / "image_feat.npy").write_bytes(b"not numpy at all")
     with pytest.raises(DataError, match="not a readable .npy") as e:

@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from mmrank.data.clean_table import parse_clean
 from mmrank.data.formats import iter_lines, raw_text
 from mmrank.data.model import Interactions
 from mmrank.data.validate import ReadReport
@@ -45,15 +46,18 @@ MAX_RAW_CHARS = 2000
 Line = tuple[int, "str | None", bytes]  # (1-based line number, decoded text or None, raw bytes)
 
 
-def text_lines(data: bytes, encoding: str = "utf-8") -> list[Line]:
-    """The non-blank lines (``formats.iter_lines``) with a trailing ``\\r`` dropped; a line that
-    does not decode has text None and is reported where it is met. Latin-1 (MovieLens' ``u.item``)
-    always decodes, so it is transcoded to UTF-8 first; a UTF-8 BOM is dropped."""
+def drop_bom(data: bytes) -> bytes:
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+
+def text_lines(data: bytes, encoding: str = "utf-8", first_lineno: int = 1) -> list[Line]:
+    """The non-blank lines (``formats.iter_lines``) with a trailing ``\\r`` dropped, numbered from
+    ``first_lineno``; a line that does not decode has text None and is reported where it is met.
+    Latin-1 (MovieLens' ``u.item``) always decodes, so it is transcoded to UTF-8 first."""
     if encoding == "latin-1":
         data = data.decode("latin-1").encode("utf-8")
-    elif data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return [(n, None if t is None else t.removesuffix("\r"), raw) for n, t, raw in iter_lines(data)]
+    shift = first_lineno - 1
+    return [(n + shift, None if t is None else t.removesuffix("\r"), raw) for n, t, raw in iter_lines(data)]
 
 
 def quarantined_text(line: Line) -> str:
@@ -72,14 +76,24 @@ def data_lines(lines: list[Line], report: ReadReport) -> Iterator[tuple[int, str
             yield lineno, text
 
 
-def header_line(lines: list[Line], path: Path) -> tuple[int, str]:
-    """The first line (``lines[0]``), decoded; a DataError when there is none or it does not decode."""
-    if not lines:
-        raise DataError("file is empty: no header line", path=path, line=1, hint="write the header, then one record per line")
-    lineno, text, _ = lines[0]
-    if text is None or not text.strip():
-        raise DataError("header line is not valid UTF-8 text", path=path, line=lineno, hint="save the file as UTF-8")
-    return lineno, text
+def split_header(data: bytes, path: Path) -> tuple[int, str, bytes, int]:
+    """``(header line number, header text, the bytes after it, their first line number)``.
+
+    The header is the first non-blank line; a DataError when there is none or it does not decode."""
+    data = drop_bom(data)
+    pos, lineno = 0, 1
+    while pos <= len(data):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        raw = data[pos:end]
+        if raw.strip():
+            try:
+                text = raw.decode("utf-8").removesuffix("\r")
+            except UnicodeDecodeError:
+                raise DataError("header line is not valid UTF-8", path=path, line=lineno, hint="save the file as UTF-8") from None
+            return lineno, text, data[end + 1:], lineno + 1
+        pos, lineno = end + 1, lineno + 1
+    raise DataError("file is empty: no header line", path=path, line=1, hint="write the header, then one record per line")
 
 
 @dataclass
@@ -111,21 +125,60 @@ def finite_number(text: str) -> float | None:
 
 
 def parse_interactions(
-    lines: list[Line],
+    body: bytes,
     *,
+    first_lineno: int = 1,
     layout: ColumnLayout,
     sep: str,
     report: ReadReport,
     rating_range: tuple[float, float] | None = None,
     item_id_check: Callable[[str], str | None] | None = None,
     int_column_check: dict[str, Callable[[int], bool]] | None = None,
-    skip_lines: int = 0,
 ) -> ParsedInteractions:
-    """Validate and collect interaction rows from ``lines`` (after the first ``skip_lines`` lines).
+    """Validate and collect the interaction rows in ``body`` (the file after its header, whose
+    first line is line ``first_lineno``).
 
     ``item_id_check(item) -> problem or None`` lets a format add its own rule on item ids (MMRec:
     a row of the feature matrices). ``int_column_check[name](value) -> ok`` restricts the values of
-    an extra integer column."""
+    an extra integer column.
+
+    A clean file (the usual case) is parsed column-wise by ``clean_table.parse_clean``; only when
+    it declines is the file parsed line by line, which finds and reports each bad record. Both
+    apply the same rules, so the result does not depend on which one ran."""
+    checks = dict(rating_range=rating_range, item_id_check=item_id_check, int_column_check=int_column_check or {})
+    clean = parse_clean(body, first_lineno, n_fields=layout.n_fields, user=layout.user, item=layout.item,
+                        rating=layout.rating, timestamp=layout.timestamp, int_columns=layout.int_columns,
+                        sep=sep, **checks)
+    if clean is None:
+        lines = text_lines(body, first_lineno=first_lineno)
+        parsed = _parse_line_by_line(lines, layout=layout, sep=sep, report=report,
+                                     last_lineno=max(first_lineno - 1, 1), **checks)
+    else:
+        parsed = _parsed(**clean)
+        report.records_in += len(parsed.line_numbers)
+        report.records_read += len(parsed.line_numbers)
+    report.check_counts()
+    return parsed
+
+
+def _parsed(users, items, ratings, times, line_numbers, extra) -> ParsedInteractions:
+    """The accepted rows as Interactions, with their source lines and extra integer columns."""
+    interactions = Interactions(
+        user_ids=np.array(users, dtype=object),
+        item_ids=np.array(items, dtype=object),
+        timestamps=np.asarray(times, dtype=np.float64),
+        ratings=None if ratings is None else np.asarray(ratings, dtype=np.float64),
+    )
+    return ParsedInteractions(
+        interactions,
+        np.array(line_numbers, dtype=np.int64),
+        {k: np.asarray(v, dtype=np.int64) for k, v in extra.items()},
+    )
+
+
+def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, report: ReadReport, rating_range,
+                        item_id_check, int_column_check, last_lineno: int = 1) -> ParsedInteractions:
+    """One record at a time: every bad record is reported with its line (or raised if strict)."""
     users: list[str] = []
     items: list[str] = []
     ratings: list[float] = []
@@ -139,7 +192,7 @@ def parse_interactions(
     def bad(lineno: int, text: str, message: str, hint: str) -> None:
         report.bad(lineno, message, hint, text[:MAX_RAW_CHARS])
 
-    for lineno, text in data_lines(lines[skip_lines:], report):
+    for lineno, text in data_lines(lines, report):
         report.records_in += 1
         fields = text.split(sep)
         if len(fields) != n_fields:
@@ -177,7 +230,7 @@ def parse_interactions(
         values: dict[str, int] = {}
         for name, col in layout.int_columns.items():
             v = finite_number(fields[col])
-            check = (int_column_check or {}).get(name)
+            check = int_column_check.get(name)
             if v is None or v != int(v) or (check is not None and not check(int(v))):
                 values = {}
                 bad(lineno, text, f"{name} {fields[col].strip()!r} is not an allowed value", f"check the {name} column")
@@ -208,19 +261,8 @@ def parse_interactions(
             raise DataError(f"no valid interaction record; the first bad one: {first.message}",
                             path=first.path, line=first.line, hint=first.hint)
         raise DataError("no interaction records in the file", path=report.path,
-                        line=lines[-1][0] if lines else 1, hint="add one record per line, or point at the right file")
-    report.check_counts()
-    interactions = Interactions(
-        user_ids=np.array(users, dtype=object),
-        item_ids=np.array(items, dtype=object),
-        timestamps=np.array(times, dtype=np.float64),
-        ratings=np.array(ratings, dtype=np.float64) if has_rating else None,
-    )
-    return ParsedInteractions(
-        interactions,
-        np.array(line_numbers, dtype=np.int64),
-        {k: np.array(v, dtype=np.int64) for k, v in extra.items()},
-    )
+                        line=lines[-1][0] if lines else last_lineno, hint="add one record per line, or point at the right file")
+    return _parsed(users, items, ratings if has_rating else None, times, line_numbers, extra)
 
 
 def resolve_file(path: str | Path, suffix: str, what: str) -> Path:
@@ -260,7 +302,6 @@ def parse_item_rows(
     id_col: int,
     report: ReadReport,
     row_problem: Callable[[list[str]], str | None] | None = None,
-    skip_lines: int = 0,
 ) -> tuple[list[str], list[list[str]]]:
     """Accepted (item id, fields) of an item side file; bad or repeated ids are quarantined.
 
@@ -269,7 +310,7 @@ def parse_item_rows(
     ids: list[str] = []
     rows: list[list[str]] = []
     first_seen: dict[str, int] = {}
-    for lineno, text in data_lines(lines[skip_lines:], report):
+    for lineno, text in data_lines(lines, report):
         report.records_in += 1
         fields = text.split(sep)
         if len(fields) != n_fields:

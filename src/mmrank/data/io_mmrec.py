@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrank.data.formats import read_bytes
+from mmrank.data.formats import FLOAT32_MAX, read_bytes
 from mmrank.data.interaction_table import (
     ColumnLayout,
     ParsedInteractions,
-    header_line,
     parse_interactions,
     resolve_file,
-    text_lines,
+    split_header,
 )
 from mmrank.data.model import Interactions, ItemFeatures
 from mmrank.data.splits import InteractionSplit
@@ -66,10 +65,12 @@ def load_feature_file(path: Path) -> np.ndarray:
     if arr.ndim != 2 or arr.dtype.kind not in "biuf":
         raise DataError(f"expected a 2-D numeric array, found shape {arr.shape} dtype {arr.dtype}", path=path,
                         hint="save a (n_items, dim) float array")
-    finite = np.isfinite(arr).all(axis=1)
+    # Modalities are stored as float32: a float64 value beyond its range would become inf there.
+    finite = np.isfinite(arr).all(axis=1) & (np.abs(arr) <= FLOAT32_MAX).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
-        raise DataError(f"row {row} (item {row}) holds NaN or inf", path=path, hint="replace them with finite numbers")
+        raise DataError(f"row {row} (item {row}) holds NaN, inf or a value beyond float32",
+                        path=path, hint="replace them with finite float32 numbers")
     return arr
 
 
@@ -91,8 +92,7 @@ def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteracti
     inter_path = resolve_file(path, ".inter", "an MMRec <name>.inter file and *_feat.npy files")
     items = _read_features(inter_path.parent)
     report = ReadReport(str(inter_path), strict=strict)
-    lines = text_lines(read_bytes(inter_path))
-    lineno, header = header_line(lines, inter_path)
+    lineno, header, body, first = split_header(read_bytes(inter_path), inter_path)
     names = [h.strip().split(":")[0].lower() for h in header.split("\t")]
     user, item = _find(names, USER_NAMES), _find(names, ITEM_NAMES)
     if user is None or item is None:
@@ -116,9 +116,8 @@ def _read(path: str | Path, strict: bool, rating_range) -> tuple[ParsedInteracti
             return f"item id {item_id!r} is not a row number 0..{n_items - 1} of the *_feat.npy files"
 
     parsed = parse_interactions(
-        lines, layout=layout, sep="\t", report=report, rating_range=rating_range,
+        body, first_lineno=first, layout=layout, sep="\t", report=report, rating_range=rating_range,
         item_id_check=item_check, int_column_check={"x_label": lambda v: 0 <= v < len(SPLIT_PARTS)},
-        skip_lines=1,
     )
     report.check_counts()
     return parsed, items, report, lineno

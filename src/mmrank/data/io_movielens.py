@@ -21,6 +21,7 @@ from mmrank.data.formats import read_bytes
 from mmrank.data.interaction_table import (
     YEAR_COLUMNS,
     ColumnLayout,
+    drop_bom,
     merge_report,
     parse_interactions,
     parse_item_rows,
@@ -48,9 +49,9 @@ def read_movielens_raw(
     p = Path(path)
     data_path = p / "u.data" if p.is_dir() else p
     report = ReadReport(str(data_path), strict=strict)
-    lines = text_lines(read_bytes(data_path))
     layout = ColumnLayout(n_fields=4, user=0, item=1, rating=2, timestamp=3)
-    parsed = parse_interactions(lines, layout=layout, sep="\t", report=report, rating_range=rating_range)
+    parsed = parse_interactions(drop_bom(read_bytes(data_path)), layout=layout, sep="\t", report=report,
+                                rating_range=rating_range)
     item_path = data_path.parent / "u.item"
     items = None
     if item_path.is_file():
@@ -70,7 +71,7 @@ def read_u_item(path: Path, report: ReadReport) -> ItemFeatures:
     lines = text_lines(read_bytes(path), encoding="latin-1")
     ids, rows = parse_item_rows(lines, sep="|", n_fields=_ITEM_FIELDS, id_col=0, report=report,
                                 row_problem=_flags_problem)
-    flags = np.array([[float(f) for f in r[5:]] for r in rows], dtype=np.float32).reshape(len(rows), len(MOVIELENS_GENRES))
+    flags = np.array([[float(f.strip()) for f in r[5:]] for r in rows], dtype=np.float32).reshape(len(rows), len(MOVIELENS_GENRES))
     years = []
     for r in rows:
         m = _YEAR_AT_END.search(r[2])

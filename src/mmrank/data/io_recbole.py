@@ -10,7 +10,7 @@ see ``interaction_table``.
 file has anything numeric, a ``meta`` modality whose columns are, in this order:
 ``float`` columns in header order, then ``release_year`` + ``release_year_unknown`` (when a
 ``release_year``/``year`` column exists; it is ``token`` in RecBole's ML-100K and holds words
-like "unkonwn" for two movies, which count as unknown), then one 0/1 column per genre of the
+like "unkonwn" for two movies, which count as unknown, as do numbers outside 0..9999), then one 0/1 column per genre of the
 ``class``/``genre``/``genres`` token_seq column, genres in sorted order. ``meta_columns()``
 gives these names. A ``.user`` file is not read: the data model has no user features.
 
@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrank.data.formats import read_bytes
+from mmrank.data.formats import fits_float32, read_bytes
 from mmrank.data.interaction_table import (
     YEAR_COLUMNS,
     ColumnLayout,
     finite_number,
-    header_line,
     merge_report,
     parse_interactions,
     parse_item_rows,
     resolve_file,
+    split_header,
     text_lines,
     year_columns,
 )
@@ -64,6 +64,12 @@ def parse_header(text: str, path: Path, lineno: int) -> list[tuple[str, str]]:
     return out
 
 
+def _year(text: str) -> float | None:
+    """A year, or None (unknown) for words like "unkonwn" and numbers no calendar year has."""
+    v = finite_number(text)
+    return v if v is not None and 0 <= v <= 9999 else None
+
+
 def _first(names: list[str], wanted: tuple[str, ...]) -> int | None:
     for w in wanted:
         if w in names:
@@ -71,10 +77,10 @@ def _first(names: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
-def _read_header(path: Path) -> tuple[list, int, list[tuple[str, str]]]:
-    lines = text_lines(read_bytes(path))
-    lineno, text = header_line(lines, path)
-    return lines, lineno, parse_header(text, path, lineno)
+def _read_header(path: Path) -> tuple[int, list[tuple[str, str]], bytes, int]:
+    """Header line number, its columns, the bytes after it and their first line number."""
+    lineno, text, body, first = split_header(read_bytes(path), path)
+    return lineno, parse_header(text, path, lineno), body, first
 
 
 def _require(names: list[str], required: tuple[str, ...], path: Path, lineno: int, header: str) -> None:
@@ -93,7 +99,7 @@ def read_recbole(
     """Read a RecBole dataset folder (or its ``.inter`` file). See the module docstring."""
     inter_path = resolve_file(path, ".inter", "a RecBole <name>.inter file")
     report = ReadReport(str(inter_path), strict=strict)
-    lines, lineno, cols = _read_header(inter_path)
+    lineno, cols, body, first = _read_header(inter_path)
     names = [n for n, _ in cols]
     _require(names, ("user_id", "item_id"), inter_path, lineno, "\t".join(f"{n}:{t}" for n, t in cols))
     layout = ColumnLayout(
@@ -103,8 +109,8 @@ def read_recbole(
         rating=_first(names, ("rating",)),
         timestamp=_first(names, ("timestamp",)),
     )
-    parsed = parse_interactions(lines, layout=layout, sep="\t", report=report,
-                                rating_range=rating_range, skip_lines=1)
+    parsed = parse_interactions(body, first_lineno=first, layout=layout, sep="\t", report=report,
+                                rating_range=rating_range)
     item_path = inter_path.with_suffix(".item")
     items = None
     if item_path.is_file():
@@ -132,7 +138,7 @@ def read_recbole_items(path: Path, report: ReadReport) -> ItemFeatures:
 
 
 def _item_table(path: Path, report: ReadReport):
-    lines, lineno, cols = _read_header(path)
+    lineno, cols, body, first = _read_header(path)
     names = [n for n, _ in cols]
     _require(names, ("item_id",), path, lineno, "\t".join(f"{n}:{t}" for n, t in cols))
     title_col, year_col, genre_col = _first(names, TITLE_NAMES), _first(names, YEAR_NAMES), _first(names, GENRE_NAMES)
@@ -142,19 +148,20 @@ def _item_table(path: Path, report: ReadReport):
 
     def row_problem(fields: list[str]) -> str | None:
         for i in float_cols:
-            if finite_number(fields[i]) is None:
-                return f"{names[i]} {fields[i].strip()!r} is not a finite number"
+            v = finite_number(fields[i])
+            if v is None or not fits_float32(v):  # features are float32: a larger value would become inf
+                return f"{names[i]} {fields[i].strip()!r} is not a finite float32 number"
         return None
 
-    ids, rows = parse_item_rows(lines, sep="\t", n_fields=len(cols), id_col=names.index("item_id"),
-                                report=report, row_problem=row_problem, skip_lines=1)
+    ids, rows = parse_item_rows(text_lines(body, first_lineno=first), sep="\t", n_fields=len(cols),
+                                id_col=names.index("item_id"), report=report, row_problem=row_problem)
     blocks: list[np.ndarray] = []
     columns: list[str] = []
     if float_cols:
-        blocks.append(np.array([[float(r[i]) for i in float_cols] for r in rows], dtype=np.float32).reshape(len(rows), -1))
+        blocks.append(np.array([[float(r[i]) for i in float_cols] for r in rows], dtype=np.float32).reshape(len(rows), len(float_cols)))
         columns += [names[i] for i in float_cols]
     if year_col is not None:
-        blocks.append(year_columns([finite_number(r[year_col]) for r in rows]))
+        blocks.append(year_columns([_year(r[year_col]) for r in rows]))
         columns += YEAR_COLUMNS
     if genre_col is not None:
         genres = [r[genre_col].split() for r in rows]
