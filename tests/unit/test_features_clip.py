@@ -91,3 +91,13 @@ def test_unreadable_poster_is_failed_not_fatal(ten_posters, tmp_path):
     r = ClipEncoder(TINY, None).encode_image_files([ten_posters[0], bad, None])
     assert r.mask.tolist() == [True, False, False]
     assert r.problems[1][0] == "failed" and r.problems[2][0] == "missing"
+
+
+def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path):
+    from safetensors.torch import save_file
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"visual.proj": torch.zeros(3, 3)}, str(wrong))
+    enc = ClipEncoder(TINY, pretrained=str(wrong))
+    with pytest.raises(ConfigError, match="cannot load open_clip"):
+        enc.encode_texts(["x"])

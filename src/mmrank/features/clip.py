@@ -126,7 +126,9 @@ class ClipEncoder:
                 model, _, preprocess = self.open_clip.create_model_and_transforms(
                     self.model_name, pretrained=self.pretrained, device=self.device
                 )
-            except RuntimeError as e:
+            except (RuntimeError, OSError, ValueError) as e:
+                # a state dict of another architecture (RuntimeError), weights not in the local
+                # cache while offline (OSError), or an unknown tag (ValueError/RuntimeError)
                 raise ConfigError(
                     f"cannot load open_clip {self.model_name!r} with pretrained={self.pretrained!r}: {e} — "
                     "pass a local checkpoint file that matches the architecture"
