@@ -1,0 +1,139 @@
+"""`mmrank train` and `mmrank evaluate`: thin wrappers over ``mmrank.train``."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmrank.cli.app import app
+
+console = Console()
+
+
+def _default_out(config: Path, name: str | None) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or config.stem)
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML config (see configs/ for presets)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a config key: --set train.max_epochs=5 (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory to write (default runs/<name>-<time>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/logs/checkpoints/last.ckpt"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="shorthand for --set train.seed=N"),
+    deterministic: bool = typer.Option(False, "--deterministic", help="deterministic torch kernels (bit-for-bit resume on CPU)"),
+) -> None:
+    """Train a model from a config and write a run directory.
+
+    Example: mmrank train configs/mq2008_cotrr.yaml --set train.max_epochs=5 --out runs/cotrr
+
+    Scale out with: torchrun --nproc_per_node=2 -m mmrank train CONFIG.yaml --out RUN
+    """
+    from mmrank.config import load_config
+
+    sets = list(set_ or [])
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    if deterministic:
+        sets.append("train.deterministic=true")
+    cfg = load_config(config, sets)
+    if resume and out is None:
+        from mmrank.errors import ConfigError
+
+        raise ConfigError("--resume needs --out RUN: the run directory to continue")
+    if getattr(cfg, "task", "rerank") == "sequential":
+        from mmrank.train.sequential_run import train_sequential
+
+        out = out or _default_out(config, getattr(cfg, "name", None))
+        train_sequential(cfg, out, resume)
+        return
+    if out is None:
+        out = _default_out(config, cfg.name)
+        _require_out_under_torchrun(out)
+    from mmrank.train.rerank_run import train_rerank
+
+    metrics = train_rerank(cfg, out, resume)
+    if metrics is None:  # a helper rank under torchrun: rank 0 reports
+        return
+    splits = [s for s in ("valid", "test") if s in metrics]
+    _print_table(f"{cfg.model.kind} → {out}", cfg.evaluate.metrics, {s: metrics[s] for s in splits})
+    if "calibration" in metrics:
+        c = metrics["calibration"]
+        console.print(f"calibration ({c['method']}, {c['evaluated_on']}): ECE {c['before']['ece']:.4f} → {c['after']['ece']:.4f}")
+    if "distill" in metrics:
+        d = metrics["distill"]
+        console.print(f"linear student: nDCG@10 {d['student_ndcg@10']:.4f} (teacher {d['teacher_ndcg@10']:.4f}), retention "
+                      f"{d['retention'] if d['retention'] is None else round(d['retention'], 3)}, "
+                      f"{d['student_latency_per_100']['median_ms']:.3f} ms / 100 candidates")
+
+
+def _require_out_under_torchrun(out: Path) -> None:
+    # Under torchrun every rank must write to the same directory; a time-stamped default could differ.
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from mmrank.errors import ConfigError
+
+        raise ConfigError("under torchrun pass --out RUN so every process writes the same run directory")
+
+
+def _print_table(title: str, names: list[str], columns: dict[str, dict]) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for m in names:
+        table.add_row(m, *[_fmt(columns[c].get(m)) for c in columns])
+    console.print(table)
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="run directory written by `mmrank train`"),
+    data: Optional[Path] = typer.Option(None, "--data", help="ranking file to evaluate on (test split)"),
+    format: Optional[str] = typer.Option(None, "--format", help="data format (default: detected)"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="lambdamart | heuristic | another RUN directory"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to report (repeatable; default nDCG@1/5/10, MAP, MRR)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where metrics.json + per_query.parquet go (default RUN/eval/<data>)"),
+) -> None:
+    """Evaluate a trained run on data, next to a baseline, with a paired randomization test.
+
+    Example: mmrank evaluate runs/cotrr --data $MMRANK_DATA_DIR/ltr/MQ2008/S5.txt --baseline lambdamart
+    """
+    from mmrank.runs import model_kind
+
+    kind = model_kind(run)
+    if kind in ("sasrec", "sasrec_moe"):
+        from mmrank.train.sequential_run import evaluate_sequential
+
+        evaluate_sequential(run, data)
+        return
+    if data is None:
+        from mmrank.errors import ConfigError
+
+        raise ConfigError("--data: a ranking file to evaluate on is required for rerank runs")
+    from mmrank.train.rerank_run import evaluate_rerank
+
+    with console.status("scoring" + (f" and fitting baseline {baseline}" if baseline else "")):
+        result = evaluate_rerank(run, data, format, baseline, list(metric) if metric else None, out)
+    names = [k for k in result["model"] if k != "run"]
+    columns = {kind: result["model"]}
+    if "baseline" in result:
+        columns[result["baseline"]["name"]] = result["baseline"]
+        columns["difference"] = {m: result["comparison"][m]["difference"] for m in names}
+        columns["p (randomization)"] = {m: result["comparison"][m]["p_value"] for m in names}
+    _print_table(f"{run} on {data} ({result['queries']} queries)", names, columns)
+    if "calibration" in result:
+        console.print(f"calibrated ECE {result['calibration']['ece']:.4f}, Brier {result['calibration']['brier']:.4f}")
+    console.print(f"wrote {result['out']}/metrics.json and per_query.parquet")
