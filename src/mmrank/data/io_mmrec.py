@@ -10,9 +10,10 @@ just reads (and still validates the column when present).
 Every ``<modality>_feat.npy`` (``text_feat.npy``, ``image_feat.npy``, ...) is one modality named
 by the file stem without ``_feat``; row i holds item id i (MMRec ids are dense and 0-based),
 so all feature files must have the same number of rows and an interaction whose item id is not
-a row number (``0`` .. ``rows-1``, written without leading zeros) is a bad record. A feature file
-that is unreadable, not 2-D numeric, or holds NaN/inf is a DataError (the whole modality would
-be wrong, not one record). Without feature files the item features are None.
+a row number (``0`` .. ``rows-1``, written without leading zeros) is a bad record. A feature
+file that is unreadable, not 2-D numeric, or holds NaN/inf or values beyond float32 is a
+DataError (the whole modality would be wrong, not one record). Without feature files the item
+features are None.
 Line rules (duplicates, blank lines, missing timestamp): see ``interaction_table``.
 """
 
