@@ -48,3 +48,23 @@ def test_item_features_agree(both, ml100k):
     np.testing.assert_array_equal(rb_genres, raw_items.features["meta"][:, :19])
     assert raw_items.features["meta"][:, :19].sum() == 2893  # genre assignments in u.item
 
+
+
+def test_splits_on_real_data(both):
+    """Leave-one-out and the temporal cut on the 100k ratings: sizes and the time order hold."""
+    import pandas as pd
+
+    from mmrank.data.splits import leave_one_out, temporal_split
+
+    (inter, _, _), _ = both
+    loo = leave_one_out(inter)
+    assert loo.sizes == {"train": 100_000 - 2 * 943, "valid": 943, "test": 943}  # every user has >= 20
+    df = pd.DataFrame({"u": inter.user_ids, "t": inter.timestamps})
+    latest = df.groupby("u")["t"].max()
+    test = df.iloc[loo.parts["test"]]
+    assert sorted(test["u"]) == sorted(latest.index)
+    assert (test.set_index("u")["t"] == latest.loc[test["u"]].to_numpy()).all()
+    cut = temporal_split(inter, 0.1, 0.1)
+    times = {name: inter.timestamps[rows] for name, rows in cut.parts.items()}
+    assert times["train"].max() < times["valid"].min() <= times["valid"].max() < times["test"].min()
+    assert abs(cut.sizes["test"] - 10_000) <= 5 and abs(cut.sizes["valid"] - 10_000) <= 5
