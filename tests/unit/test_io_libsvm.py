@@ -186,3 +186,16 @@ def test_byte_order_mark_and_crlf_are_accepted(tmp_path):
     p.write_bytes(b"\xef\xbb\xbf1 qid:1 1:0.5 # docid = a\r\n0 qid:1 1:2 # docid = b\r\n")
     rset, report = read_libsvm(p)
     assert report.ok and rset.candidate_ids.tolist() == ["a", "b"] and rset.labels.tolist() == [1, 0]
+
+
+def test_options_that_do_not_apply_are_config_errors(tmp_path):
+    from mmrank.data.formats import write_ranking
+    from mmrank.errors import ConfigError
+
+    rset = RankingSet(query_ids=["q"], offsets=[0, 1], candidate_ids=["a"], labels=[0])
+    path = write_ranking(rset, tmp_path / "a.jsonl")
+    with pytest.raises(ConfigError, match=r"option\(s\) \['n_features'\] do not apply to the 'jsonl' format"):
+        read_ranking(path, n_features=46)
+    with pytest.raises(ConfigError, match=r"\['group_file'\] do not apply to the 'parquet' format"):
+        write_ranking(rset, tmp_path / "a.parquet", group_file=True)
+    assert read_ranking(write_ranking(rset, tmp_path / "a.txt"), n_features=3)[0].modality_dims == {"letor": 3}

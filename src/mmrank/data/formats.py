@@ -12,6 +12,7 @@ Every reader returns ``(data, ReadReport)``; nothing it reads escapes as anythin
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +21,7 @@ import numpy as np
 
 from mmrank.data.model import Interactions, ItemFeatures, RankingSet
 from mmrank.data.validate import ReadReport
-from mmrank.errors import DataError
+from mmrank.errors import ConfigError, DataError
 
 # name -> (module, reader function, writer function or None)
 RANKING_FORMATS: dict[str, tuple[str, str, str]] = {
@@ -111,6 +112,18 @@ def _function(module: str, name: str, fmt: str) -> Callable:
         ) from None
 
 
+def _check_options(fn: Callable, fmt: str, options: dict) -> None:
+    """A format option the format does not know is a config mistake, not a TypeError."""
+    known = set(inspect.signature(fn).parameters)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        usable = sorted(known - {"path", "rset", "strict", "label_range"})
+        raise ConfigError(
+            f"option(s) {unknown} do not apply to the {fmt!r} format"
+            + (f" (it takes {usable})" if usable else " (it takes none)")
+        )
+
+
 # -- ranking data --------------------------------------------------------------------------------
 def read_ranking(
     path: str | Path,
@@ -128,7 +141,9 @@ def read_ranking(
             hint="use read_interactions for recommendation data",
         )
     module, reader, _ = RANKING_FORMATS[fmt]
-    rset, report = _function(module, reader, fmt)(path, strict=strict, label_range=label_range, **format_options)
+    fn = _function(module, reader, fmt)
+    _check_options(fn, fmt, format_options)
+    rset, report = fn(path, strict=strict, label_range=label_range, **format_options)
     report.check_counts()
     return rset, report
 
@@ -160,7 +175,9 @@ def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None,
     path = Path(path)
     fmt = output_format(path, format)
     module, _, writer = RANKING_FORMATS[fmt]
-    return _function(module, writer, fmt)(rset, path, **format_options)
+    fn = _function(module, writer, fmt)
+    _check_options(fn, fmt, format_options)
+    return fn(rset, path, **format_options)
 
 
 # -- interaction data ----------------------------------------------------------------------------
