@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmrank.data.model import Interactions, RankingSet
 from mmrank.data.splits import (
@@ -124,6 +126,8 @@ def test_json_round_trip_and_tamper_detection(tmp_path):
         Split.from_json(json.dumps(obj))
     with pytest.raises(DataError, match="not a split file"):
         Split.from_json("{not json")
+    with pytest.raises(DataError, match="not a split file"):  # a lone surrogate cannot be hashed
+        Split.from_json('{"unit": "query", "method": "m", "parts": {"train": ["\\ud800"]}, "fingerprint": {}}')
     path = split.save(tmp_path / "split.json")
     assert Split.load(path).fingerprint == split.fingerprint
 
@@ -221,3 +225,17 @@ def test_interaction_split_is_tied_to_its_data(tmp_path):
     back = Split.load(split.save(tmp_path / "loo.json"))
     assert isinstance(back, InteractionSplit) and back.fingerprint == split.fingerprint
     assert list(back.apply(inter)[2].item_ids) == ["z"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(max_size=200) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["unit", "method", "parts", "params", "fingerprint", "train", "query", "row"]), inner, max_size=5),
+    max_leaves=12).map(json.dumps))
+def test_from_json_on_anything_is_a_split_or_a_data_error(text):
+    try:
+        split = Split.from_json(text)
+    except DataError:
+        return
+    assert isinstance(split, (RankingSplit, InteractionSplit))

@@ -93,10 +93,11 @@ class Split:
                 data_fingerprint=obj.get("data_fingerprint"),
             )
             stored = dict(obj["fingerprint"])
+            computed = split.fingerprint  # UnicodeEncodeError (a ValueError) on lone surrogates
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise DataError(f"not a split file ({type(e).__name__}: {str(e)[:200]})", path=path,
                             hint="write splits with Split.save / to_json") from None
-        if stored != split.fingerprint:
+        if stored != computed:
             raise DataError("the split's ids do not match its stored fingerprint", path=path,
                             hint="the file was edited or damaged: make the split again")
         return split
