@@ -20,6 +20,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+import pydantic_core
 from pydantic import ValidationError
 
 import mmrank
@@ -138,19 +139,22 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
         if decision.status == SHADOW:
             order = [str(req.candidates[i].candidate_id) for i in decision.model_order]
             log.info(json.dumps({"event": "shadow", "query_id": str(req.query_id), "model_order": order}))
-        return RerankResponse(
-            query_id=req.query_id,
-            status=decision.status,
-            reason=decision.reason,
-            detail=decision.detail,
-            uncertainty=decision.uncertainty,
-            model_id=loaded.model_id,
-            model_version=loaded.version,
-            candidates=[
+        # Serialised directly (shaped as RerankResponse, which documents it): FastAPI would
+        # otherwise validate the whole answer once more, a pydantic pass per request for nothing.
+        answer = {
+            "query_id": req.query_id,
+            "status": decision.status,
+            "reason": decision.reason,
+            "detail": decision.detail,
+            "uncertainty": decision.uncertainty,
+            "model_id": loaded.model_id,
+            "model_version": loaded.version,
+            "candidates": [
                 {"candidate_id": req.candidates[pos].candidate_id, "score": score, "rank": rank, "original_rank": orig}
                 for pos, score, rank, orig in ranked_entries(decision)
             ],
-        )
+        }
+        return Response(pydantic_core.to_json(answer), media_type="application/json")
 
     # The request body is documented by hand (it is parsed in the handler): register its schemas.
     default_openapi = app.openapi
