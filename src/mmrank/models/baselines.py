@@ -6,7 +6,6 @@ store JSON + text only (LightGBM's own text model format): nothing is pickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,21 +14,11 @@ import numpy as np
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import atomic_write_text
 from mmrank.errors import DataError
+from mmrank.models.storage import read_manifest, sha256_bytes
 
 
 def _write_json(path: Path, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def _read_model_json(directory: Path, kind: str) -> dict:
-    path = Path(directory) / "model.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read model description: {e}", path=path, hint="point at a run directory written by mmrank") from e
-    if meta.get("kind") != kind:
-        raise DataError(f"model kind is {meta.get('kind')!r}, expected {kind!r}", path=path)
-    return meta
 
 
 class HeuristicBaseline:
@@ -114,7 +103,7 @@ class HeuristicBaseline:
 
     @classmethod
     def load(cls, directory: str | Path) -> "HeuristicBaseline":
-        return cls(**_read_model_json(Path(directory), cls.kind)["params"])
+        return cls(**read_manifest(directory, cls.kind)["params"])
 
 
 class LambdaMART:
@@ -243,7 +232,7 @@ class LambdaMART:
                 "kind": self.kind,
                 "params": self.get_params(),
                 "input_dims": self.input_dims_,
-                "files": {"model.txt": hashlib.sha256(text.encode()).hexdigest()},
+                "files": {"model.txt": sha256_bytes(text.encode())},
             },
         )
 
@@ -252,10 +241,13 @@ class LambdaMART:
         import lightgbm as lgb
 
         directory = Path(directory)
-        meta = _read_model_json(directory, cls.kind)
+        meta = read_manifest(directory, cls.kind)
         path = directory / "model.txt"
-        text = path.read_text()
-        if hashlib.sha256(text.encode()).hexdigest() != meta["files"]["model.txt"]:
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise DataError(f"cannot read the LightGBM model: {e}", path=path, hint="point at a complete run directory") from e
+        if sha256_bytes(text.encode()) != meta.get("files", {}).get("model.txt"):
             raise DataError("checksum mismatch: the model file changed after it was written", path=path, hint="retrain or restore the run directory")
         model = cls(**meta["params"])
         model.booster_ = lgb.Booster(model_str=text)
