@@ -45,10 +45,14 @@ def _precision(setting: str) -> str:
     return "32-true"
 
 
-def _loggers(log_dir: Path) -> list:
+def _loggers(log_dir: Path, resume: bool) -> list:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers = [CSVLogger(str(log_dir), name="csv", version=""), TensorBoardLogger(str(log_dir), name="tensorboard", version="")]
+    # A resumed run logs into a new version folder: the CSV logger would otherwise overwrite the
+    # killed run's rows (the whole curve also lives in the checkpoint, see RankerModule).
+    version = "" if not resume else f"resume-{len(list((log_dir / 'csv').glob('resume-*')))}"
+    loggers = [CSVLogger(str(log_dir), name="csv", version=version),
+               TensorBoardLogger(str(log_dir), name="tensorboard", version=version)]
     try:
         import mlflow  # noqa: F401
         from lightning.pytorch.loggers import MLFlowLogger
@@ -139,7 +143,7 @@ def fit_ranker(ranker, train: RankingSet, valid: RankingSet | None, settings: An
         accumulate_grad_batches=settings.accumulate,
         deterministic=settings.deterministic,
         callbacks=callbacks,
-        logger=_loggers(log_dir),
+        logger=_loggers(log_dir, resume),
         plugins=[SafetensorsCheckpointIO()],
         default_root_dir=str(log_dir),
         num_sanity_val_steps=0,
