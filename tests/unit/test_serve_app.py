@@ -230,13 +230,45 @@ def test_health_metrics_and_openapi(run_dir):
     assert "RerankRequest" in spec["components"]["schemas"]
 
 
-def test_serving_never_imports_the_training_stack(run_dir):
+def test_serving_never_imports_the_training_stack(run_dir, cotrr_run_dir):
     code = (
         "import sys; from mmrank.serve.app import create_app, ServeConfig; "
         "from mmrank.serve.model_slot import ModelSlot, load_run; "
         f"create_app(ModelSlot(load_run({str(run_dir)!r})), ServeConfig()); "
+        f"load_run({str(cotrr_run_dir)!r}); "
         "import mmrank.serve.batch, mmrank.cli.serve_cmds; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def cotrr_run_dir(tmp_path_factory) -> Path:
+    """A tiny CoTRR (untrained weights, dropout 0.5): real MC-dropout, no training needed."""
+    from mmrank.data.model import concat_ranking_sets
+    from mmrank.models.cotrr import CoTRR
+
+    rng = np.random.default_rng(11)
+    rset = concat_ranking_sets([ranking_set_of(step5_query(rng, f"c{i}", 6)) for i in range(4)])
+    run = tmp_path_factory.mktemp("cotrr") / "run"
+    CoTRR(d_model=16, n_heads=2, n_layers=1, mlp_hidden=16, dropout=0.5).prepare(rset).save(run)
+    return run
+
+
+def test_mc_dropout_uncertainty_of_a_real_cotrr_decides_the_fallback(cotrr_run_dir):
+    req = step5_query(np.random.default_rng(12), "q-cotrr", 8, labels=False)
+    ranker = load_run(cotrr_run_dir).ranker
+    mean, std = ranker.score_with_uncertainty(ranking_set_of(req), 5)
+    u = float(np.mean(std))
+    assert u > 0
+    for threshold, status in ((u * 0.5, "fallback"), (u * 2.0, "reranked")):
+        policy = RerankPolicy(timeout_ms=10_000, uncertainty_threshold=threshold, mc_passes=5)
+        with client(cotrr_run_dir, policy=policy) as c:
+            body = c.post("/rerank", json=req).json()
+        assert body["status"] == status and body["uncertainty"] == pytest.approx(u, rel=1e-6)
+        assert_permutation(req, body)
+        if status == "reranked":  # ordered by the MC-dropout mean
+            assert [c["score"] for c in body["candidates"]] == pytest.approx(sorted(mean, reverse=True), rel=1e-5)
+        else:
+            assert body["reason"] == "uncertainty" and returned_ids(body) == original_ids(req)

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrank.errors import ConfigError, DataError
+from mmrank.errors import ConfigError
+from mmrank.runs import load_model
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def load_run(run_dir: str | Path) -> LoadedModel:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run directory not found — pass the folder `mmrank train` wrote")
-    ranker = _load_ranker(run_dir)
+    ranker = load_model(run_dir)
     kind = str(getattr(ranker, "kind", type(ranker).__name__))
     return LoadedModel(
         ranker=ranker,
@@ -54,24 +55,6 @@ def _run_version(run_dir: Path) -> str:
             h.update(name.encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:12]
-
-
-def _load_ranker(run_dir: Path):
-    # Interim: mmrank.runs.load_model is the one loader (being written); until it lands, dispatch
-    # on model.json's kind to the model classes that exist. Remove this when runs.py lands.
-    import json
-
-    from mmrank.models.baselines import HeuristicBaseline, LambdaMART
-
-    classes = {cls.kind: cls for cls in (LambdaMART, HeuristicBaseline)}
-    path = run_dir / "model.json"
-    try:
-        kind = json.loads(path.read_text()).get("kind")
-    except (OSError, ValueError, AttributeError) as e:
-        raise DataError(f"cannot read the model description ({e})", path=path, hint="point at a run directory written by mmrank") from None
-    if kind not in classes:
-        raise DataError(f"unknown model kind {kind!r}", path=path, hint=f"known kinds: {', '.join(sorted(classes))}")
-    return classes[kind].load(run_dir)
 
 
 class ModelSlot:
