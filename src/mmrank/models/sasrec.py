@@ -81,15 +81,17 @@ class SASRecNet(nn.Module):
         return self.final_norm(x) * real[..., None]
 
     def _attention_mask(self, real: torch.Tensor) -> torch.Tensor:
-        """(B*heads, L, L) bool, True = may NOT attend: future items and padding are hidden.
+        """(B*heads, L, L) additive float mask: -inf hides future items and padding.
 
-        A padded row may see itself only, so no softmax row is empty (an empty row gives NaN)."""
+        A padded row may see itself only, so no softmax row is empty (an empty row gives NaN).
+        Float, not bool: PyTorch's attention takes a slow path for 3-D boolean masks (4x here)."""
         B, L = real.shape
         t = torch.arange(L, device=real.device)
         causal = t[None, :] <= t[:, None]  # (L query, L key)
         allowed = causal[None] & real[:, None, :]
         allowed = allowed | torch.eye(L, dtype=torch.bool, device=real.device)[None]
-        return (~allowed).repeat_interleave(self.heads, dim=0)
+        mask = torch.zeros(allowed.shape, device=real.device).masked_fill_(~allowed, float("-inf"))
+        return mask.repeat_interleave(self.heads, dim=0)
 
     def last_state(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, d): the state after each user's most recent item (right-aligned input)."""

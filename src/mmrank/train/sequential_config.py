@@ -50,7 +50,7 @@ class SequentialTrain(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(10, ge=1, description="epochs without validation NDCG@10 gain")
-    crop: Literal["random", "last"] = "random"
+    crop: Literal["all", "random", "last"] = Field("all", description="training windows: all | random | last")
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     schedule: Literal["joint", "staged"] = "joint"

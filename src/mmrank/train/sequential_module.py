@@ -10,7 +10,9 @@ benchmark's clock).
 from __future__ import annotations
 
 import copy
+import json
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import lightning as L
@@ -67,30 +69,39 @@ def mean_metrics(per_user: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 class _UserBatches(torch.utils.data.Dataset):
-    """Users as a dataset; the collate function turns a list of users into one padded batch."""
+    """Training windows as a dataset; the collate function pads a list of windows into a batch.
+
+    ``crop``: ``last`` one window per user (the most recent ``max_len + 1`` items); ``random`` one
+    window per user at a random place each epoch; ``all`` every user's whole history cut into
+    consecutive windows (ending at the most recent item), so each epoch trains on every position."""
 
     def __init__(self, histories: Histories, max_len: int, crop: str, seed: int) -> None:
         self.histories, self.max_len, self.crop = histories, max_len, crop
-        self.users = np.flatnonzero(histories.lengths() >= 2)
         self.rng = np.random.default_rng(seed)
+        lens = histories.lengths()
+        users = np.flatnonzero(lens >= 2)
+        if crop == "all":
+            # Window w of a user ends max_len*w items before its end; windows overlap by one item
+            # so that every item is a target exactly once.
+            self.windows = [(int(u), int(e)) for u in users for e in range(int(lens[u]), 1, -max_len)]
+        else:
+            self.windows = [(int(u), int(lens[u])) for u in users]
 
     def __len__(self) -> int:
-        return len(self.users)
+        return len(self.windows)
 
-    def __getitem__(self, i: int) -> int:
-        return int(self.users[i])
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return self.windows[i]
 
-    def collate(self, users: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.histories
-        if self.crop == "random":
-            # Long histories: a random window each epoch, so items older than max_len still
-            # get trained on; the most recent window is one of the choices.
-            ends = [int(self.rng.integers(self.max_len + 1, len(h.of(u)) + 1)) if len(h.of(u)) > self.max_len + 1
-                    else len(h.of(u)) for u in users]
-            h = Histories(np.concatenate([[0], np.cumsum(ends)]).astype(np.int64),
-                          np.concatenate([h.of(u)[:e] for u, e in zip(users, ends)]))
-            users = list(range(len(users)))
-        inputs, targets = training_batch(h, np.asarray(users), self.max_len)
+    def collate(self, windows: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs = []
+        for u, end in windows:
+            if self.crop == "random" and end > self.max_len + 1:
+                end = int(self.rng.integers(self.max_len + 1, end + 1))
+            seqs.append(self.histories.of(u)[max(0, end - self.max_len - 1):end])
+        h = Histories(np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64),
+                      np.concatenate(seqs))
+        inputs, targets = training_batch(h, np.arange(len(seqs)), self.max_len)
         return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
@@ -120,13 +131,15 @@ class FullRankingValidation(L.Callback):
     wall time at which NDCG@10 first reached ``target_ndcg`` (optionally stopping there)."""
 
     def __init__(self, ranker, split: SequenceSplit, patience: int, target_ndcg: float | None,
-                 stop_at_target: bool, started: float, epoch_offset: int = 0, stage_name: str = "train") -> None:
+                 stop_at_target: bool, started: float, epoch_offset: int = 0, stage_name: str = "train",
+                 log_path: str | None = None) -> None:
         self.ranker, self.split = ranker, split
         self.patience, self.target, self.stop_at_target = patience, target_ndcg, stop_at_target
         self.started, self.epoch_offset, self.stage_name = started, epoch_offset, stage_name
         self.best, self.best_state, self.bad_epochs = -1.0, None, 0
         self.history: list[dict] = []
         self.reached_at: float | None = None
+        self.log_path = log_path
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         t0 = time.perf_counter()
@@ -140,6 +153,9 @@ class FullRankingValidation(L.Callback):
                              "train_loss": None if loss is None else float(loss),
                              **{f"valid_{k}": round(v, 6) for k, v in metrics.items() if k != "rank"}})
         pl_module.log("valid_ndcg@10", ndcg, prog_bar=True)
+        if self.log_path:  # one JSON line per epoch, readable while training runs
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(self.history[-1]) + "\n")
         if self.target is not None and self.reached_at is None and ndcg >= self.target:
             self.reached_at = elapsed
             if self.stop_at_target:
@@ -154,7 +170,7 @@ class FullRankingValidation(L.Callback):
 
 
 def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
-            weight_decay: float = 0.0, patience: int = 10, seed: int = 0, crop: str = "random",
+            weight_decay: float = 0.0, patience: int = 10, seed: int = 0, crop: str = "all",
             target_ndcg: float | None = None, stop_at_target: bool = False,
             trainable: Callable[[str], bool] | None = None, stage_name: str = "train",
             epoch_offset: int = 0, started: float | None = None, progress: bool = False,
@@ -168,13 +184,17 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=data.collate,
                         generator=torch.Generator().manual_seed(seed))
     module = SequentialModule(ranker.net, ranker.loss_fn(), lr, weight_decay, trainable)
+    log_path = None
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = str(Path(log_dir) / "epochs.jsonl")
     validation = FullRankingValidation(ranker, split, patience, target_ndcg, stop_at_target, started,
-                                       epoch_offset, stage_name)
+                                       epoch_offset, stage_name, log_path)
     logger = L.pytorch.loggers.CSVLogger(log_dir, name=stage_name) if log_dir else False
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger,
                         callbacks=[validation], enable_checkpointing=False,
                         enable_progress_bar=progress, enable_model_summary=False,
-                        num_sanity_val_steps=0, gradient_clip_val=5.0)
+                        num_sanity_val_steps=0, gradient_clip_val=5.0, log_every_n_steps=1)
     trainer.fit(module, loader)
     if validation.best_state is not None:
         ranker.net.load_state_dict(validation.best_state)

@@ -14,8 +14,6 @@ paired significance tests), ``fingerprint.json`` (data + split hashes, git sha, 
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from mmrank.errors import ConfigError, DataError
 from mmrank.models.moe import SASRecMoERanker
 from mmrank.models.sasrec import SASRecRanker
 from mmrank.models.seq_baselines import MostRecentRanker, PopularityRanker
+from mmrank.runs import git_sha, package_versions
 from mmrank.train.sequential_config import SequentialConfig
 from mmrank.train.sequential_module import evaluate_stage, fit_net, mean_metrics
 
@@ -140,26 +139,11 @@ def fit_staged(ranker: SASRecMoERanker, split: SequenceSplit, options: dict, sta
     return history
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _fingerprint(cfg: SequentialConfig, data: SequenceData) -> dict:
-    import lightning
-    import mmrank
-
     return {"data": {"path": data.inter_path, "interactions": data.data_fingerprint},
             "split": {"method": "leave_one_out", **data.loo_fingerprint},
             "vocab": {"items": data.split.items.fingerprint(), "users": data.split.users.fingerprint()},
-            "git_sha": _git_sha(), "seed": cfg.train.seed,
-            "versions": {"mmrank": getattr(mmrank, "__version__", None), "torch": torch.__version__,
-                         "numpy": np.__version__, "lightning": lightning.__version__,
-                         "python": platform.python_version()}}
+            "git_sha": git_sha(), "seed": cfg.train.seed, "versions": package_versions()}
 
 
 def evaluate_all(ranker, split: SequenceSplit, cfg: SequentialConfig) -> tuple[dict, list[dict]]:
@@ -293,3 +277,37 @@ def _reencode(seq: SequenceData, ranker) -> SequenceSplit:
 
     return SequenceSplit(ranker.users, ranker.items, hist, remap(s.valid_target), remap(s.test_target),
                          ranker.cold_items)
+
+
+def recommend(run_dir: str | Path, user: str, k: int = 10, data: str | Path | None = None) -> list[dict]:
+    """Top ``k`` items for ``user`` after everything they have seen (train + valid + test events),
+    seen items left out: ``[{"rank", "item_id", "title", "score"}, ...]``."""
+    ranker, config = load_run(run_dir)
+    seq = load_sequence_data(data or config.data.path)
+    s = seq.split
+    u_own = ranker.users.encode([user], f"--user (users of {run_dir})")[0]
+    u_data = s.users.encode([user], seq.inter_path)[0]
+    full = s.history_for("test").append(s.test_target).of(u_data)
+    history = ranker.items.encode(s.items.ids[full - 1], seq.inter_path)
+    scores = ranker.score_users(torch.tensor([u_own]), _OneUser(u_own, history))[0].double()
+    scores[torch.from_numpy(history)] = float("-inf")
+    scores[0] = float("-inf")
+    top = torch.topk(scores, min(k, len(scores) - 1 - len(set(history.tolist()))))
+    titles = {}
+    if seq.catalogue is not None and seq.catalogue.titles is not None:
+        titles = dict(zip(seq.catalogue.item_ids, seq.catalogue.titles))
+    out = []
+    for r, (score, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        item = str(ranker.items.ids[idx - 1])
+        out.append({"rank": r, "item_id": item, "title": titles.get(item, item), "score": score})
+    return out
+
+
+class _OneUser:
+    """A Histories stand-in holding one user's sequence (for scoring a single user)."""
+
+    def __init__(self, user: int, items: np.ndarray) -> None:
+        self.user, self.items = user, items
+
+    def of(self, user: int) -> np.ndarray:
+        return self.items

@@ -1,0 +1,60 @@
+"""P7: full-ranking evaluation throughput (users/s) of a trained sequential run, next to
+RecBole's full-sort evaluation time read from its own log (the "epoch N evaluating [time: S]"
+lines: valid users ranked against all items, seen items masked, inside RecBole's process).
+
+    python benchmarks/p7_eval_throughput.py RUN --recbole-log SASRec.log [--repeats 5]
+
+Ours is timed the same way: the test stage's full ranking of every user (scores for all items,
+seen items masked, metrics), median of ``--repeats`` runs, with torch threads as given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seqrec_common import recbole_epochs  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--recbole-log")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk-size", type=int, default=256)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from mmrank.train.sequential_module import evaluate_stage
+    from mmrank.train.sequential_run import load_run, load_sequence_data
+
+    ranker, config = load_run(args.run)
+    split = load_sequence_data(config.data.path).split
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        per_user = evaluate_stage(ranker, split, "test", chunk_size=args.chunk_size)
+        times.append(time.perf_counter() - t0)
+    users = len(per_user["users"])
+    ours = users / statistics.median(times)
+    out = {"ours": {"users": users, "seconds": [round(t, 4) for t in times], "users_per_s": round(ours, 1),
+                    "threads": args.threads, "items": split.n_items}}
+    if args.recbole_log:
+        rb = recbole_epochs(args.recbole_log)
+        secs = [r["eval_seconds"] for r in rb]
+        rb_rate = users / statistics.median(secs)
+        out["recbole"] = {"evals": len(secs), "seconds": secs, "users_per_s": round(rb_rate, 1), "threads": 1}
+        out["speedup"] = round(ours / rb_rate, 2)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
