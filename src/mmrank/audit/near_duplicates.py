@@ -3,7 +3,8 @@ same query (same query id, or same query text when the data has texts).
 
 Exact copies are ``split_overlap``'s business; this catches copies with a little noise, or
 re-crawled documents. Features are standardised with the training mean/sd first so that one
-large-scale column cannot make every pair look alike; similarity is cosine.
+large-scale column cannot make every pair look alike; similarity is cosine
+(``mmrank.features.dedup.near_duplicate_pairs``, the same rule the feature pipeline dedups by).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from mmrank.audit.context import AuditContext
 from mmrank.audit.result import FAIL, PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
+from mmrank.features.dedup import near_duplicate_pairs
 
 NAME = "near_duplicates"
 
@@ -25,18 +27,6 @@ def _query_keys(rset: RankingSet) -> list[set[tuple[str, str]]]:
             if t:
                 k.add(("text", str(t)))
     return keys
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def max_cosine_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a),) highest cosine of each row of ``a`` to any row of ``b``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros(len(a))
-    return (_unit_rows(a) @ _unit_rows(b).T).max(axis=1)
 
 
 def check(ctx: AuditContext) -> CheckResult:
@@ -63,11 +53,12 @@ def check(ctx: AuditContext) -> CheckResult:
             continue
         matched_queries += 1
         rows = np.concatenate([np.arange(train.offsets[j], train.offsets[j + 1]) for j in train_q])
-        sims = max_cosine_to(xte[test.offsets[i]:test.offsets[i + 1]], xtr[rows])
-        hits = int((sims >= threshold).sum())
+        pairs = near_duplicate_pairs(xte[test.offsets[i]:test.offsets[i + 1]], xtr[rows], threshold)
+        hits = len(np.unique(pairs[:, 0]))
         affected += hits
         if hits and len(examples) < 10:
-            examples.append({"query_id": str(test.query_ids[i]), "near_duplicates": hits, "max_cosine": float(sims.max())})
+            examples.append({"query_id": str(test.query_ids[i]), "near_duplicate_candidates": hits,
+                             "pairs": int(len(pairs))})
     share = affected / test.n_candidates if test.n_candidates else 0.0
     evidence = {"test_candidates": test.n_candidates, "affected_candidates": affected,
                 "test_queries_matched_in_train": matched_queries, "examples": examples}
