@@ -42,12 +42,17 @@ def main() -> None:
         subprocess.run(["sh", str(data / "ltr" / "make_folds.sh"), tmp], check=True)
         fold = Path(tmp) / "MQ2008" / "Fold1"
         train, valid, test = (load_ranking(fold / f"{p}.txt", "libsvm", n_features=46) for p in ("train", "vali", "test"))
-    params = yaml.safe_load((REPO / "configs" / f"mq2008_{args.model}.yaml").read_text())["model"].get("params") or {}
-    if args.model == "cotrr" and args.max_epochs:
-        params = {**params, "max_epochs": args.max_epochs} if "max_epochs" in params else params
+    config = yaml.safe_load((REPO / "configs" / f"mq2008_{args.model}.yaml").read_text())
+    params = config["model"].get("params") or {}
+    fit_options = {}
+    if args.model == "cotrr":  # what `mmrank audit --config` does: the config's train settings go to fit
+        settings = {**config.get("train", {}), "progress": False}
+        if args.max_epochs:
+            settings["max_epochs"] = args.max_epochs
+        fit_options = {"settings": settings}
     factory = partial(build_ranker, args.model, params)
     t0 = time.perf_counter()
-    model = factory().fit(train, valid)
+    model = factory().fit(train, valid, **fit_options)
     fit_model = time.perf_counter() - t0
     t0 = time.perf_counter()
     baseline = build_ranker("lambdamart", {}).fit(train, valid)
@@ -59,7 +64,7 @@ def main() -> None:
         engine, n = spec.split(":")
         t0 = time.perf_counter()
         report = audit(model, baseline, train=train, test=test, valid=valid, make_model=factory,
-                       engine=engine, n_jobs=int(n))
+                       fit_options=fit_options, engine=engine, n_jobs=int(n))
         secs = time.perf_counter() - t0
         checks = json.dumps([c.to_dict() for c in report.checks], sort_keys=True)
         same = reference is None or checks == reference
@@ -74,7 +79,8 @@ def main() -> None:
         "",
         f"Command: `{command_line()}` — {stamp()}. Machine: 2-core CPU dev box, shared with parallel work "
         "(other helpers ran tests and benchmarks at the same time, so times are upper bounds).",
-        f"Model {args.model} (configs/mq2008_{args.model}.yaml params) vs LambdaMART (default params); fit once before "
+        f"Model {args.model} (configs/mq2008_{args.model}.yaml params"
+        + (f", train settings {fit_options['settings']}" if fit_options else "") + ") vs LambdaMART (default params); fit once before "
         f"the audits: {args.model} {fit_model:.1f}s, LambdaMART {fit_base:.1f}s. Audit = all 12 checks with the packaged "
         "policy (10,000 BCa bootstrap resamples, 10,000 permutations, 3 permuted-label retrains of the model).",
         "",

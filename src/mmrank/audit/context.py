@@ -22,6 +22,7 @@ class AuditContext:
     policy: dict
     valid: RankingSet | None = None
     make_model: Callable[[], Any] | None = None  # a fresh, unfitted model of the same config
+    fit_options: dict = field(default_factory=dict)  # extra fit() keywords, e.g. {"settings": ...} for neural rankers
     engine: str = "joblib"
     n_jobs: int = 2
     address: str | None = None

@@ -36,10 +36,10 @@ def permute_within_queries(rset: RankingSet, seed: int) -> RankingSet:
 
 
 def fit_permuted_and_score(make_model: Callable[[], Any], train: RankingSet, test: RankingSet,
-                           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           seed: int, fit_options: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One job: (test scores, train scores, permuted train labels) of a model fit on permuted labels."""
     permuted = permute_within_queries(train, seed)
-    model = make_model().fit(permuted)
+    model = make_model().fit(permuted, **fit_options)
     return np.asarray(model.score(test), float), np.asarray(model.score(permuted), float), permuted.labels
 
 
@@ -54,7 +54,7 @@ def check(ctx: AuditContext) -> CheckResult:
         return CheckResult.skip(NAME, "no model factory to retrain with (pass make_model)")
     p = ctx.policy[NAME]
     seeds = [ctx.seed + 1000 + i for i in range(int(p["seeds"]))]
-    jobs = [(ctx.make_model, ctx.train, ctx.test, s) for s in seeds]
+    jobs = [(ctx.make_model, ctx.train, ctx.test, s, ctx.fit_options) for s in seeds]
     results = run_jobs(fit_permuted_and_score, jobs, engine=ctx.engine, n_jobs=ctx.n_jobs, address=ctx.address)
     keep = ctx.evaluable
     chance = chance_per_query(ctx, ctx.test, int(p["chance_draws"]), ctx.seed)[keep]

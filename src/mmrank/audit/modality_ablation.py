@@ -39,9 +39,11 @@ def without(rset: RankingSet, modality: str) -> RankingSet:
     return rset.with_features({k: v for k, v in rset.features.items() if k != modality})
 
 
-def fit_without_and_score(make_model: Callable[[], Any], train: RankingSet, test: RankingSet, modality: str) -> np.ndarray:
+def fit_without_and_score(make_model: Callable[[], Any], train: RankingSet, test: RankingSet, modality: str,
+                          fit_options: dict) -> np.ndarray:
     """One job: scores on the test set of a model retrained without ``modality``."""
-    return np.asarray(make_model().fit(without(train, modality)).score(without(test, modality)), float)
+    model = make_model().fit(without(train, modality), **fit_options)
+    return np.asarray(model.score(without(test, modality)), float)
 
 
 def check(ctx: AuditContext) -> CheckResult:
@@ -59,7 +61,7 @@ def check(ctx: AuditContext) -> CheckResult:
             "shuffled": ctx.model.score(shuffled(ctx.test, m, ctx.seed + i)),
         }
     if p.get("retrain") and ctx.make_model is not None and len(modalities) > 1:
-        jobs = [(ctx.make_model, ctx.train, ctx.test, m) for m in modalities]
+        jobs = [(ctx.make_model, ctx.train, ctx.test, m, ctx.fit_options) for m in modalities]
         for m, scores in zip(modalities, run_jobs(fit_without_and_score, jobs, engine=ctx.engine,
                                                   n_jobs=ctx.n_jobs, address=ctx.address)):
             variants[m]["retrained_without"] = scores

@@ -4,6 +4,8 @@ Reads like ranx's one-liners: ``audit(model, baseline, train=tr, test=te).verdic
 and baseline are *fitted* rankers (``score(rset) -> (N,)``). Retraining checks need a fresh,
 unfitted model of the same configuration: ``make_model()``; by default it is
 ``type(model)(**model.get_params())`` when the model exposes ``get_params`` (sklearn-style).
+``fit_options`` are passed to every retraining ``fit`` (e.g. ``{"settings": {...}}``: the train
+settings a neural ranker was trained with).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def audit(
     test: RankingSet,
     valid: RankingSet | None = None,
     make_model: Callable[[], Any] | None = None,
+    fit_options: dict | None = None,
     policy: dict | str | Path | None = None,
     engine: str = "joblib",
     n_jobs: int | None = None,
@@ -128,7 +131,7 @@ def audit(
         raise ConfigError(f"unknown audit check(s) {unknown} — known: {', '.join(CHECKS)}")
     ctx = AuditContext(
         train=train, test=test, valid=valid, model=model, baseline=baseline, policy=pol,
-        make_model=make_model or default_factory(model), engine=engine,
+        make_model=make_model or default_factory(model), fit_options=dict(fit_options or {}), engine=engine,
         n_jobs=int(n_jobs or pol["engine"]["n_jobs"]), address=address,
         train_interactions=train_interactions, test_interactions=test_interactions,
         interactions=interactions, fit_evaluate=fit_evaluate, sampled_vs_full=sampled_vs_full,

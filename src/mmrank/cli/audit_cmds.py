@@ -18,7 +18,7 @@ _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim",
           "GO": "bold white on green", "PAUSE_AND_FIX": "bold black on yellow", "NO_GO": "bold white on red"}
 
 
-def _model_section(config: Path | None) -> dict:
+def _read_config(config: Path | None) -> dict:
     if config is None:
         return {}
     import yaml
@@ -29,30 +29,44 @@ def _model_section(config: Path | None) -> dict:
         data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{config}: cannot read the config: {e} — pass a YAML like configs/mq2008_lambdamart.yaml") from e
-    return data.get("model", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
-def resolve_ranker(spec: str, config: Path | None, train, valid) -> tuple[Any, Any]:
+def fit_options_for(model: Any, train_section: dict | None) -> dict:
+    """Neural rankers take the config's ``train`` settings in ``fit``; GBDTs/heuristics do not."""
+    import inspect
+
+    takes = "settings" in inspect.signature(type(model).fit).parameters
+    return {"settings": {**train_section, "progress": False}} if takes and train_section else {}
+
+
+def resolve_ranker(spec: str, config: Path | None, train, valid) -> tuple[Any, Any, dict]:
     """``spec`` = a registry kind (built from --config's model params when kinds match, then
-    fitted) or a run directory (loaded). Returns (fitted model, factory of fresh unfitted ones)."""
+    fitted with the config's train settings) or a run directory (loaded). Returns (fitted model,
+    factory of fresh unfitted ones, the keywords each retraining ``fit`` needs)."""
     from mmrank.models.registry import MODELS, build_ranker
 
     if Path(spec).is_dir():
         from mmrank import runs
 
         model = runs.load_model(spec)
-        section = runs.load_run_config(spec).get("model", {})
+        run_config = runs.load_run_config(spec)
+        section = run_config.get("model", {})
         kind, params = section.get("kind", runs.model_kind(spec)), section.get("params") or {}
-        return model, partial(build_ranker, kind, params)
+        return model, partial(build_ranker, kind, params), fit_options_for(model, run_config.get("train"))
     if spec not in MODELS:
         from mmrank.errors import ConfigError
 
         raise ConfigError(f"--model/--baseline {spec!r}: neither a run directory nor a model kind — use one of "
                           f"{sorted(MODELS)} or a directory written by `mmrank train`")
-    section = _model_section(config)
-    params = (section.get("params") or {}) if section.get("kind") == spec else {}
+    data = _read_config(config)
+    section = data.get("model") or {}
+    matches = section.get("kind") == spec
+    params = (section.get("params") or {}) if matches else {}
     factory = partial(build_ranker, spec, params)
-    return factory().fit(train, valid), factory
+    model = factory()
+    options = fit_options_for(model, data.get("train") if matches else None)
+    return model.fit(train, valid, **options), factory, options
 
 
 def print_audit(report: dict) -> None:
@@ -78,7 +92,7 @@ def audit_cmd(
     out: Path = typer.Option(..., "--out", help="folder to write audit.json and report.html into"),
     valid: Optional[Path] = typer.Option(None, "--valid", help="validation file (early stopping)"),
     format: Optional[str] = typer.Option(None, "--format", help="input format when the extension does not say"),
-    config: Optional[Path] = typer.Option(None, "--config", help="training YAML whose model.params build --model"),
+    config: Optional[Path] = typer.Option(None, "--config", help="training YAML: its model.params (and train settings) build --model"),
     policy: Optional[Path] = typer.Option(None, "--policy", help="YAML overriding audit thresholds (see docs/audit.md)"),
     engine: str = typer.Option("joblib", "--engine", help="where retraining jobs run: joblib or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)"),
@@ -104,13 +118,13 @@ def audit_cmd(
         test_set = load_ranking(test, format)
         valid_set = load_ranking(valid, format) if valid else None
         progress.update(step, description=f"training {model}")
-        fitted, factory = resolve_ranker(model, config, train_set, valid_set)
+        fitted, factory, fit_options = resolve_ranker(model, config, train_set, valid_set)
         progress.update(step, description=f"training baseline {baseline}")
-        base, _ = resolve_ranker(baseline, None, train_set, valid_set)
+        base, _, _ = resolve_ranker(baseline, None, train_set, valid_set)
         from mmrank.audit import CHECKS
 
         progress.update(step, total=len(CHECKS), completed=0, description="auditing")
-        report = audit(fitted, base, train=train_set, test=test_set, valid=valid_set, make_model=factory, policy=pol,
+        report = audit(fitted, base, train=train_set, test=test_set, valid=valid_set, make_model=factory, fit_options=fit_options, policy=pol,
                        engine=engine, n_jobs=jobs, address=address,
                        run_dir=model if Path(model).is_dir() else None,
                        progress=lambda name: progress.update(step, advance=1, description=f"check {name}"))
