@@ -188,6 +188,8 @@ request independent of how much of the shared CPU the server got.
 | dims (image + text) | body KiB | requests | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/request | non-200 | 5xx | permutation violations | answers | goal |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
 {''.join(http_rows)}
+Where a request's CPU goes, and what would bring p95 under 25 ms: docs/serving.md, "Performance".
+
 Batch (`mmrank rerank` path: `rerank_file` in-process, streaming, 64 queries per model call):
 
 | dims (image + text) | top-M | queries | JSONL MB | seconds | queries/s |
