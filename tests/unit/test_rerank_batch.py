@@ -199,7 +199,11 @@ def test_cli_rerank_end_to_end(run_dir, tmp_path):
     out = read_out(tmp_path / "r.jsonl")
     assert len(out) == 4 and all(o["status"] == "reranked" for o in out)
     assert json.loads((tmp_path / "r.jsonl.quarantine.jsonl").read_text())["line"] == 5
-    help_text = CliRunner().invoke(app, ["rerank", "--help"]).output
-    assert "Example: mmrank rerank" in help_text
+    assert "Example: mmrank rerank" in CliRunner().invoke(app, ["rerank", "--help"]).output
+    assert "Example: mmrank serve" in CliRunner().invoke(app, ["serve", "--help"]).output
+    rollout = CliRunner().invoke(app, ["serve", "--model", str(run_dir), "--rollout", "150"])
+    assert rollout.exit_code != 0 and "--rollout 150 is not a percentage" in str(rollout.exception)
+    top_m = CliRunner().invoke(app, ["rerank", "--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "y.jsonl"), "--top-m", "0"])
+    assert top_m.exit_code != 0 and "--top-m 0" in str(top_m.exception)
     bad = CliRunner().invoke(app, ["rerank", "--model", str(tmp_path / "missing"), "--in", str(src), "--out", str(tmp_path / "x.jsonl")])
     assert bad.exit_code != 0 and "run directory not found" in str(bad.exception)
