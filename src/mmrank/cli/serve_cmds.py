@@ -28,6 +28,14 @@ def _policy(top_m: int | None, rollout: float, shadow: bool, timeout_ms: float |
                         uncertainty_threshold=uncertainty_threshold, mc_passes=mc_passes)
 
 
+def _warn_if_no_uncertainty(console: Console, loaded, policy) -> None:
+    from mmrank.serve.scoring import supports_uncertainty
+
+    if policy.uncertainty_threshold is not None and not supports_uncertainty(loaded.ranker):
+        console.print(f"warning: {loaded.kind} has no MC-dropout uncertainty; --uncertainty-threshold is ignored",
+                      style="yellow")
+
+
 @app.command("rerank")
 def rerank(
     model: Path = typer.Option(..., "--model", help="Run directory of a trained model."),
@@ -52,8 +60,9 @@ def rerank(
     from mmrank.serve.model_slot import load_run
 
     policy = _policy(top_m, rollout, shadow, None, uncertainty_threshold, mc_passes)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
     loaded = load_run(model)
+    _warn_if_no_uncertainty(console, loaded, policy)
     size = in_path.stat().st_size if in_path.is_file() else None
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
@@ -109,8 +118,9 @@ def serve(
             raise ConfigError(f"{token_file}: the token file is empty — put the token on its first line")
     policy = _policy(top_m, rollout, shadow, timeout_ms, uncertainty_threshold, mc_passes)
     config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024), token=token)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
     loaded = load_run(model)
+    _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
     console.print(f"serving {loaded.model_id} (version {loaded.version}) on http://{host}:{port}")
