@@ -87,15 +87,11 @@ def features(
         raise ConfigError(f"--task-format {task_format!r} — use parquet or jsonl")
     task_config = RerankTaskConfig(context_k=context_k, n_negatives=negatives, negatives=negative_sampling, seed=seed)
     task_config.check()
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     console = Console(stderr=True)
     cache_dir = None if no_cache else (cache or default_cache_dir())
     report = FeaturesReport()
     started = time.perf_counter()
-    text_encoder = TextEncoder(text_model, batch_size=batch_size)
+    text_encoder = TextEncoder(text_model, batch_size=batch_size, num_threads=threads)
     visual_encoder = VisualEncoder(_parse_bins(hsv_bins))
     with _progress_bars(console) as progress:
         items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, cache_dir, progress)

@@ -65,8 +65,10 @@ class TextEncoder:
         batch_size: int = 64,
         normalize: bool = True,
         device: str = "cpu",
+        num_threads: int | None = None,
     ) -> None:
         self.model_path = resolve_text_model(model)
+        self.num_threads = num_threads
         self.model_name = DEFAULT_TEXT_MODEL if model is None or model in _BUILTIN_NAMES else str(model)
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
@@ -82,6 +84,10 @@ class TextEncoder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            if self.num_threads:
+                import torch  # imported here, not earlier: a fully cached run never needs torch
+
+                torch.set_num_threads(int(self.num_threads))
             from sentence_transformers import SentenceTransformer
 
             try:  # the per-tensor "Loading weights" bar would garble the CLI's own progress bars
