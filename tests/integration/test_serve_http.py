@@ -90,3 +90,15 @@ def test_thousand_requests_status_codes_and_permutations(run_dir):
         found = re.search(rf'mmrank_requests_total{{code="{code}",route="/rerank"}} ([0-9.]+)', metrics)
         assert found and float(found.group(1)) == n
     assert 'code="5' not in metrics
+
+
+def test_shadow_server_logs_the_model_order_and_returns_the_original(run_dir):
+    query = step5_query(np.random.default_rng(1), "q-shadow-log", 12, labels=False)
+    with ServerProcess(run_dir, "--shadow", "--timeout-ms", "2000") as server:
+        body = httpx.post(server.url + "/rerank", json=query, timeout=30.0).json()
+    logged = [json.loads(line.split(" mmrank.serve ", 1)[1]) for line in server.proc.stdout.read().splitlines()
+              if " mmrank.serve " in line]
+    assert (body["status"], body["reason"]) == ("shadow", "shadow_mode")
+    assert [c["candidate_id"] for c in body["candidates"]] == [c["candidate_id"] for c in query["candidates"]]
+    by_score = sorted(body["candidates"], key=lambda c: -c["score"])  # the model's order, from its scores
+    assert logged == [{"event": "shadow", "query_id": "q-shadow-log", "model_order": [c["candidate_id"] for c in by_score]}]

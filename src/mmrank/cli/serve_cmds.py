@@ -36,6 +36,19 @@ def _warn_if_no_uncertainty(console: Console, loaded, policy) -> None:
                       style="yellow")
 
 
+def _log_events_to_stderr() -> None:
+    """Shadow orders and reloads are logged as JSON lines by ``mmrank.serve``; uvicorn configures
+    only its own loggers, so without this they would be dropped."""
+    import logging
+
+    log = logging.getLogger("mmrank.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 @app.command("rerank")
 def rerank(
     model: Path = typer.Option(..., "--model", help="Run directory of a trained model."),
@@ -124,4 +137,5 @@ def serve(
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
     console.print(f"serving {loaded.model_id} (version {loaded.version}) on http://{host}:{port}")
+    _log_events_to_stderr()
     uvicorn.run(create_app(ModelSlot(loaded), config), host=host, port=port, log_level="info", access_log=False)
