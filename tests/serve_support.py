@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,11 +63,13 @@ class ServerProcess:
 
     def __enter__(self) -> "ServerProcess":
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # A file, not a pipe: a chatty server (shadow logs) would block once a pipe's buffer filled.
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.proc.stdout.read()}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
             try:
                 if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
                     return self
@@ -84,7 +87,10 @@ class ServerProcess:
             self.proc.wait(timeout=10)
 
     def output(self) -> str:
-        return self.proc.stdout.read() if self.proc.poll() is not None else ""
+        """Everything the server printed so far (stdout and stderr)."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
 
 
 def assert_permutation(request: dict, response: dict) -> None:

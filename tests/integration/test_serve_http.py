@@ -96,7 +96,7 @@ def test_shadow_server_logs_the_model_order_and_returns_the_original(run_dir):
     query = step5_query(np.random.default_rng(1), "q-shadow-log", 12, labels=False)
     with ServerProcess(run_dir, "--shadow", "--timeout-ms", "2000") as server:
         body = httpx.post(server.url + "/rerank", json=query, timeout=30.0).json()
-    logged = [json.loads(line.split(" mmrank.serve ", 1)[1]) for line in server.proc.stdout.read().splitlines()
+    logged = [json.loads(line.split(" mmrank.serve ", 1)[1]) for line in server.output().splitlines()
               if " mmrank.serve " in line]
     assert (body["status"], body["reason"]) == ("shadow", "shadow_mode")
     assert [c["candidate_id"] for c in body["candidates"]] == [c["candidate_id"] for c in query["candidates"]]
