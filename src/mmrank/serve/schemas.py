@@ -11,6 +11,8 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmrank.serve.reorder import ALL_REASONS, FALLBACK, RERANKED, SHADOW
+
 Id = Union[str, int]
 Vector = Union[list[float], float]
 
@@ -46,13 +48,14 @@ class RankedCandidate(BaseModel):
     original_rank: int = Field(description="1-based position in the request")
 
 
-Status = Literal["reranked", "fallback", "shadow"]
+Status = Literal[RERANKED, FALLBACK, SHADOW]
+Reason = Literal[ALL_REASONS]
 
 
 class RerankResponse(BaseModel):
     query_id: Id
     status: Status
-    reason: str = Field(description="ok | shadow_mode | outside_rollout | model_error | timeout | non_finite_scores | wrong_length | uncertainty")
+    reason: Reason = Field(description="why this order: see docs/serving.md, 'Statuses and reasons'")
     detail: str = ""
     uncertainty: float | None = None
     model_id: str
