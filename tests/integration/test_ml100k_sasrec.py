@@ -21,7 +21,7 @@ def _config(data_dir, kind: str, **train) -> object:
         "data": {"path": str(data_dir / "ml-100k")},
         "model": {"kind": kind, "params": {"hidden": 64, "layers": 2, "heads": 2, "max_len": 50, "dropout": 0.2}
                   if kind == "sasrec" else {}},
-        "train": {"epochs": 6, "batch_size": 64, "lr": 0.002, "patience": 6, "threads": 2, **train},
+        "train": {"epochs": 3, "batch_size": 32, "lr": 0.002, "patience": 3, "threads": 1, **train},
         "evaluate": {"sampled_negatives": 100},
     })
 

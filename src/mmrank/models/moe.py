@@ -133,11 +133,16 @@ class SASRecMoENet(SASRecNet):
 
     def _item_tables(self):
         """ID table, item-only content table ``(n_items+1, d)``, and the pieces for user gating."""
+        if self._item_cache is not None and "tables" in self._item_cache:
+            return self._item_cache["tables"]
         per_modality, gate_logits, mask = self._content()
         weights = masked_softmax(gate_logits, mask)
         self._last_gate = weights.detach()
         content = (weights[..., None] * per_modality).sum(1)
-        return self.item_emb.weight, content, per_modality, gate_logits, mask
+        tables = self.item_emb.weight, content, per_modality, gate_logits, mask
+        if self._item_cache is not None:
+            self._item_cache["tables"] = tables
+        return tables
 
     def _fused_inputs(self, id_table: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         if self.input_mode == "id":

@@ -16,6 +16,7 @@ net to the Lightning module in ``mmrank.train.sequential_module``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +48,7 @@ class SASRecNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(hidden)
         self.heads = heads
+        self._item_cache: dict | None = None
         nn.init.normal_(self.item_emb.weight, std=hidden ** -0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
@@ -64,6 +66,16 @@ class SASRecNet(nn.Module):
             out[:, 0] = float("-inf")
             return out
         return torch.einsum("md,mkd->mk", h, self.item_emb(candidates))
+
+    @contextlib.contextmanager
+    def item_side_cache(self):
+        """Within this block an item side that is costly to compute (the MoE content tower over
+        the whole catalogue) is computed once and reused by ``input_embeddings`` and ``logits``."""
+        self._item_cache = {}
+        try:
+            yield
+        finally:
+            self._item_cache = None
 
     def aux_loss(self) -> torch.Tensor:
         """Extra training loss of the item side (the MoE's load balancing); none here."""
@@ -99,7 +111,8 @@ class SASRecNet(nn.Module):
 
     def score_sequences(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, n_items+1) next-item scores (column 0 = padding, -inf)."""
-        return self.logits(self.last_state(seq))
+        with self.item_side_cache():
+            return self.logits(self.last_state(seq))
 
 
 def sequence_loss(net: SASRecNet, inputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce",
@@ -112,6 +125,11 @@ def sequence_loss(net: SASRecNet, inputs: torch.Tensor, targets: torch.Tensor, l
     ``-beta * log sigmoid(s+) - sum log(1 - sigmoid(s-))`` with ``beta = alpha*(t*(1-1/alpha)+1/alpha)``,
     ``alpha = n_negatives/(n_items-1)``: ``t=0`` is plain BCE, ``t=1`` calibrates towards full
     softmax. ``bpr``: ``-log sigmoid(s+ - s-)`` averaged over the negatives."""
+    with net.item_side_cache():
+        return _sequence_loss(net, inputs, targets, loss, n_negatives, gbce_t, generator)
+
+
+def _sequence_loss(net, inputs, targets, loss, n_negatives, gbce_t, generator) -> torch.Tensor:
     h = net.encode(inputs)
     where = targets > 0
     h, pos = h[where], targets[where]  # (M, d), (M,)
