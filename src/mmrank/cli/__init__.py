@@ -16,6 +16,8 @@ from mmrank.errors import MmrankError
 # Command modules, one per capability (imported for their registrations).
 from mmrank.cli import data_cmds  # noqa: F401,E402
 from mmrank.cli import demo_cmd  # noqa: F401,E402
+from mmrank.cli import train_cmds  # noqa: F401,E402
+from mmrank.cli import recommend_cmd  # noqa: F401,E402
 from mmrank.cli import serve_cmds  # noqa: F401,E402
 from mmrank.cli import features_cmds  # noqa: F401,E402
 from mmrank.cli import audit_cmds  # noqa: F401,E402
