@@ -178,7 +178,8 @@ def test_bearer_token_guards_rerank_and_reload(run_dir, other_run_dir):
     req = step5_query(np.random.default_rng(8), "q-auth", 5, labels=False)
     auth = {"Authorization": "Bearer s3cret"}
     with client(run_dir, token="s3cret") as c:
-        assert c.post("/rerank", json=req).status_code == 401
+        denied = c.post("/rerank", json=req)
+        assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
         assert c.post("/rerank", json=req, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.post("/rerank", json=req, headers=auth).status_code == 200
         assert c.get("/health").status_code == 200  # probes stay open

@@ -94,7 +94,8 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
     def check_token(request: Request) -> None:
         given = bearer(request)
         if given is None or not hmac.compare_digest(given.encode(), config.token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'")
+            raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
 
     def rerank_auth(request: Request) -> None:
         if config.token is not None:
