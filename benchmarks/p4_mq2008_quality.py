@@ -49,7 +49,19 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--merge", nargs="+", default=None, help="only merge these result files (folds run in parallel) and summarise")
     args = ap.parse_args()
+    if args.merge:
+        merged: dict = {"folds": {}}
+        for path in args.merge:
+            part = json.loads(Path(path).read_text())
+            for k, models in part["folds"].items():
+                merged["folds"].setdefault(k, {}).update(models)
+            merged.setdefault("train", part.get("train"))
+            merged.setdefault("settings", part.get("settings"))
+        summarise(merged)
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        return
     torch.set_num_threads(args.threads)
     data_dir = Path(os.environ.get("MMRANK_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
     out = Path(args.out)
@@ -90,11 +102,13 @@ def summarise(result: dict) -> None:
     over all test queries of those folds."""
     folds = result["folds"]
     names = sorted({n for f in folds.values() for n in f})
-    common = [k for k, f in folds.items() if all(n in f for n in names)]
-    summary = {"folds_used": common, "models": {}}
+    summary: dict = {"models": {}}
     for n in names:
+        # Each model against LambdaMART over the folds where both finished.
+        common = sorted(k for k, f in folds.items() if n in f and ("lambdamart" in f or n == "lambdamart"))
+        summary["models"].setdefault(n, {})["folds"] = common
         pq = np.concatenate([folds[k][n]["per_query_ndcg@10"] for k in common]) if common else np.zeros(0)
-        summary["models"][n] = {"mean_ndcg@10_over_queries": float(pq.mean()) if len(pq) else None,
+        summary["models"][n] |= {"mean_ndcg@10_over_queries": float(pq.mean()) if len(pq) else None,
                                 "mean_ndcg@10_over_folds": float(np.mean([folds[k][n]["mean"]["ndcg@10"] for k in common])) if common else None}
         if n != "lambdamart" and "lambdamart" in names and common:
             base = np.concatenate([folds[k]["lambdamart"]["per_query_ndcg@10"] for k in common])

@@ -52,7 +52,7 @@ class RankerModule(pl.LightningModule):
         self._val_rows, self._val_scores = [], []
         value = evaluate(self.valid, scores, [self.settings.monitor])[self.settings.monitor]
         # Every rank scored the whole validation set, so the value is already the same everywhere.
-        self.log(self.monitor_key, value, prog_bar=True, sync_dist=False, rank_zero_only=False)
+        self.log(self.monitor_key, value, prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self.history.append({
                 "epoch": int(self.current_epoch),
