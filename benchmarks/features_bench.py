@@ -6,7 +6,7 @@ task), the second finds every vector and the task in the cache. The encoding rat
 the first run's own timings (model loading included). The peer is plain sentence-transformers
 ``SentenceTransformer.encode`` on the same texts in the same process (our wrapper's overhead).
 
-Usage: python benchmarks/features_bench.py [--data-dir ../shared/data] [--threads 2] [--peer-texts 256]
+Usage: python benchmarks/features_bench.py [--data-dir ../shared/data] [--threads 2] [--peer-texts 128]
 """
 
 from __future__ import annotations
@@ -51,22 +51,25 @@ def peer_text_rate(data_dir: Path, n: int, threads: int) -> tuple[float, float]:
     table, _ = read_items_table(data_dir / "ml-100k-mm")
     texts = item_texts(table)[:n]
     ours = TextEncoder()
-    ours.model  # load outside the timing
     plain = SentenceTransformer(str(ours.model_path), device="cpu")
-    t0 = time.perf_counter()
-    ours.encode(texts)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    plain.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    t_plain = time.perf_counter() - t0
-    return n / t_ours, n / t_plain
+    ours.encode(texts[:8])  # warm both up (first calls pick kernels), outside the timing
+    plain.encode(texts[:8], batch_size=64, normalize_embeddings=True)
+    best_ours = best_plain = float("inf")
+    for _ in range(2):  # interleaved, best of two: contention hits both alike
+        t0 = time.perf_counter()
+        ours.encode(texts)
+        best_ours = min(best_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        plain.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        best_plain = min(best_plain, time.perf_counter() - t0)
+    return n / best_ours, n / best_plain
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peer-texts", type=int, default=256)
+    ap.add_argument("--peer-texts", type=int, default=128)
     ap.add_argument("--warm-runs", type=int, default=5, help="cached reruns (the median is reported)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update benchmarks/results")
     args = ap.parse_args()
@@ -98,7 +101,7 @@ def main() -> None:
          f"{warm_wall:.2f} s", f"**{cold_wall / warm_wall:.0f}x faster**"),
     ]
     table = "\n".join(["| step | time | rate / ratio |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
-    peer = (f"| text encoder, first {args.peer_texts} texts, model preloaded | mmrank TextEncoder.encode "
+    peer = (f"| text encoder, first {args.peer_texts} texts, warmed up, best of 2 interleaved | mmrank TextEncoder.encode "
             f"{ours_rate:.1f} texts/s | plain SentenceTransformer.encode {plain_rate:.1f} texts/s | "
             f"{ours_rate / plain_rate:.2f}x |")
     md = f"""## Features: text, poster visual features, cache (ML-100K)
