@@ -116,3 +116,39 @@ def test_dedup_command_reports_the_planted_copy(tiny_data, tmp_path):
     assert exact == [["2.jpg", "9.jpg"]]
     assert [u["path"].rsplit("/", 1)[-1] for u in found["unreadable"]] == ["5.jpg"]
     assert "exact" in result.output
+
+
+def test_clip_modalities_from_a_local_checkpoint_reach_items_and_task(tiny_data, tmp_path):
+    pytest.importorskip("open_clip")
+    from safetensors.torch import save_file
+    from test_features_clip import TINY, TINY_CONFIG
+
+    from mmrank.features.clip import ClipEncoder, register_model_config
+
+    register_model_config(TINY, TINY_CONFIG)
+    source = ClipEncoder(TINY, None, seed=3)
+    source._load()
+    ckpt = tmp_path / "tiny_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in source._model.state_dict().items()}, str(ckpt))
+    out = tmp_path / "out"
+    result = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", out, "--cache",
+                  tmp_path / "cache", "--clip-model", TINY, "--clip-pretrained", ckpt)
+    assert result.exit_code == 0, result.output
+    items, info = load_item_features(out)
+    assert items.modality_dims["clip_image"] == items.modality_dims["clip_text"] == 32
+    assert items.masks["clip_image"].tolist() == items.masks["image"].tolist()  # same bad posters
+    assert items.masks["clip_text"].all()
+    assert "sha256=" in info["encoders"]["clip_image"]
+    posters = tiny_data / "ml-100k-mm" / "posters"
+    expected = source.encode_image_files([posters / "1.jpg"]).matrix[0]
+    assert np.allclose(items.features["clip_image"][0], expected, atol=1e-5)
+    report = json.loads((out / "features_report.json").read_text())
+    assert report["counts"]["clip_image"]["failed"] == 1 and report["counts"]["clip_image"]["missing"] == 1
+    test, _ = read_ranking(out / "rerank" / "test.parquet")
+    assert {"clip_image", "clip_text"} <= set(test.features) and "clip_image" in test.query_features
+
+
+def test_clip_without_weights_is_refused(tiny_data, tmp_path):
+    result = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path,
+                  "--clip-model", "ViT-B-32")
+    assert isinstance(result.exception, ConfigError)

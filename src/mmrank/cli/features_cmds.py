@@ -54,6 +54,8 @@ def features(
     text_model: Optional[str] = typer.Option(None, "--text-model", help="local sentence-transformers folder (default: bundled all-MiniLM-L6-v2)"),
     batch_size: int = typer.Option(64, "--batch-size", help="texts per encoder batch"),
     hsv_bins: str = typer.Option("8,4,4", "--hsv-bins", help="HSV histogram bins H,S,V of the poster features"),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="also add clip_image/clip_text with this open_clip model (e.g. ViT-B-32, local-dir:/folder)"),
+    clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file for --clip-model"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)"),
     negatives: int = typer.Option(20, "--negatives", help="sampled never-rated movies per query"),
     negative_sampling: str = typer.Option("popularity", "--negative-sampling", help="popularity | uniform"),
@@ -65,7 +67,9 @@ def features(
 
     Writes OUT/items.safetensors + OUT/items.json, OUT/rerank/{train,valid,test}.parquet +
     OUT/rerank/task.json, and OUT/features_report.json (every missing or unreadable input with
-    its reason). A second run reads the vectors from the cache. Protocol: docs/ml100k_tasks.md.
+    its reason). A second run reads the vectors from the cache. With --clip-model and
+    --clip-pretrained (your own weights) the items and the task also get clip_image/clip_text.
+    Protocol: docs/ml100k_tasks.md.
 
     Example: mmrank data features --dataset ml100k --data-dir ../shared/data --out out/ml100k
     """
@@ -93,8 +97,17 @@ def features(
     started = time.perf_counter()
     text_encoder = TextEncoder(text_model, batch_size=batch_size, num_threads=threads)
     visual_encoder = VisualEncoder(_parse_bins(hsv_bins))
+    clip_encoder = None
+    if clip_model:
+        from mmrank.features.clip import ClipEncoder
+
+        if clip_pretrained is None and not clip_model.startswith("local-dir:"):
+            raise ConfigError("--clip-model needs --clip-pretrained PATH (or a local-dir: model) — "
+                              "randomly initialised CLIP vectors carry no meaning")
+        clip_encoder = ClipEncoder(clip_model, clip_pretrained)
     with _progress_bars(console) as progress:
-        items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, cache_dir, progress)
+        items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, cache_dir, progress,
+                                          clip_encoder=clip_encoder)
     save_item_features(items, out, info)
 
     t0 = time.perf_counter()

@@ -109,42 +109,63 @@ def build_item_features(
     report,
     cache_dir: str | Path | None = None,
     progress: Progress = no_progress,
+    clip_encoder=None,
 ) -> tuple[ItemFeatures, dict]:
-    """ItemFeatures (``text``, ``image``, ``meta``) of all ML-100K movies and their JSON metadata.
+    """ItemFeatures (``text``, ``image``, ``meta``; plus ``clip_image`` and ``clip_text`` when a
+    ``clip_encoder`` is given) of all ML-100K movies and their JSON metadata.
 
-    The encoders (``mmrank.features.text.TextEncoder``, ``mmrank.features.visual.VisualEncoder``)
-    and the ``FeaturesReport`` are passed in, so that this data module does not import the
-    features layer above it. ``report`` receives every item's outcome per modality."""
+    The encoders (``mmrank.features.text.TextEncoder``, ``mmrank.features.visual.VisualEncoder``,
+    ``mmrank.features.clip.ClipEncoder``) and the ``FeaturesReport`` are passed in, so that this
+    data module does not import the features layer above it. ``report`` receives every item's
+    outcome per modality."""
     mm_dir = Path(data_dir) / "ml-100k-mm"
     table, repeats = read_items_table(mm_dir)
     item_ids = [str(i) for i in table.index]
-
     texts = item_texts(table)
     for iid, o in zip(item_ids, table["overview"]):
         if not overview_of(o):
             report.warn("text", iid, "empty overview: text built from title and genres only",
                         path=str(mm_dir / ITEMS_FILE))
-    t0 = time.perf_counter()
-    text_cache = text_encoder.cache_for(cache_dir) if cache_dir else None
-    text = text_encoder.encode_cached(texts, text_cache, on_batch=progress("text (MiniLM)", len(texts)))
-    report.timings_s["text"] = time.perf_counter() - t0
-    report.record_mask("text", item_ids, text.mask, text.problems)
-    _count_cache(report, "text", text)
-
     posters = [mm_dir / "posters" / f"{iid}.jpg" for iid in item_ids]
-    t0 = time.perf_counter()
-    image_cache = visual_encoder.cache_for(cache_dir) if cache_dir else None
-    image = visual_encoder.encode_files(posters, image_cache, on_item=progress("posters (visual)", len(posters)))
-    report.timings_s["image"] = time.perf_counter() - t0
-    report.record_mask("image", item_ids, image.mask, image.problems, paths=posters)
-    _count_cache(report, "image", image)
+
+    def cache(make):
+        return make(cache_dir) if cache_dir else None
+
+    def encode(name: str, label: str, run, paths=None):
+        t0 = time.perf_counter()
+        result = run(progress(label, len(item_ids)))
+        report.timings_s[name] = time.perf_counter() - t0
+        report.record_mask(name, item_ids, result.mask, result.problems, paths=paths)
+        counts = report.modality(name)
+        counts.cache_hits += result.cache_hits
+        counts.computed += result.computed
+        return result
+
+    text = encode("text", "text (MiniLM)",
+                  lambda tick: text_encoder.encode_cached(texts, cache(text_encoder.cache_for), on_batch=tick))
+    image = encode("image", "posters (visual)",
+                   lambda tick: visual_encoder.encode_files(posters, cache(visual_encoder.cache_for), on_item=tick),
+                   paths=posters)
+    results = {"text": text, "image": image}
+    encoders = {"text": text_encoder.encoder_id, "image": visual_encoder.encoder_id, "meta": "ml100k-meta-v1"}
+    if clip_encoder is not None:
+        results["clip_image"] = encode(
+            "clip_image", "posters (CLIP)",
+            lambda tick: clip_encoder.encode_image_files(posters, cache(clip_encoder.image_cache), on_batch=tick),
+            paths=posters)
+        results["clip_text"] = encode(
+            "clip_text", "text (CLIP)",
+            lambda tick: clip_encoder.encode_texts_cached(texts, cache(clip_encoder.text_cache), on_batch=tick))
+        encoders["clip_image"] = encoders["clip_text"] = clip_encoder.encoder_id
 
     meta, scaling = meta_features(table, ~image.mask)
     report.record_mask("meta", item_ids, np.ones(len(item_ids), dtype=bool), {})
+    features = {name: r.matrix for name, r in results.items()}
+    features["meta"] = meta
     items = ItemFeatures(
         item_ids=item_ids,
-        features={"text": text.matrix, "image": image.matrix, "meta": meta},
-        masks={"text": text.mask, "image": image.mask},
+        features=features,
+        masks={name: r.mask for name, r in results.items()},
         titles=[str(t) for t in table["title"]],
     )
     info = {
@@ -152,17 +173,11 @@ def build_item_features(
         "source": str(mm_dir / ITEMS_FILE),
         "repeated_ids_dropped": repeats,
         "feature_names": {"image": visual_encoder.feature_names, "meta": list(META_NAMES)},
-        "encoders": {"text": text_encoder.encoder_id, "image": visual_encoder.encoder_id, "meta": "ml100k-meta-v1"},
+        "encoders": encoders,
         "meta_scaling": scaling,
         "text_template": "<title>. Genres: <g1>, <g2>. <overview>",
     }
     return items, info
-
-
-def _count_cache(report, modality: str, result) -> None:
-    counts = report.modality(modality)
-    counts.cache_hits += result.cache_hits
-    counts.computed += result.computed
 
 
 def save_item_features(items: ItemFeatures, out_dir: str | Path, info: dict) -> Path:

@@ -16,11 +16,12 @@ ratings at or after ``tau``. The full protocol, with the reasons for each choice
   ``n_negatives`` movies the user never rated at all (label 0), drawn without replacement with a
   seeded generator per (seed, split, user), with probability proportional to 1 + the movie's
   rating count before ``tau`` (``negatives="popularity"``) or uniformly; candidates are shuffled.
-* candidate modalities: ``text``, ``image``, ``meta`` (rows of ItemFeatures) and ``pop``:
+* candidate modalities: every item modality (``text``, ``image``, ``meta``, and ``clip_image``/
+  ``clip_text`` when built with CLIP) as rows of ItemFeatures, and ``pop``:
   ``[log1p(count), shrunk mean rating]`` from ratings before ``tau`` only;
   baseline score = ``log1p(count)`` (the popularity ranking);
 * query features: masked means over the user's last ``context_k`` rated movies before ``tau``
-  of ``text``, ``image``, ``meta``, and ``history = [log1p(#ratings before tau), mean rating]``;
+  of every item modality, and ``history = [log1p(#ratings before tau), mean rating]``;
   the query text lists those movies' titles (most recent first); their ids are in the info.
 """
 
@@ -148,7 +149,8 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
     titles = items.titles if items.titles is not None else items.item_ids
     all_rows = np.arange(n_items)
     q_ids, sizes, cand_rows, labels, pops, base, texts = [], [], [], [], [], [], []
-    qf = {name: [] for name in ("text", "image", "meta", "history")}
+    modalities = sorted(items.features)  # text, image, meta (+ clip_image, clip_text when built)
+    qf = {name: [] for name in [*modalities, "history"]}
     contexts: dict[str, list[str]] = {}
     cut_times: dict[str, float] = {}
     for u, tau, end in specs:
@@ -187,7 +189,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         contexts[qid] = [str(items.item_ids[r]) for r in context]
         cut_times[qid] = float(tau)
         texts.append("Recently rated: " + "; ".join(str(titles[r]) for r in context))
-        for name in ("text", "image", "meta"):
+        for name in modalities:
             mask = items.masks.get(name, np.ones(n_items, dtype=bool))
             qf[name].append(_masked_mean(items.features[name], mask, context))
         qf["history"].append([np.log1p(n_before), float(uratings[:n_before].mean())])
@@ -203,8 +205,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         labels=np.concatenate(labels),
         domains=["ml100k"] * len(q_ids),
         baseline_scores=np.concatenate(base),
-        features={"text": items.features["text"][rows], "image": items.features["image"][rows],
-                  "meta": items.features["meta"][rows], "pop": np.concatenate(pops)},
+        features={**{name: items.features[name][rows] for name in modalities}, "pop": np.concatenate(pops)},
         query_features={k: np.asarray(v, dtype=np.float32) for k, v in qf.items()},
         query_texts=texts,
     )
@@ -346,7 +347,7 @@ def verify_rerank_task(sets: dict[str, RankingSet], info: dict, inter: Interacti
             if q.baseline_scores is not None and not np.allclose(q.baseline_scores, np.log1p(counts), atol=1e-5):
                 problems.append(f"{where}: baseline score is not log1p(count before the cut)")
             rows = np.array([row_of[c] for c in context], dtype=np.int64)
-            for name in ("text", "image", "meta"):
+            for name in items.features:
                 mask = items.masks.get(name, np.ones(len(items), dtype=bool))
                 keep = rows[mask[rows]]
                 want = items.features[name][keep].mean(axis=0) if len(keep) else 0.0
