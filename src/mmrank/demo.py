@@ -1,18 +1,20 @@
 """`mmrank demo`: the whole pipeline on the embedded default data, in well under two minutes.
 
-load → validate → split → LambdaMART (+ the other rankers when available) → evaluate → a run
-directory and a metric table. The embedded data is LightGBM's lambdarank example (MIT), shipped
-inside the package so the demo needs no download.
+load → validate → split → train LambdaMART and CoTRR (each through the same path as
+`mmrank train`, so each gets a full run directory) → evaluate → audit CoTRR against LambdaMART →
+HTML report. The embedded data is LightGBM's lambdarank example (MIT), shipped inside the
+package so the demo needs no download.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
-from mmrank.data.formats import read_ranking
+from mmrank.config import CalibrationConfig, DataConfig, ModelConfig, RerankConfig, TrainSettings
+from mmrank.data.formats import read_ranking, write_ranking
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import ReadReport
 from mmrank.errors import DataError
@@ -21,6 +23,17 @@ DEMO_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
 # The example's features are sparse ids 1..300 (see resources/lightgbm_lambdarank/NOTICE.md); fixing
 # the width keeps train and test aligned even if a high id never occurs in one of them.
 DEMO_FEATURES = 300
+
+# Small settings on purpose: the demo must finish in under two minutes on two CPU cores, audit
+# (which retrains CoTRR several times for the permutation control) included.
+DEMO_MODELS: dict[str, tuple[str, dict, dict]] = {
+    "lambdamart": ("lambdamart", {"n_estimators": 300, "num_threads": 1}, {}),
+    "cotrr": (
+        "cotrr",
+        {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_mult": 2, "dropout": 0.1},
+        {"max_epochs": 15, "patience": 4, "batch_queries": 16, "lr": 0.003, "deterministic": True, "threads": 1},
+    ),
+}
 
 
 def embedded_data_dir() -> Path:
@@ -42,6 +55,8 @@ class DemoResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model name -> metric -> value
     seconds: dict[str, float] = field(default_factory=dict)
     run_dirs: dict[str, Path] = field(default_factory=dict)
+    audit: object | None = None  # mmrank.audit.AuditReport
+    report_path: Path | None = None
 
 
 def load_demo_data(seed: int = 0) -> DemoData:
@@ -59,23 +74,61 @@ def load_demo_data(seed: int = 0) -> DemoData:
     return DemoData(train, valid, test, [rep_train, rep_test], split.fingerprint)
 
 
-def run_demo(out: Path, seed: int = 0, progress=None) -> DemoResult:
-    """Train and evaluate every demo model, writing one run directory per model under ``out``."""
-    from mmrank.metrics import evaluate
-    from mmrank.models.baselines import LambdaMART
+def demo_config(name: str, data_files: dict[str, Path], seed: int) -> RerankConfig:
+    kind, params, train = DEMO_MODELS[name]
+    if kind == "lambdamart":
+        params = {**params, "seed": seed}
+    return RerankConfig(
+        name=f"demo_{name}",
+        data=DataConfig(**{k: str(v) for k, v in data_files.items()}, format="parquet"),
+        model=ModelConfig(kind=kind, params=params),
+        train=TrainSettings(**train, seed=seed, progress=False),
+        calibration=CalibrationConfig(method="temperature"),
+    )
 
+
+def run_demo(out: Path, seed: int = 0, progress: Callable[[str], None] | None = None, with_audit: bool = True) -> DemoResult:
+    """Train, evaluate and (optionally) audit every demo model; everything is written under ``out``."""
+    from mmrank.train.rerank_run import train_rerank
+
+    say = progress or (lambda msg: None)
     data = load_demo_data(seed)
     result = DemoResult(data)
-    models = {"LambdaMART": LambdaMART(seed=seed, num_threads=2)}
-    for name, model in models.items():
-        if progress:
-            progress(f"training {name}")
-        t0 = time.perf_counter()
-        model.fit(data.train, data.valid)
-        result.seconds[name] = time.perf_counter() - t0
-        scores = model.score(data.test)
-        result.metrics[name] = evaluate(data.test, scores, DEMO_METRICS)
-        run_dir = out / name.lower()
-        model.save(run_dir)
+    files = {part: out / "data" / f"{part}.parquet" for part in ("train", "valid", "test")}
+    for part, rset in (("train", data.train), ("valid", data.valid), ("test", data.test)):
+        write_ranking(rset, files[part])
+    for name in DEMO_MODELS:
+        say(f"training {name}")
+        run_dir = out / name
+        metrics = train_rerank(demo_config(name, files, seed), run_dir)
+        result.metrics[name] = {m: metrics["test"][m] for m in DEMO_METRICS}
+        result.seconds[name] = metrics["fit_seconds"]
         result.run_dirs[name] = run_dir
+    if with_audit:
+        result.audit, result.report_path = audit_demo(result, out / "audit", seed, say)
     return result
+
+
+def audit_demo(result: DemoResult, out: Path, seed: int, say: Callable[[str], None]):
+    """Audit the CoTRR run against the LambdaMART run on the demo's test queries."""
+    from functools import partial
+
+    from mmrank import runs
+    from mmrank.audit import audit
+    from mmrank.models.registry import build_ranker
+    from mmrank.report import write_report
+
+    d = result.data
+    kind, params, train = DEMO_MODELS["cotrr"]
+    model = runs.load_model(result.run_dirs["cotrr"])
+    baseline = runs.load_model(result.run_dirs["lambdamart"])
+    report = audit(
+        model, baseline, train=d.train, valid=d.valid, test=d.test,
+        make_model=partial(build_ranker, kind, params),
+        fit_options={"settings": {**train, "seed": seed, "progress": False}},
+        run_dir=result.run_dirs["cotrr"],
+        progress=lambda name: say(f"audit: {name}"),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    report.save(out / "audit.json")
+    return report, write_report(out, report.to_dict())

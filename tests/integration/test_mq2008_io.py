@@ -81,4 +81,6 @@ def test_lightgbm_lambdarank_example_with_group_files(data_dir):
     assert train.group_sizes[:3].tolist() == [1, 13, 5]  # the first lines of rank.train.query
     assert sorted(np.unique(train.labels).tolist()) == [0, 1, 2, 3, 4]
     assert train.modality_dims == test.modality_dims == {"letor": 300}
-    assert train.candidate_ids[:3].tolist() == ["0:0", "1:0", "1:1"]
+    assert train.candidate_ids[:3].tolist() == ["rank.train#0:0", "rank.train#1:0", "rank.train#1:1"]
+    # positional query numbers are qualified by the file, so train and test share no query id
+    assert not set(train.query_ids) & set(test.query_ids)

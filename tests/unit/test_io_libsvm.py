@@ -115,8 +115,8 @@ def test_lightgbm_group_file_form(tmp_path):
     assert detect_format(data) == "libsvm"
     rset, report = read_ranking(data)
     assert report.ok
-    assert rset.query_ids.tolist() == ["0", "1"] and rset.offsets.tolist() == [0, 2, 5]
-    assert rset.candidate_ids.tolist() == ["0:0", "0:1", "1:0", "1:1", "1:2"]
+    assert rset.query_ids.tolist() == ["rank.train#0", "rank.train#1"] and rset.offsets.tolist() == [0, 2, 5]
+    assert rset.candidate_ids.tolist() == ["rank.train#0:0", "rank.train#0:1", "rank.train#1:0", "rank.train#1:1", "rank.train#1:2"]
     assert rset.features["letor"].shape == (5, 3)
 
 
@@ -134,7 +134,7 @@ def test_lightgbm_group_file_problems(tmp_path):
     _write(tmp_path, "1 1:1\n0 2:x\n0 1:2\n", "rank.train")
     rset, report = read_libsvm(data)
     assert [p.line for p in report.problems] == [2]
-    assert rset.candidate_ids.tolist() == ["0:0", "1:1"]
+    assert rset.candidate_ids.tolist() == ["rank.train#0:0", "rank.train#1:1"]
 
 
 def test_writer_exact_text_and_round_trip(tmp_path):

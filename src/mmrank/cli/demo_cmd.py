@@ -13,12 +13,13 @@ from mmrank.cli.app import app
 
 @app.command("demo")
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the run directories the demo writes."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the run directories, the audit and the report."),
     seed: int = typer.Option(0, help="Seed for the split and the models."),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="Audit CoTRR against LambdaMART and write the HTML report."),
 ) -> None:
     """Run the pipeline on the embedded data (LightGBM's lambdarank example, MIT).
 
-    load → validate → split → train → evaluate → print a metric table and the run directories.
+    load → validate → split → train LambdaMART and CoTRR → evaluate → audit → HTML report.
 
     Example: mmrank demo --out runs/demo
     """
@@ -26,11 +27,12 @@ def demo(
 
     console = Console()
     with console.status("starting") as status:
-        result = run_demo(out, seed=seed, progress=lambda msg: status.update(msg))
+        result = run_demo(out, seed=seed, progress=lambda msg: status.update(msg), with_audit=audit)
     d = result.data
     for rep in d.reports:
         console.print(
-            f"read {rep.path}: {rep.records_in} records in, {rep.records_read} read, {rep.records_quarantined} quarantined"
+            f"read {rep.path}: {rep.records_in} records in, {rep.records_read} read, {rep.records_quarantined} quarantined",
+            highlight=False,
         )
     console.print(
         f"split (query-grouped, seed {seed}): train {d.train.n_queries} queries / {d.train.n_candidates} candidates, "
@@ -45,4 +47,9 @@ def demo(
         table.add_row(name, *(f"{metrics[m]:.4f}" for m in DEMO_METRICS), f"{result.seconds[name]:.1f}")
     console.print(table)
     for name, run_dir in result.run_dirs.items():
-        console.print(f"{name} run directory: {run_dir}")
+        console.print(f"{name} run directory: {run_dir}", highlight=False)
+    if result.audit is not None:
+        from mmrank.cli.audit_cmds import print_audit
+
+        print_audit(result.audit.to_dict())
+        console.print(f"audit report: {result.report_path}", highlight=False)

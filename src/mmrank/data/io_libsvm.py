@@ -190,7 +190,9 @@ def read_libsvm(
                 raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
             label, qid, ids, values, docid = _parse_line(text, max_feature_index)
             if group_of_line is not None:
-                qid = str(int(group_of_line[k]))
+                # Group numbers restart at 0 in every file: qualify them with the file name so that
+                # query 0 of rank.train and query 0 of rank.test are not mistaken for one query.
+                qid = f"{path.name}#{int(group_of_line[k])}"
                 docid = docid or f"{qid}:{int(row_in_group[k])}"
             elif qid is None:
                 raise BadRecord("qid missing", "write qid:ID after the label (or put a .query group file beside it)")
