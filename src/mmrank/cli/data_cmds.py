@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmrank.cli.app import data_app
+from mmrank.cli.app import data_app, user_errors
 from mmrank.data.formats import (
     RANKING_FORMATS,
     format_label,
@@ -26,19 +25,9 @@ from mmrank.data.formats import (
     write_ranking,
 )
 from mmrank.data.validate import ReadReport
-from mmrank.errors import DataError, MmrankError
+from mmrank.errors import DataError
 
 FORMAT_HELP = "jsonl, parquet, libsvm (ranking) or recbole, movielens, mmrec (interactions); default: detected"
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """A fixable problem prints one line and exits 2 (also when called from Python/CliRunner)."""
-    try:
-        yield
-    except MmrankError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _read_any(path: Path, fmt: str, strict: bool, label_range) -> tuple[object, ReadReport]:
@@ -78,7 +67,7 @@ def validate(
 
     Example: mmrank data validate MQ2008/S1.txt --format libsvm --label-range 0,2
     """
-    with _user_errors():
+    with user_errors():
         fmt = resolve_format(path, format)
         lr = parse_label_range(label_range)
         if lr is not None and is_interaction_format(fmt):
@@ -117,7 +106,7 @@ def convert(
 
     Example: mmrank data convert MQ2008/S1.txt s1.parquet
     """
-    with _user_errors():
+    with user_errors():
         fmt_in = resolve_format(src, from_format)
         if fmt_in not in RANKING_FORMATS:
             raise DataError(f"convert handles ranking formats ({', '.join(RANKING_FORMATS)}), not {fmt_in!r}", path=src,
@@ -228,7 +217,7 @@ def inspect(
 
     Example: mmrank data inspect MQ2008/S1.txt --json
     """
-    with _user_errors():
+    with user_errors():
         fmt = resolve_format(path, format)
         data, report = _read_any(path, fmt, False, None)
         summary = ranking_summary(data) if not is_interaction_format(fmt) else interactions_summary(*data)
