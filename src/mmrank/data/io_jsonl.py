@@ -11,13 +11,24 @@ candidate: ``relevance_score`` -> label, ``raw_score`` -> baseline score, ``<nam
 -> modality ``<name>`` (so ``image_features`` -> ``image``), ``compliance_score`` -> modality
 ``compliance``, ``conflict`` (bool) -> modality ``conflict``. Other fields are ignored.
 
-A *record* is one non-blank line. The writer emits the native schema deterministically (keys in
+A *record* is one non-blank line. ``parse_query_record`` turns one record (already parsed from
+JSON) into a one-query ``RankingSet``; ``read_jsonl`` runs the same parse and checks on every
+line, adding the checks across lines (duplicate query ids, one schema for the whole file).
+
+Speed: a record whose candidates are all alike (same keys, each modality a number or a flat
+number list of one length, all finite) is converted column by column, one ``np.array`` per
+modality; any other record is read candidate by candidate, which is what names the exact
+candidate and field of a problem. Both give identical arrays (tests/unit/test_jsonl_record_api.py;
+timings in benchmarks/results/jsonl_parse.md).
+
+The writer emits the native schema deterministically (keys in
 a fixed order, modalities sorted, float32 values as their shortest exact decimal).
 """
 
 from __future__ import annotations
 
 import json
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +47,12 @@ from mmrank.data.formats import (
 )
 from mmrank.data.model import RankingSet
 from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_text
+from mmrank.errors import DataError
 
 # Step5 candidate fields that map to a named modality (besides the ``<name>_features`` rule)
 STEP5_SCALAR_MODALITIES = {"compliance_score": "compliance", "conflict": "conflict"}
 _PLAIN_NUMBERS = (float, int)  # exact types: bool (a subclass of int) and str take the slow path
+_JSON_NUMBER_TYPES = frozenset((float, int, bool))  # what the per-candidate path reads as a number
 
 
 def _number(value, what: str) -> float:
@@ -96,8 +109,12 @@ def _candidate_features(cand: dict, k: int) -> dict[str, np.ndarray]:
     return {str(name): _vector(v, f"candidate {k} modality {name!r}") for name, v in named.items()}
 
 
-def _parse_query(obj) -> dict:
-    """One line's JSON object as arrays; BadRecord on anything malformed."""
+def _parse_query(obj, *, require_labels: bool = True, columnar: bool = True) -> dict:
+    """One record's JSON object as arrays; BadRecord on anything malformed.
+
+    The candidates go through the columnar fast path when it applies and through the
+    per-candidate path otherwise (or when ``columnar`` is False); both give identical results,
+    and only the per-candidate path ever reports a problem, so messages do not depend on the path."""
     if not isinstance(obj, dict):
         raise BadRecord("a line must be a JSON object", "write one query object per line")
     qid = _text_id(obj.get("query_id"), "query_id")
@@ -111,6 +128,20 @@ def _parse_query(obj) -> dict:
         raise BadRecord("'candidates' missing or not a list", 'write "candidates": [{...}, ...]')
     if not cands:
         raise BadRecord("empty query: no candidates", "drop the query or add its candidates")
+    columns = _columnar_candidates(cands, require_labels) if columnar else None
+    if columns is None:
+        columns = _per_candidate(cands, require_labels)
+    return {
+        "query_id": qid,
+        "domain": "default" if domain is None else str(domain),
+        "query_text": None if text is None else str(text),
+        "query_features": {str(n): _vector(v, f"query feature {n!r}")[None, :] for n, v in qf_raw.items()},
+        **columns,
+    }
+
+
+def _per_candidate(cands: list, require_labels: bool) -> dict:
+    """The candidates one by one: slow, but names the exact candidate and field of any problem."""
     ids, labels, baselines, feats = [], [], [], []
     for k, cand in enumerate(cands):
         if not isinstance(cand, dict):
@@ -118,7 +149,9 @@ def _parse_query(obj) -> dict:
         ids.append(_text_id(cand.get("candidate_id"), f"candidate {k} candidate_id"))
         label = cand.get("label", cand.get("relevance_score"))
         if label is None:
-            raise BadRecord(f"candidate {k} has no label", "give every candidate a label (or relevance_score)")
+            if require_labels:
+                raise BadRecord(f"candidate {k} has no label", "give every candidate a label (or relevance_score)")
+            label = 0
         labels.append(_number(label, f"candidate {k} label"))
         base = cand.get("baseline_score", cand.get("raw_score"))
         baselines.append(None if base is None else _number(base, f"candidate {k} baseline_score"))
@@ -128,15 +161,114 @@ def _parse_query(obj) -> dict:
     if any(has_base) and not all(has_base):
         raise BadRecord("some candidates have a baseline score and some do not", "give all of them one, or none")
     return {
-        "query_id": qid,
-        "domain": "default" if domain is None else str(domain),
-        "query_text": None if text is None else str(text),
-        "query_features": {str(n): _vector(v, f"query feature {n!r}")[None, :] for n, v in qf_raw.items()},
         "candidate_ids": ids,
-        "labels": labels,
-        "baseline_scores": baselines if all(has_base) and baselines else None,
+        "labels": np.array(labels, dtype=np.float64),
+        "baseline_scores": np.array(baselines, dtype=np.float64) if all(has_base) else None,
         "features": features,
     }
+
+
+def _columnar_candidates(cands: list, require_labels: bool) -> dict | None:
+    """All candidates at once, one ``np.array`` per modality; None unless the record is regular.
+
+    Regular: every candidate is an object with the same keys in the same order (so the Step5
+    mapping of candidate 0 holds for all), the same ``features`` names, string ids, a number for
+    every label/score, and per modality either a number each or a flat number list of one
+    length each, all finite and within float32. Anything else returns None and the
+    per-candidate path reads the record, reporting any problem exactly as before. Exact for the
+    values a JSON parser makes (dict, list, str, int, float, bool, None)."""
+    if set(map(type, cands)) != {dict}:
+        return None
+    keys = tuple(cands[0])
+    if any(tuple(c) != keys for c in cands) or "candidate_id" not in keys:
+        return None
+    ids = [c["candidate_id"] for c in cands]
+    if set(map(type, ids)) != {str} or not all(ids):
+        return None
+    label_key = "label" if "label" in keys else "relevance_score" if "relevance_score" in keys else None
+    if label_key is None:
+        if require_labels:
+            return None
+        labels = np.zeros(len(cands), dtype=np.float64)
+    else:
+        labels = _number_column([c[label_key] for c in cands])
+        if labels is None:
+            return None
+    base_key = "baseline_score" if "baseline_score" in keys else "raw_score" if "raw_score" in keys else None
+    baselines = None
+    if base_key is not None:
+        baselines = _number_column([c[base_key] for c in cands])
+        if baselines is None:
+            return None
+    sources = _modality_sources(cands, keys)
+    if sources is None:
+        return None
+    features = {}
+    for name, values in sources.items():
+        matrix = _matrix_column(values)
+        if matrix is None:
+            return None
+        features[name] = matrix
+    return {"candidate_ids": ids, "labels": labels, "baseline_scores": baselines, "features": features}
+
+
+def _modality_sources(cands: list[dict], keys: tuple) -> dict[str, list] | None:
+    """Modality name -> its value in every candidate, by the same mapping as ``_candidate_features``."""
+    named: dict[str, list] = {}
+    if "features" in keys:
+        raws = [c["features"] for c in cands]
+        if set(map(type, raws)) != {dict}:
+            return None
+        names = tuple(raws[0])
+        if any(tuple(r) != names for r in raws):
+            return None
+        named = {str(n): [r[n] for r in raws] for n in names}
+    for key in keys:  # the Step5 mapping; an explicit "features" entry wins, as in the slow path
+        if key.endswith("_features") and len(key) > len("_features"):
+            name = key[: -len("_features")]
+        elif key in STEP5_SCALAR_MODALITIES:
+            name = STEP5_SCALAR_MODALITIES[key]
+        else:
+            continue
+        if name not in named:
+            named[name] = [c[key] for c in cands]
+    return named
+
+
+def _number_column(values: list) -> np.ndarray | None:
+    """float64 array of a list of JSON numbers (bool counts as 0/1); None if any is not one."""
+    if not _JSON_NUMBER_TYPES.issuperset(map(type, values)):
+        return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+
+
+def _matrix_column(values: list) -> np.ndarray | None:
+    """(n, d) float64 of n flat number lists of one length d >= 1, or (n, 1) of n numbers; None
+    otherwise, and None when a value is NaN/inf or beyond float32 (the slow path names it)."""
+    kinds = set(map(type, values))
+    if kinds == {list}:
+        if not _JSON_NUMBER_TYPES.issuperset(map(type, chain.from_iterable(values))):
+            return None
+        try:
+            out = np.array(values, dtype=np.float64)
+        except (ValueError, OverflowError):  # lists of different lengths; an integer beyond float range
+            return None
+        if out.ndim != 2 or out.shape[1] == 0:
+            return None
+    elif _JSON_NUMBER_TYPES.issuperset(kinds):
+        out = _number_column(values)
+        if out is None:
+            return None
+        out = out[:, None]
+    else:
+        return None
+    # one vectorised test: False for NaN, inf and finite values beyond float32
+    if not np.all(np.abs(out) <= FLOAT32_MAX):
+        return None
+    return out
 
 
 def _stack(feats: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -150,13 +282,54 @@ def _stack(feats: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
                 "give every candidate the same modalities",
             )
     out = {}
-    for name in names:
+    for name in feats[0]:  # candidate 0's order, so that the dict order never depends on string hashing
         lengths = {len(f[name]) for f in feats}
         if len(lengths) > 1:
             raise BadRecord(f"modality {name!r} has lengths {sorted(lengths)} within one query",
                             f"give every {name!r} vector the same length")
         out[name] = np.stack([f[name] for f in feats])
     return out
+
+
+def parse_query_record(
+    obj: dict,
+    *,
+    path: str | Path | None = None,
+    line: int | None = None,
+    checker: QueryChecker | None = None,
+    require_labels: bool = True,
+    columnar: bool = True,
+) -> RankingSet:
+    """One query record (a parsed JSONL line or request body) as a one-query ``RankingSet``.
+
+    The same field mapping and checks as ``read_jsonl`` (which uses the same functions), for a
+    record that stands alone: no duplicate-query-id or cross-record schema check; ``checker``
+    (default: a fresh ``QueryChecker``) carries the label range and the modality dims of earlier
+    records when the caller wants them checked.
+
+    ``require_labels=False`` is for serving, where queries have no relevance labels yet: a
+    candidate with neither ``label`` nor ``relevance_score`` (or with it null) gets label 0. A
+    label that is given must still be a number.
+
+    ``columnar=False`` forces the per-candidate path (tests and benchmarks compare the two; the
+    results are identical either way, the columnar path is only faster).
+
+    Raises ``DataError`` (``path:line: what is wrong — what to do``) on a bad record.
+    """
+    try:
+        query = _parse_query(obj, require_labels=require_labels, columnar=columnar)
+        _check(query, checker or QueryChecker())
+    except BadRecord as bad:
+        raise DataError(bad.message, path=path, line=line, hint=bad.hint) from None
+    return _assemble([query])
+
+
+def _check(query: dict, checker: QueryChecker) -> None:
+    """BadRecord with the first problem ``checker`` finds in a parsed query."""
+    problems = checker.problems(query["candidate_ids"], query["labels"], query["features"],
+                                query["query_features"], query["baseline_scores"])
+    if problems:
+        raise BadRecord(*problems[0])
 
 
 def read_jsonl(
@@ -185,10 +358,7 @@ def read_jsonl(
             problem = schema.problem(q["features"], q["query_features"], q["baseline_scores"] is not None)
             if problem:
                 raise BadRecord(*problem)
-            problems = checker.problems(q["candidate_ids"], q["labels"], q["features"], q["query_features"],
-                                        q["baseline_scores"])
-            if problems:
-                raise BadRecord(*problems[0])
+            _check(q, checker)
         except BadRecord as bad:
             report.bad(no, bad.message, bad.hint, raw_text(raw))
             continue
@@ -209,10 +379,10 @@ def _assemble(queries: list[dict]) -> RankingSet:
         query_ids=[q["query_id"] for q in queries],
         offsets=np.concatenate([[0], np.cumsum(sizes)]),
         candidate_ids=[c for q in queries for c in q["candidate_ids"]],
-        labels=[x for q in queries for x in q["labels"]],
+        labels=np.concatenate([q["labels"] for q in queries]),
         domains=[q["domain"] for q in queries],
         baseline_scores=(
-            [x for q in queries for x in q["baseline_scores"]] if first["baseline_scores"] is not None else None
+            np.concatenate([q["baseline_scores"] for q in queries]) if first["baseline_scores"] is not None else None
         ),
         features={k: np.concatenate([q["features"][k] for q in queries]) for k in first["features"]},
         query_features={k: np.concatenate([q["query_features"][k] for q in queries]) for k in first["query_features"]},

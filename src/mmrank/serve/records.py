@@ -1,12 +1,14 @@
 """One query record (a JSONL line or an HTTP request body) → a one-query ``RankingSet``.
 
-The field mapping (native schema and the seeds' Step5 shape) lives in ``mmrank.data.io_jsonl``;
-this module only adapts it to serving, where each record stands alone:
+The field mapping (native schema and the seeds' Step5 shape) and the checks live in
+``mmrank.data.io_jsonl.parse_query_record``, the code ``read_jsonl`` runs per line; serving
+calls it with:
 
-* a served query has no relevance labels yet, so a candidate without ``label`` /
-  ``relevance_score`` is read with label 0 (labels never reach a ranker's ``score``);
-* records are not checked against each other (no shared schema or duplicate-id memory), so one
-  odd record never poisons the ones after it and memory stays bounded on any file length.
+* ``require_labels=False``: a served query has no relevance labels yet, so a candidate without
+  ``label`` / ``relevance_score`` is read with label 0 (labels never reach a ranker's ``score``);
+* a fresh checker per record: records are not checked against each other (no shared schema or
+  duplicate-id memory), so one odd record never poisons the ones after it and memory stays
+  bounded on any file length.
 """
 
 from __future__ import annotations
@@ -14,13 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pydantic_core
 
-from mmrank.data import io_jsonl
 from mmrank.data.formats import BadRecord
+from mmrank.data.io_jsonl import parse_query_record
 from mmrank.data.model import RankingSet
-from mmrank.data.validate import QueryChecker
-
-# io_jsonl reads these as the label; a served candidate needs neither.
-_LABEL_FIELDS = ("label", "relevance_score")
+from mmrank.errors import DataError
 
 
 def parse_line(text: str | bytes | None) -> dict:
@@ -42,24 +41,14 @@ def parse_line(text: str | bytes | None) -> dict:
 
 
 def ranking_set_of(obj: dict) -> RankingSet:
-    """The one-query RankingSet of a query object; BadRecord naming the problem otherwise."""
-    query = io_jsonl._parse_query(_with_default_labels(obj))
-    problems = QueryChecker().problems(
-        query["candidate_ids"], query["labels"], query["features"], query["query_features"], query["baseline_scores"]
-    )
-    if problems:
-        raise BadRecord(*problems[0])
-    return io_jsonl._assemble([query])
+    """The one-query RankingSet of a query object; BadRecord naming the problem otherwise.
 
-
-def _with_default_labels(obj: dict) -> dict:
-    cands = obj.get("candidates")
-    if not isinstance(cands, list):
-        return obj  # io_jsonl reports it
-    filled = [
-        {**c, "label": 0} if isinstance(c, dict) and not any(f in c for f in _LABEL_FIELDS) else c for c in cands
-    ]
-    return {**obj, "candidates": filled}
+    BadRecord (message + hint, no location) because the callers place it themselves: the HTTP
+    app answers 422, the batch rerank quarantines the line with its own path and number."""
+    try:
+        return parse_query_record(obj, require_labels=False)
+    except DataError as e:
+        raise BadRecord(e.message, e.hint or "") from None
 
 
 def head(rset: RankingSet, m: int) -> RankingSet:
