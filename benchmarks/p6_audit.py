@@ -59,7 +59,7 @@ def main() -> None:
     fit_base = time.perf_counter() - t0
     print(f"fit {args.model}: {fit_model:.1f}s, baseline LambdaMART: {fit_base:.1f}s")
 
-    rows, reference = [], None
+    rows, reference, report = [], None, None
     for spec in args.runs.split(","):
         engine, n = spec.split(":")
         t0 = time.perf_counter()
@@ -91,7 +91,9 @@ def main() -> None:
         lines.append(f"| {spec} | {secs:.1f} | {base / secs:.2f}x | {verdict} | {'yes' if same else 'NO'} | "
                      + ", ".join(f"{k} {v:.1f}" for k, v in slowest) + " |")
     total = fit_model + fit_base + min(r[1] for r in rows)
-    lines += ["", f"Total incl. fitting both models (fastest engine): {total:.1f}s (target ≤ 600 s on 2 cores)."]
+    lines += ["", f"Total incl. fitting both models (fastest engine): {total:.1f}s (target ≤ 600 s on 2 cores).", "",
+              f"Verdict {report.verdict}; checks: " + ", ".join(f"{c.name} {c.status}" for c in report.checks) + ".", ""]
+    lines += [f"- {r}" for r in report.reasons]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
