@@ -127,3 +127,14 @@ def test_save_load_round_trip_scores_identically(tmp_path):
     assert torch.equal(ranker.score_users(users, hist), again.score_users(users, hist))
     assert list(again.items.ids) == list(split.items.ids)
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+
+
+def test_inference_path_matches_the_training_encoder():
+    torch.manual_seed(0)
+    net = SASRecNet(40, hidden=16, layers=2, heads=2, max_len=8, dropout=0.3).eval()
+    seq = torch.tensor([[0, 0, 0, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 3]])
+    with torch.no_grad():
+        fast = net.last_state(seq)
+    with torch.enable_grad():
+        slow = net.encode(seq)[:, -1]
+    assert torch.allclose(fast, slow.detach(), atol=1e-5)

@@ -106,8 +106,45 @@ class SASRecNet(nn.Module):
         return mask.repeat_interleave(self.heads, dim=0)
 
     def last_state(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, d): the state after each user's most recent item (right-aligned input)."""
-        return self.encode(seq)[:, -1]
+        """(B, L) -> (B, d): the state after each user's most recent item (right-aligned input).
+
+        In eval mode this takes the inference path below (same weights, same result)."""
+        if self.training or torch.is_grad_enabled():
+            return self.encode(seq)[:, -1]
+        return self._last_state_inference(seq)
+
+    def _last_state_inference(self, seq: torch.Tensor) -> torch.Tensor:
+        """``encode(seq)[:, -1]`` without dropout, computed faster: fused scaled-dot-product
+        attention with one boolean mask shared by all heads, and in the last layer only the last
+        position's query and feed-forward (the only state that scores the next item)."""
+        B, L = seq.shape
+        x = self.input_embeddings(seq) * (self.item_emb.embedding_dim ** 0.5)
+        x = x + self.pos_emb.weight[self.max_len - L:][None]
+        real = seq > 0
+        x = x * real[..., None]
+        t = torch.arange(L, device=seq.device)
+        allowed = ((t[None, :] <= t[:, None])[None] & real[:, None, :]) | torch.eye(L, dtype=torch.bool, device=seq.device)[None]
+        layers = list(self.encoder.layers)
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
+            x = self._layer_inference(layer, x, allowed[:, -1:] if last else allowed, last)
+        return self.final_norm(x[:, -1]) * real[:, -1:]
+
+    def _layer_inference(self, layer: nn.TransformerEncoderLayer, x: torch.Tensor, allowed: torch.Tensor,
+                         last_only: bool) -> torch.Tensor:
+        """One pre-LN encoder layer (``norm_first=True``) in eval mode; ``last_only`` computes the
+        last position's output only."""
+        attn = layer.self_attn
+        B, L, d = x.shape
+        hd = d // self.heads
+        y = layer.norm1(x)
+        q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        if last_only:
+            q, x = q[:, -1:], x[:, -1:]
+        heads = lambda z: z.reshape(B, z.shape[1], self.heads, hd).transpose(1, 2)  # noqa: E731
+        a = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed[:, None])
+        x = x + attn.out_proj(a.transpose(1, 2).reshape(B, q.shape[1], d))
+        return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
     def score_sequences(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, n_items+1) next-item scores (column 0 = padding, -inf)."""
