@@ -180,7 +180,7 @@ def _columnar_candidates(cands: list, require_labels: bool) -> dict | None:
     if set(map(type, cands)) != {dict}:
         return None
     keys = tuple(cands[0])
-    if any(tuple(c) != keys for c in cands) or "candidate_id" not in keys:
+    if not all(map(keys.__eq__, map(tuple, cands))) or "candidate_id" not in keys:  # loops in C
         return None
     ids = [c["candidate_id"] for c in cands]
     if set(map(type, ids)) != {str} or not all(ids):
@@ -220,7 +220,7 @@ def _modality_sources(cands: list[dict], keys: tuple) -> dict[str, list] | None:
         if set(map(type, raws)) != {dict}:
             return None
         names = tuple(raws[0])
-        if any(tuple(r) != names for r in raws):
+        if not all(map(names.__eq__, map(tuple, raws))):
             return None
         named = {str(n): [r[n] for r in raws] for n in names}
     for key in keys:  # the Step5 mapping; an explicit "features" entry wins, as in the slow path
