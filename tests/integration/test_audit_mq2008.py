@@ -79,3 +79,25 @@ def test_bad_input_exits_2(audit_inputs, tmp_path):
     finally:
         sys.argv = argv
     assert exc.value.code == 2
+
+
+def test_a_trained_run_directory_can_be_audited(audit_inputs, data_dir, monkeypatch, tmp_path):
+    """`--model RUN`: the model is loaded, not retrained; its calibration data reach the report."""
+    import mmrank.cli.train_cmds  # noqa: F401  (registers `train`)
+
+    monkeypatch.setenv("MMRANK_DATA_DIR", str(data_dir))
+    repo = Path(__file__).resolve().parents[2]
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(app, ["train", str(repo / "configs" / "mq2008_lambdamart.yaml"), "--set",
+                                       "model.params.n_estimators=60", "--set", "model.params.num_threads=1", "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    # the run was trained on S1-S3 (= Fold1/train.txt) and validated on S4; audit it on S5 (= Fold1/test.txt)
+    fold = audit_inputs["fold"]
+    result = CliRunner().invoke(app, ["audit", "--train", str(fold / "train.txt"), "--test", str(fold / "test.txt"), "--model", str(run),
+                                      "--baseline", "lambdamart", "--policy", str(audit_inputs["policy"]), "--jobs", "1",
+                                      "--out", str(tmp_path / "audit")])
+    assert result.exit_code in (0, 3, 4), result.output
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert report["meta"]["model_spec"] == str(run) and report["meta"]["model"] == "LambdaMART"
+    assert [r for r in report["extras"]["reliability"] if r["count"]]  # from the run's calibration
+    assert "reliability diagram" in (tmp_path / "audit" / "report.html").read_text()
