@@ -187,3 +187,17 @@ def test_byte_order_mark_is_accepted(tmp_path):
     p.write_bytes(b"\xef\xbb\xbf" + json.dumps(_native("a")).encode() + b"\r\n")
     rset, report = read_jsonl(p)
     assert report.ok and rset.query_ids.tolist() == ["a"]
+
+
+def test_regular_and_irregular_records_read_alike(tmp_path):
+    """The columnar path (candidates alike) and the per-candidate path (here: keys in another
+    order in one candidate) give the same arrays; modalities keep the first candidate's order."""
+    regular = _native("a", 3)
+    irregular = _native("b", 3)
+    irregular["candidates"][1] = dict(reversed(list(irregular["candidates"][1].items())))
+    rset, report = read_jsonl(_lines(tmp_path, [regular, irregular]))
+    assert report.ok
+    assert list(rset.features) == ["image", "meta"]
+    np.testing.assert_array_equal(rset.features["image"][:3], rset.features["image"][3:])
+    np.testing.assert_array_equal(rset.features["meta"][:3], rset.features["meta"][3:])
+    assert rset.labels.tolist() == [0, 1, 2] * 2 and rset.baseline_scores.tolist() == [0, 0.5, 1.0] * 2

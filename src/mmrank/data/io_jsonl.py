@@ -6,10 +6,10 @@ Native line::
      "candidates": [{"candidate_id": "c1", "label": 2, "baseline_score": 0.3,
                      "features": {"image": [..], "text": [..], "meta": 0.5}}]}
 
-The seeds' Step5 ``scored.jsonl`` line is read through a fixed field mapping, candidate by
-candidate: ``relevance_score`` -> label, ``raw_score`` -> baseline score, ``<name>_features``
--> modality ``<name>`` (so ``image_features`` -> ``image``), ``compliance_score`` -> modality
-``compliance``, ``conflict`` (bool) -> modality ``conflict``. Other fields are ignored.
+The seeds' Step5 ``scored.jsonl`` line is read through a fixed field mapping per candidate:
+``relevance_score`` -> label, ``raw_score`` -> baseline score, ``<name>_features`` -> modality
+``<name>`` (so ``image_features`` -> ``image``), ``compliance_score`` -> modality ``compliance``,
+``conflict`` (bool) -> modality ``conflict``. Other fields are ignored.
 
 A *record* is one non-blank line. ``parse_query_record`` turns one record (already parsed from
 JSON) into a one-query ``RankingSet``; ``read_jsonl`` runs the same parse and checks on every
@@ -21,8 +21,8 @@ modality; any other record is read candidate by candidate, which is what names t
 candidate and field of a problem. Both give identical arrays (tests/unit/test_jsonl_record_api.py;
 timings in benchmarks/results/jsonl_parse.md).
 
-The writer emits the native schema deterministically (keys in
-a fixed order, modalities sorted, float32 values as their shortest exact decimal).
+The writer emits the native schema deterministically (keys in a fixed order, modalities sorted,
+float32 values as their shortest exact decimal).
 """
 
 from __future__ import annotations
@@ -175,8 +175,11 @@ def _columnar_candidates(cands: list, require_labels: bool) -> dict | None:
     mapping of candidate 0 holds for all), the same ``features`` names, string ids, a number for
     every label/score, and per modality either a number each or a flat number list of one
     length each, all finite and within float32. Anything else returns None and the
-    per-candidate path reads the record, reporting any problem exactly as before. Exact for the
-    values a JSON parser makes (dict, list, str, int, float, bool, None)."""
+    per-candidate path reads the record, reporting any problem exactly as before. Only the exact
+    JSON types pass (a numpy scalar or a dict subclass does not, even where the per-candidate path
+    accepts it), so whatever this path returns is what the per-candidate path would return.
+    The per-element type scan costs about as much as the conversion itself; it is what keeps
+    strings, None and nested lists (which ``np.array`` would coerce or reshape) off this path."""
     if set(map(type, cands)) != {dict}:
         return None
     keys = tuple(cands[0])
