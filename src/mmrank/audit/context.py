@@ -75,8 +75,3 @@ class AuditContext:
         s = self.policy["significance"]
         return {"n_resamples": int(s["bootstrap_resamples"]), "confidence": float(s["confidence"]),
                 "method": str(s["bootstrap_method"]), "seed": self.seed}
-
-
-def query_rows(rset: RankingSet, query_mask: np.ndarray) -> np.ndarray:
-    """(N,) bool: the candidate rows of the queries selected by ``query_mask (Q,)``."""
-    return np.repeat(np.asarray(query_mask, bool), rset.group_sizes)

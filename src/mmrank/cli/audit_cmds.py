@@ -72,7 +72,7 @@ def resolve_ranker(spec: str, config: Path | None, train, valid) -> tuple[Any, A
 def print_audit(report: dict) -> None:
     table = Table(title="mmrank audit", show_lines=False)
     for col in ("check", "status", "value", "threshold", "rule"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "rule", overflow="fold")
     for c in report["checks"]:
         fmt = lambda x: "—" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))  # noqa: E731
         table.add_row(c["name"], f"[{_STYLE[c['status']]}]{c['status']}[/]", fmt(c.get("value")),
