@@ -61,8 +61,9 @@ class IdVocab:
                 raise UnknownIdError(
                     f"unknown {self.kind} id {str(r)!r}: not in the training data",
                     path=source,
-                    hint=f"evaluate only {self.kind}s seen in training (or add the {self.kind} "
-                    "to the catalogue the model was trained with) and retrain",
+                    hint=("evaluate only items seen in training, or add the item to the catalogue "
+                          "(.item file) and retrain") if self.kind == "item" else
+                    "use a user id that has training interactions, or retrain with this user's events",
                 )
             out.append(k)
         return np.asarray(out, dtype=np.int64)
