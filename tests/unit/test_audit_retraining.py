@@ -98,3 +98,15 @@ def test_modality_ablation_can_retrain_without_each_modality():
     assert drops["text"]["drop"]["retrained_without"]["mean"] > 0.05
     assert abs(drops["image"]["drop"]["retrained_without"]["mean"]) < 0.02
     assert res.status == WARN
+
+
+def test_models_can_be_named_by_kind():
+    """audit("lambdamart", "heuristic", ...) builds, fits and retrains registry models itself."""
+    sim = simulate(7, n_train=60, n_test=40)
+    report = audit("lambdamart", "heuristic", train=sim.train, test=sim.test, policy=FAST, n_jobs=1,
+                   checks=["label_permutation_control", "significance"])
+    assert report.meta["model"] == "LambdaMART" and report.meta["baseline"] == "HeuristicBaseline"
+    assert report["label_permutation_control"].status == PASS  # the factory retrained it
+    assert report["significance"].status == PASS
+    with pytest.raises(ConfigError, match="neither a run directory nor a model kind"):
+        audit("no-such-model", None, train=sim.train, test=sim.test)

@@ -36,6 +36,7 @@ from mmrank.audit import (
 from mmrank.audit.context import AuditContext
 from mmrank.audit.engine import ENGINES
 from mmrank.audit.policy import load_policy
+from mmrank.audit.rankers import resolve_ranker
 from mmrank.audit.result import CheckResult, to_jsonable
 from mmrank.audit.run_artifacts import read_run_artifacts
 from mmrank.audit.verdict import EXIT_CODES, Verdict, decide
@@ -100,8 +101,8 @@ def default_factory(model: Any) -> Callable[[], Any] | None:
 
 
 def audit(
-    model: Any,
-    baseline: Any | None = None,
+    model: Any | str | Path,
+    baseline: Any | str | Path | None = None,
     *,
     train: RankingSet,
     test: RankingSet,
@@ -121,7 +122,10 @@ def audit(
     checks: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
-    """Run the checks (all by default, or the named ones) and decide the verdict."""
+    """Run the checks (all by default, or the named ones) and decide the verdict.
+
+    ``model``/``baseline``: fitted rankers, run directories (loaded) or registry kinds (built
+    with default parameters and fitted on ``train``/``valid``)."""
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r} — use one of {ENGINES}")
     pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
@@ -129,6 +133,12 @@ def audit(
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown audit check(s) {unknown} — known: {', '.join(CHECKS)}")
+    if isinstance(model, (str, Path)):
+        run_dir = run_dir if run_dir is not None or not Path(model).is_dir() else model
+        model, factory, options = resolve_ranker(model, None, train, valid)
+        make_model, fit_options = make_model or factory, options if fit_options is None else fit_options
+    if isinstance(baseline, (str, Path)):
+        baseline = resolve_ranker(baseline, None, train, valid)[0]
     ctx = AuditContext(
         train=train, test=test, valid=valid, model=model, baseline=baseline, policy=pol,
         make_model=make_model or default_factory(model), fit_options=dict(fit_options or {}), engine=engine,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,57 +15,6 @@ from mmrank.cli.app import app
 console = Console()
 _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim",
           "GO": "bold white on green", "PAUSE_AND_FIX": "bold black on yellow", "NO_GO": "bold white on red"}
-
-
-def _read_config(config: Path | None) -> dict:
-    if config is None:
-        return {}
-    import yaml
-
-    from mmrank.errors import ConfigError
-
-    try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{config}: cannot read the config: {e} — pass a YAML like configs/mq2008_lambdamart.yaml") from e
-    return data if isinstance(data, dict) else {}
-
-
-def fit_options_for(model: Any, train_section: dict | None) -> dict:
-    """Neural rankers take the config's ``train`` settings in ``fit``; GBDTs/heuristics do not."""
-    import inspect
-
-    takes = "settings" in inspect.signature(type(model).fit).parameters
-    return {"settings": {**train_section, "progress": False}} if takes and train_section else {}
-
-
-def resolve_ranker(spec: str, config: Path | None, train, valid) -> tuple[Any, Any, dict]:
-    """``spec`` = a registry kind (built from --config's model params when kinds match, then
-    fitted with the config's train settings) or a run directory (loaded). Returns (fitted model,
-    factory of fresh unfitted ones, the keywords each retraining ``fit`` needs)."""
-    from mmrank.models.registry import MODELS, build_ranker
-
-    if Path(spec).is_dir():
-        from mmrank import runs
-
-        model = runs.load_model(spec)
-        run_config = runs.load_run_config(spec)
-        section = run_config.get("model", {})
-        kind, params = section.get("kind", runs.model_kind(spec)), section.get("params") or {}
-        return model, partial(build_ranker, kind, params), fit_options_for(model, run_config.get("train"))
-    if spec not in MODELS:
-        from mmrank.errors import ConfigError
-
-        raise ConfigError(f"--model/--baseline {spec!r}: neither a run directory nor a model kind — use one of "
-                          f"{sorted(MODELS)} or a directory written by `mmrank train`")
-    data = _read_config(config)
-    section = data.get("model") or {}
-    matches = section.get("kind") == spec
-    params = (section.get("params") or {}) if matches else {}
-    factory = partial(build_ranker, spec, params)
-    model = factory()
-    options = fit_options_for(model, data.get("train") if matches else None)
-    return model.fit(train, valid, **options), factory, options
 
 
 def print_audit(report: dict) -> None:
@@ -107,6 +55,7 @@ def audit_cmd(
     """
     from mmrank.audit import audit
     from mmrank.audit.policy import load_policy
+    from mmrank.audit.rankers import resolve_ranker
     from mmrank.data.formats import load_ranking
     from mmrank.report import write_report
 
