@@ -23,9 +23,11 @@ def read_run_artifacts(run_dir: str | Path) -> dict:
         series: dict[str, list[list[float]]] = {}
         with curves.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
-                step = row.get("epoch") or row.get("step")
+                # Per-epoch curves only: Lightning logs the learning rate per optimiser step with no
+                # epoch, and mixing step and epoch on one axis makes the plot unreadable.
+                step = row.get("epoch")
                 for k, v in row.items():
-                    if k in ("epoch", "step") or v in ("", None) or step in ("", None):
+                    if k in ("epoch", "step") or k.startswith("lr-") or v in ("", None) or step in ("", None):
                         continue
                     try:
                         series.setdefault(k, []).append([float(step), float(v)])

@@ -136,13 +136,19 @@ def training_curves(extras: dict) -> Plot:
     curves = extras.get("training_curves")
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3))
+    # Losses and ranking metrics live on different scales: one panel each.
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(8, 3))
     for name, pts in sorted(curves.items()):
         arr = np.asarray(pts, float)
-        ax.plot(arr[:, 0], arr[:, 1], label=name)
-    ax.set_xlabel("epoch / step")
-    ax.legend(fontsize=8)
-    return "training curves (run logs)", _png(fig)
+        ax = loss_ax if "loss" in name else metric_ax
+        ax.plot(arr[:, 0], arr[:, 1], marker=".", label=name)
+    for ax, title in ((loss_ax, "loss"), (metric_ax, "validation metric")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=9)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return "training curves (run logs, per epoch)", _png(fig)
 
 
 ALL = (metrics_with_ci, domain_forest, ablation_bars, attention_bars, reliability_diagram,
