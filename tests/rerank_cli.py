@@ -21,8 +21,7 @@ def cli_script(tmp_path: Path) -> Path:
 
 
 def env(threads: int = 1, **extra: str) -> dict:
-    e = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", **extra)
-    return e
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_cli(args: list[str], timeout: float = 900, **extra: str) -> subprocess.CompletedProcess:

@@ -162,6 +162,8 @@ def fit_ranker(ranker, train: RankingSet, valid: RankingSet | None, settings: An
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*isn't a multiple of.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        if resume:  # the checkpoint folder is expected to hold the killed run's files
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(module, *loaders, ckpt_path=str(last) if resume else None)
 
     # Keep the best validation weights (every rank reads the same file).
