@@ -32,7 +32,7 @@ SETTINGS = {
     "lambdamart": ("lambdamart", {"seed": 0}),
     "cotrr": ("cotrr", {"d_model": 64, "n_heads": 4, "n_layers": 2, "list_context": False}),
     "cotrr+list_context": ("cotrr", {"d_model": 64, "n_heads": 4, "n_layers": 2, "list_context": True}),
-    "fusion_v2": ("fusion", {"d_model": 64, "n_heads": 4, "entropy_weight": 0.01, "modality_dropout": 0.1, "reconstruction_weight": 0.1}),
+    "fusion_v2": ("fusion", {"d_model": 64, "n_heads": 4, "list_context": False, "entropy_weight": 0.01, "modality_dropout": 0.1, "reconstruction_weight": 0.1}),
 }
 
 
