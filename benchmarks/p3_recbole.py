@@ -57,11 +57,19 @@ def main() -> None:
         from mmrank.config import load_config
         from mmrank.train.sequential_run import train_sequential
 
+        import resource
+        import time
+
         cfg = load_config(args.train, args.set + [f"train.target_ndcg={target}"])
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         train_sequential(cfg, args.out)
         run = Path(args.out)
+        used = {"wall_seconds_total": round(time.perf_counter() - wall0, 2),
+                "cpu_seconds_total": round(time.process_time() - cpu0, 2),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     else:
         run = Path(args.ours)
+    used = locals().get("used", {})
     ours = run_history(run)
     metrics = json.loads((run / "metrics.json").read_text())
     hit = first_reaching(ours, "valid_ndcg@10", target, "seconds")
@@ -75,7 +83,7 @@ def main() -> None:
                  "seconds_to_recbole_best": None if hit is None else hit["seconds"],
                  "epoch_reaching_it": None if hit is None else hit["epoch"],
                  "train_seconds": metrics.get("train_seconds"),
-                 "test_ndcg@10": metrics["test"]["ndcg@10"]},
+                 "test_ndcg@10": metrics["test"]["ndcg@10"], **used},
     }
     if hit is not None:
         out["time_ratio_ours_over_recbole"] = round(hit["seconds"] / best["cumulative_seconds"], 4)
