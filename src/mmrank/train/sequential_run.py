@@ -87,16 +87,22 @@ def aligned_item_features(folder: str | Path, split: SequenceSplit, modalities: 
     return feats, masks
 
 
-def build_ranker(cfg: SequentialConfig, data: SequenceData):
-    cls = RANKERS[cfg.model.kind]
+def make_ranker(cfg: SequentialConfig):
+    """The configured ranker, parameters checked (before any data is read)."""
     try:
-        ranker = cls(**cfg.model.params)
+        ranker = RANKERS[cfg.model.kind](**cfg.model.params)
     except TypeError as e:
         raise ConfigError(f"model.params: {e} — see `SequentialModel` in docs/sequential.md") from None
+    if cfg.model.kind == "sasrec_moe" and not cfg.data.item_features:
+        raise ConfigError("data.item_features: required by sasrec_moe — build the folder with "
+                          "`mmrank data features --dataset ml100k --data-dir DIR --out OUT`")
+    return ranker
+
+
+def build_ranker(cfg: SequentialConfig, data: SequenceData, ranker=None):
+    """``make_ranker`` plus, for sasrec_moe, the item features aligned with the split's dense ids."""
+    ranker = ranker or make_ranker(cfg)
     if cfg.model.kind == "sasrec_moe":
-        if not cfg.data.item_features:
-            raise ConfigError("data.item_features: required by sasrec_moe — build the folder with "
-                              "`mmrank data features --dataset ml100k --data-dir DIR --out OUT`")
         ranker.set_item_features(*aligned_item_features(cfg.data.item_features, data.split, cfg.data.modalities))
     return ranker
 
@@ -190,8 +196,9 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     if (out / "model.json").exists() and not resume:
         raise ConfigError(f"{out}: already holds a run — pass --resume to continue it or choose another --out")
     started = time.perf_counter()
+    ranker = make_ranker(config)
     data = load_sequence_data(config.data.path)
-    ranker = build_ranker(config, data)
+    ranker = build_ranker(config, data, ranker)
     atomic_write_text(out / "config.yaml", dump_config(config))
     atomic_write_text(out / "fingerprint.json", json.dumps(_fingerprint(config, data), indent=1))
     options = _train_options(config, out / "logs")
