@@ -7,6 +7,7 @@ import torch
 
 from mmrank.data.model import Interactions
 from mmrank.data.sequences import make_split
+from mmrank.data.splits import leave_one_out
 from mmrank.models.moe import (HierarchicalMoE, ModalityExperts, SASRecMoERanker, load_balancing_loss,
                                masked_softmax)
 
@@ -60,17 +61,14 @@ def grouped_data(n_groups=6, per_group=8, n_users=180, seed=0):
     return inter, catalogue, n_groups
 
 
-def loo(inter):
-    order = np.lexsort((np.arange(len(inter)), inter.timestamps, inter.user_ids.astype(str)))
-    u = inter.user_ids[order]
-    last = np.r_[u[1:] != u[:-1], True]
-    second = np.r_[last[1:], False] & ~last
-    return order[~last & ~second], order[second], order[last]
+def loo_rows(inter):
+    loo = leave_one_out(inter)
+    return loo.parts["train"], loo.parts["valid"], loo.parts["test"]
 
 
 def test_cold_items_are_scored_from_content():
     inter, catalogue, n_groups = grouped_data()
-    split = make_split(inter, *loo(inter), catalogue=catalogue, source="grouped.inter")
+    split = make_split(inter, *loo_rows(inter), catalogue=catalogue, source="grouped.inter")
     rng = np.random.default_rng(1)
     group_of = np.array([-1] + [int(str(i)[1:].split("_")[0]) for i in split.items.ids])
     text = np.zeros((split.n_items + 1, n_groups), dtype=np.float32)
@@ -107,7 +105,7 @@ def test_cold_items_are_scored_from_content():
 
 def test_moe_save_load_round_trip(tmp_path):
     inter, catalogue, n_groups = grouped_data(n_users=30)
-    split = make_split(inter, *loo(inter), catalogue=catalogue)
+    split = make_split(inter, *loo_rows(inter), catalogue=catalogue)
     feats = {"text": np.random.default_rng(0).normal(size=(split.n_items + 1, 4)).astype(np.float32)}
     ranker = SASRecMoERanker(hidden=8, layers=1, heads=1, max_len=12, user_gate=True)
     ranker.set_item_features(feats, {"text": np.ones(split.n_items + 1, bool)}).build(split)

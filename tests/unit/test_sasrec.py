@@ -8,6 +8,7 @@ import torch
 
 from mmrank.data.model import Interactions
 from mmrank.data.sequences import make_split
+from mmrank.data.splits import leave_one_out
 from mmrank.models.sasrec import SASRecNet, SASRecRanker, sequence_loss
 from mmrank.train.sequential_module import evaluate_stage, mean_metrics
 
@@ -30,11 +31,8 @@ def counting_interactions(n_users: int = 150, n_items: int = 60, seed: int = 0) 
 
 
 def loo_rows(inter: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.lexsort((np.arange(len(inter)), inter.timestamps, inter.user_ids.astype(str)))
-    u = inter.user_ids[order]
-    last = np.r_[u[1:] != u[:-1], True]
-    second = np.r_[last[1:], False] & ~last
-    return order[~last & ~second], order[second], order[last]
+    loo = leave_one_out(inter)
+    return loo.parts["train"], loo.parts["valid"], loo.parts["test"]
 
 
 def counting_split(**kw):
