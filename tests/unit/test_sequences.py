@@ -68,3 +68,28 @@ def test_training_batch_pairs_every_position_with_its_next_item():
     inputs, targets = training_batch(h, np.array([0, 1]), 4)
     assert inputs.tolist() == [[0, 5, 6, 7], [0, 0, 0, 9]]
     assert targets.tolist() == [[0, 6, 7, 8], [0, 0, 0, 10]]
+
+
+def _write_recbole(folder, rows, items):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                                      + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in rows))
+    (folder / "toy.item").write_text("item_id:token\tmovie_title:token_seq\n"
+                                     + "".join(f"{i}\tTitle {i}\n" for i in items))
+
+
+def test_evaluating_a_run_on_data_with_an_unknown_item_names_it_and_the_file(tmp_path):
+    from mmrank.config import config_from_dict
+    from mmrank.train.sequential_run import evaluate_sequential, train_sequential
+
+    rows = [(u, i, t) for u in ("a", "b", "c") for t, i in enumerate(["1", "2", "3", "4"])]
+    _write_recbole(tmp_path / "d1", rows, ["1", "2", "3", "4"])
+    cfg = config_from_dict({"task": "sequential", "data": {"path": str(tmp_path / "d1")},
+                            "model": {"kind": "popularity"}, "evaluate": {"sampled_negatives": 0}})
+    metrics = train_sequential(cfg, tmp_path / "run")
+    assert metrics["test"]["users"] == 3
+    assert evaluate_sequential(tmp_path / "run")["test"]["ndcg@10"] == metrics["test"]["ndcg@10"]
+    # Same users, but user c's last event is an item the run has never seen.
+    _write_recbole(tmp_path / "d2", rows[:-1] + [("c", "99", 3)], ["1", "2", "3", "4", "99"])
+    with pytest.raises(UnknownIdError, match=r"toy\.inter: unknown item id '99'"):
+        evaluate_sequential(tmp_path / "run", tmp_path / "d2")
