@@ -34,7 +34,7 @@ def train(
 
     Example: mmrank train configs/mq2008_cotrr.yaml --set train.max_epochs=5 --out runs/cotrr
 
-    Scale out with: torchrun --nproc_per_node=2 -m mmrank train CONFIG.yaml --out RUN
+    Scale out with: torchrun --standalone --nproc_per_node=2 -m mmrank train CONFIG.yaml --out RUN
     """
     from mmrank.config import load_config
 
