@@ -98,8 +98,8 @@ def main() -> None:
 
 
 def summarise(result: dict) -> None:
-    """Mean over the folds every model finished, and each neural setting vs LambdaMART, paired
-    over all test queries of those folds."""
+    """Per model: mean test nDCG@10 over the folds it finished and, for neural settings, the paired
+    comparison with LambdaMART over all test queries of the folds both finished."""
     folds = result["folds"]
     names = sorted({n for f in folds.values() for n in f})
     summary: dict = {"models": {}}
