@@ -52,7 +52,9 @@ def train(
         from mmrank.train.sequential_run import train_sequential
 
         out = out or _default_out(config, getattr(cfg, "name", None))
-        train_sequential(cfg, out, resume)
+        with console.status(f"training {cfg.model.kind}"):
+            metrics = train_sequential(cfg, out, resume)
+        _print_sequential(f"{cfg.model.kind} → {out}", metrics)
         return
     if out is None:
         out = _default_out(config, cfg.name)
@@ -94,6 +96,17 @@ def _print_table(title: str, names: list[str], columns: dict[str, dict]) -> None
     console.print(table)
 
 
+SEQUENTIAL_KINDS = ("sasrec", "sasrec_moe", "popularity", "most_recent")
+
+
+def _print_sequential(title: str, metrics: dict) -> None:
+    """Valid/test columns of a sequential run: every numeric metric both splits report."""
+    splits = {s: metrics[s] for s in ("valid", "test") if isinstance(metrics.get(s), dict)}
+    names = sorted({k for d in splits.values() for k, v in d.items()
+                    if isinstance(v, (int, float)) and k not in ("users", "eval_seconds")})
+    _print_table(title, names, splits)
+
+
 def _fmt(v) -> str:
     return "—" if v is None else f"{v:.4f}"
 
@@ -114,10 +127,12 @@ def evaluate(
     from mmrank.runs import model_kind
 
     kind = model_kind(run)
-    if kind in ("sasrec", "sasrec_moe"):
+    if kind in SEQUENTIAL_KINDS:
         from mmrank.train.sequential_run import evaluate_sequential
 
-        evaluate_sequential(run, data)
+        with console.status(f"evaluating {kind} (full ranking over all items)"):
+            metrics = evaluate_sequential(run, data)
+        _print_sequential(f"{run} ({kind})", metrics)
         return
     if data is None:
         from mmrank.errors import ConfigError
