@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +26,18 @@ and the date. Peers are measured in the same run and reported as ratios. Regener
 re-running its command (each script rewrites its own `benchmarks/results/*.md` and this file).
 
 """
+
+
+def median_seconds(fn, repeats: int, warmup: bool = False) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (after one untimed call if ``warmup``)."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def machine() -> str:

@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, command_line, stamp  # noqa: E402
+from common import REPO, RESULTS, command_line, median_seconds, stamp  # noqa: E402
 
 from mmrank.data.io_movielens import read_movielens_raw  # noqa: E402
 from mmrank.data.io_recbole import read_recbole  # noqa: E402
 from mmrank.data.splits import leave_one_out, temporal_split  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

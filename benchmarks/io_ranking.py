@@ -11,29 +11,18 @@ mmrank wrote. Each timing is the median of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 from sklearn.datasets import load_svmlight_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, command_line, stamp, write_section  # noqa: E402
+from common import REPO, command_line, median_seconds, stamp, write_section  # noqa: E402
 
 from mmrank.data.formats import read_ranking, write_ranking  # noqa: E402
 from mmrank.data.model import concat_ranking_sets  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

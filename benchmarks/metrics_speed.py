@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,21 +23,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, command_line, stamp  # noqa: E402
+from common import RESULTS, command_line, median_seconds, stamp  # noqa: E402
 
 METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr", "precision@10", "recall@10"]
 RANX_METRICS = ["ndcg_burges@1", "ndcg_burges@5", "ndcg_burges@10", "map", "mrr", "precision@10", "recall@10"]
 
 
 def timed(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (after one untimed warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, warmup=True)
 
 
 def mq2008_set():

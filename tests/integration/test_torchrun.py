@@ -4,7 +4,6 @@ process (within 0.01) on a small generated task."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 

@@ -112,7 +112,7 @@ def test_recbole_quarantines_each_bad_record(tmp_path, line, message):
     assert p.path.endswith("toy.inter")
     with pytest.raises(DataError) as e:
         read_recbole(d, strict=True)
-    assert e.value.line == 5 and f"toy.inter:5: " in str(e.value)
+    assert e.value.line == 5 and "toy.inter:5: " in str(e.value)
 
 
 def test_recbole_rating_range(tmp_path):

@@ -173,7 +173,6 @@ def test_memory_stays_bounded_as_the_file_grows(tmp_path):
 def test_every_line_is_written_or_quarantined_and_every_answer_is_a_permutation(tmp_path_factory, spec, top_m, chunk):
     """Random files mixing good lines, broken JSON, empty queries and a model that fails on some."""
     d = tmp_path_factory.mktemp("prop")
-    rng = np.random.default_rng(0)
     lines, kinds = [], []
     for i, (kind, n, seed) in enumerate(spec):
         q = step5_query(np.random.default_rng(seed), f"p{i}" if kind != 3 else "boom", n)

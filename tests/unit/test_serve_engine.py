@@ -52,7 +52,7 @@ class FaultyRanker:
         out = x.copy()
         for i, q in enumerate(rset.query_ids):
             if str(q).startswith(("nan", "inf")):
-                a, b = rset.offsets[i], rset.offsets[i + 1]
+                a = rset.offsets[i]
                 out[a] = np.nan if str(q).startswith("nan") else np.inf
         return out
 
