@@ -13,8 +13,30 @@ from mmrank.data.model import Interactions, RankingSet
 from mmrank.metrics import per_query_metrics
 
 
+class PolicyView:
+    """What every audit context derives from its ``policy``: the metric, the seed, the
+    bootstrap options. Shared by reranking (``AuditContext``) and recommendation
+    (``mmrank.audit.recommender_context.RecommenderAuditContext``) audits."""
+
+    policy: dict
+    unit = "queries"  # what one paired observation is, in messages ("users" for recommenders)
+
+    @property
+    def metric(self) -> str:
+        return str(self.policy["metric"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.policy.get("seed", 0))
+
+    def stats_options(self) -> dict:
+        s = self.policy["significance"]
+        return {"n_resamples": int(s["bootstrap_resamples"]), "confidence": float(s["confidence"]),
+                "method": str(s["bootstrap_method"]), "seed": self.seed}
+
+
 @dataclass
-class AuditContext:
+class AuditContext(PolicyView):
     train: RankingSet
     test: RankingSet
     model: Any                                   # fitted Ranker: score(rset) -> (N,)
@@ -33,14 +55,10 @@ class AuditContext:
     sampled_vs_full: dict | None = None          # precomputed {"sampled": (U,), "full": (U,)} (recommenders)
     extras: dict = field(default_factory=dict)   # plot data collected along the way (report)
 
-    # -- the one metric every comparison uses -----------------------------------------------------
     @property
-    def metric(self) -> str:
-        return str(self.policy["metric"])
-
-    @property
-    def seed(self) -> int:
-        return int(self.policy.get("seed", 0))
+    def domains(self) -> np.ndarray | None:
+        """(Q,) domain of each test query, for per-domain comparisons."""
+        return self.test.domains
 
     def per_query(self, rset: RankingSet, scores: np.ndarray, metric: str | None = None,
                   no_relevant: str | None = None) -> np.ndarray:
@@ -70,8 +88,3 @@ class AuditContext:
     def evaluable(self) -> np.ndarray:
         """(Q,) bool: test queries on which the metric is defined (something relevant to find)."""
         return ~np.isnan(self.model_per_query)
-
-    def stats_options(self) -> dict:
-        s = self.policy["significance"]
-        return {"n_resamples": int(s["bootstrap_resamples"]), "confidence": float(s["confidence"]),
-                "method": str(s["bootstrap_method"]), "seed": self.seed}

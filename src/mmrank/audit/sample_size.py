@@ -33,10 +33,11 @@ def check(ctx: AuditContext) -> CheckResult:
     needed = required_sample_size(effect, sd, power=power, alpha=alpha)
     evidence = {"queries": n, "effect": effect, "sd": sd, "required_queries": needed,
                 "power_at_n": paired_power(effect, sd, n, alpha=alpha), "power_target": power}
-    rule = f"WARN if test queries < required for {power:.0%} power"
+    unit = ctx.unit
+    rule = f"WARN if test {unit} < required for {power:.0%} power"
     if needed > n:
         shown = "∞" if math.isinf(needed) else f"{int(needed)}"
         return CheckResult(NAME, WARN, n, needed, rule, evidence,
-                           f"{n} test queries give {evidence['power_at_n']:.0%} power for Δ {effect:+.4f} (sd {sd:.3f}); "
-                           f"{shown} are needed for {power:.0%} — evaluate on more queries")
+                           f"{n} test {unit} give {evidence['power_at_n']:.0%} power for Δ {effect:+.4f} (sd {sd:.3f}); "
+                           f"{shown} are needed for {power:.0%} — evaluate on more {unit}")
     return CheckResult(NAME, PASS, n, needed, rule, evidence)

@@ -44,7 +44,7 @@ def check(ctx: AuditContext) -> CheckResult:
     ci = paired_bootstrap_ci(model, base, **ctx.stats_options())
     rand = randomization_test(model, base, n_resamples=int(p["permutation_resamples"]), seed=ctx.seed)
     min_gain, alpha = float(p["min_gain"]), float(p["alpha"])
-    domains = per_domain(ctx, model, base, ctx.test.domains[keep])
+    domains = [] if ctx.domains is None else per_domain(ctx, model, base, ctx.domains[keep])
     evidence = {
         "metric": ctx.metric, "queries": int(keep.sum()),
         "model_mean": float(model.mean()), "baseline_mean": float(base.mean()),
@@ -69,4 +69,4 @@ def check(ctx: AuditContext) -> CheckResult:
                            f"[{ci.low:+.4f}, {ci.high:+.4f}]): do not ship it")
     return CheckResult(NAME, WARN, ci.low, min_gain, rule, evidence,
                        f"the gain Δ {ci.mean:+.4f} (CI95 [{ci.low:+.4f}, {ci.high:+.4f}], p={rand.pvalue:.3g}) is not "
-                       "shown: evaluate on more queries (see sample_size) or improve the model")
+                       f"shown: evaluate on more {ctx.unit} (see sample_size) or improve the model")

@@ -33,11 +33,12 @@ def print_audit(report: dict) -> None:
 
 @app.command("audit")
 def audit_cmd(
-    train: Path = typer.Option(..., "--train", help="training ranking file (LETOR/LibSVM, JSONL, Parquet)"),
-    test: Path = typer.Option(..., "--test", help="test ranking file the model is judged on"),
-    model: str = typer.Option(..., "--model", help="model kind to train (cotrr|fusion|lambdamart|...) or a run directory"),
-    baseline: str = typer.Option(..., "--baseline", help="baseline kind (lambdamart|heuristic) or a run directory"),
+    model: str = typer.Option(..., "--model", help="model kind to train (cotrr|fusion|lambdamart|...) or a run directory (a sequential run: a recommendation audit)"),
+    baseline: str = typer.Option(..., "--baseline", help="baseline kind (lambdamart|heuristic; popularity|most_recent for recommenders) or a run directory"),
     out: Path = typer.Option(..., "--out", help="folder to write audit.json and report.html into"),
+    train: Optional[Path] = typer.Option(None, "--train", help="training ranking file (LETOR/LibSVM, JSONL, Parquet); rerankers"),
+    test: Optional[Path] = typer.Option(None, "--test", help="test ranking file the model is judged on; rerankers"),
+    data: Optional[Path] = typer.Option(None, "--data", help="RecBole folder a sequential run is judged on (default: the run's own data path)"),
     valid: Optional[Path] = typer.Option(None, "--valid", help="validation file (early stopping)"),
     format: Optional[str] = typer.Option(None, "--format", help="input format when the extension does not say"),
     config: Optional[Path] = typer.Option(None, "--config", help="training YAML: its model.params (and train settings) build --model"),
@@ -51,15 +52,28 @@ def audit_cmd(
     Writes OUT/audit.json and OUT/report.html, prints every check's value beside its threshold.
     Exit code: 0 GO, 3 PAUSE_AND_FIX, 4 NO_GO, 2 bad input.
 
+    Rerankers: --train/--test ranking files. Sequential recommenders: --model is a run directory
+    (`task: sequential`) and --baseline another run or popularity|most_recent; both are scored again
+    by full ranking on the run's data (temporal leakage, modality ablation, expert usage,
+    significance over users, sampled vs full metrics, sample size).
+
     Example: mmrank audit --train S1.txt --valid S4.txt --test S5.txt --model lambdamart --baseline lambdamart --out audit/
+
+    Example: mmrank audit --model runs/ml100k_moe --baseline runs/ml100k_sasrec --out audit_moe/
     """
     from mmrank.audit import audit
     from mmrank.audit.policy import load_policy
     from mmrank.audit.rankers import resolve_ranker
+    from mmrank.audit.recommender_runner import is_sequential_run
     from mmrank.data.formats import load_ranking
-    from mmrank.report import write_report
+    from mmrank.errors import ConfigError
 
     pol = load_policy(policy)
+    if is_sequential_run(model):
+        _finish(out, _audit_recommender(model, baseline, data, pol))
+    if train is None or test is None:
+        raise ConfigError("--train and --test are required to audit a reranker — or pass a sequential run "
+                          "directory as --model for a recommendation audit")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         step = progress.add_task("reading data", total=None)
@@ -79,6 +93,23 @@ def audit_cmd(
                        progress=lambda name: progress.update(step, advance=1, description=f"check {name}"))
     report.meta.update({"model_spec": model, "baseline_spec": baseline,
                         "files": {"train": str(train), "test": str(test), "valid": str(valid) if valid else None}})
+    _finish(out, report)
+
+
+def _audit_recommender(model: str, baseline: str, data: Optional[Path], policy: dict):
+    from mmrank.audit.recommender_runner import CHECKS, audit_recommender
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        step = progress.add_task("reading data and runs", total=len(CHECKS))
+        return audit_recommender(model, baseline, data=data, policy=policy,
+                                 progress=lambda name: progress.update(step, advance=1, description=f"check {name}"))
+
+
+def _finish(out: Path, report) -> None:
+    """Write audit.json and report.html, print the table, exit with the verdict's code."""
+    from mmrank.report import write_report
+
     out.mkdir(parents=True, exist_ok=True)
     report.save(out / "audit.json")
     html = write_report(out, report.to_dict())

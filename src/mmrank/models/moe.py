@@ -199,11 +199,15 @@ class SASRecMoENet(SASRecNet):
 
     # -- audit hooks ------------------------------------------------------------------------------
     @torch.no_grad()
+    def routing_probabilities(self) -> dict[str, torch.Tensor]:
+        """Per modality, the router probabilities ``(items having it, K)`` over the catalogue."""
+        self._item_tables()
+        return dict(self._last_probs)
+
     def expert_usage(self) -> dict[str, list[float]]:
         """Per modality, each expert's share of the routing (mean router probability over the
         items that have the modality)."""
-        self._item_tables()
-        return {m: p.mean(0).tolist() for m, p in self._last_probs.items()}
+        return {m: p.mean(0).tolist() for m, p in self.routing_probabilities().items()}
 
     @torch.no_grad()
     def modality_share(self) -> dict[str, float]:
@@ -261,6 +265,11 @@ class SASRecMoERanker(SASRecRanker):
     # -- audit hooks ------------------------------------------------------------------------------
     def expert_usage(self) -> dict[str, list[float]]:
         return self.net.expert_usage()
+
+    def expert_top1_share(self) -> dict[str, list[float]]:
+        """Per modality, the share of items whose most probable expert is each expert."""
+        return {m: (torch.bincount(p.argmax(1), minlength=p.shape[1]) / max(len(p), 1)).tolist()
+                for m, p in self.net.routing_probabilities().items()}
 
     def modality_share(self) -> dict[str, float]:
         return self.net.modality_share()

@@ -66,7 +66,8 @@ def ablation_bars(extras: dict) -> Plot:
     abl = extras.get("ablation")
     if not abl:
         return None
-    kinds = [k for k in ("train_mean", "shuffled", "retrained_without") if any(k in v for v in abl.values())]
+    kinds = [k for k in ("train_mean", "shuffled", "retrained_without", "treated_as_missing")
+             if any(k in v for v in abl.values())]
     mods = sorted(abl)
     fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(mods), 3))
     width = 0.8 / len(kinds)
@@ -95,6 +96,25 @@ def attention_bars(extras: dict) -> Plot:
     ax.set_ylabel("mean attention share")
     ax.legend(fontsize=8)
     return "attention share per modality token", _png(fig)
+
+
+def expert_usage_bars(extras: dict) -> Plot:
+    usage = extras.get("expert_usage")  # {modality: [share per expert]} (MoE recommenders)
+    if not usage:
+        return None
+    mods = sorted(usage)
+    k = max(len(v) for v in usage.values())
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(mods), 3))
+    width = 0.8 / k
+    for j in range(k):
+        ax.bar(np.arange(len(mods)) + j * width, [usage[m][j] if j < len(usage[m]) else np.nan for m in mods],
+               width, label=f"expert {j}")
+    ax.axhline(0.6, color="#c53030", ls="--", lw=1, label="WARN above")
+    ax.set_xticks(np.arange(len(mods)) + width * (k - 1) / 2, mods)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of routing")
+    ax.legend(fontsize=8)
+    return "expert usage per modality (mean router probability)", _png(fig)
 
 
 def reliability_diagram(extras: dict) -> Plot:
@@ -151,5 +171,5 @@ def training_curves(extras: dict) -> Plot:
     return "training curves (run logs, per epoch)", _png(fig)
 
 
-ALL = (metrics_with_ci, domain_forest, ablation_bars, attention_bars, reliability_diagram,
+ALL = (metrics_with_ci, domain_forest, ablation_bars, expert_usage_bars, attention_bars, reliability_diagram,
        agreement_scatter, permutation_control, training_curves)

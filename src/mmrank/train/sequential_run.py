@@ -24,7 +24,7 @@ import torch
 from mmrank.config import dump_config
 from mmrank.data.io_recbole import read_recbole
 from mmrank.data.ml100k_items import load_item_features
-from mmrank.data.model import ItemFeatures
+from mmrank.data.model import Interactions, ItemFeatures
 from mmrank.data.sequences import SequenceSplit, make_split
 from mmrank.data.splits import leave_one_out
 from mmrank.data.validate import atomic_write_bytes, atomic_write_text
@@ -41,13 +41,15 @@ RANKERS = {c.kind: c for c in (SASRecRanker, SASRecMoERanker, PopularityRanker, 
 
 @dataclass
 class SequenceData:
-    """Everything a sequential run reads: the split, the catalogue (titles) and the LOO split."""
+    """Everything a sequential run reads: the events, the split, the catalogue (titles) and the
+    LOO split's fingerprint."""
 
     split: SequenceSplit
     catalogue: ItemFeatures | None
     loo_fingerprint: dict
     data_fingerprint: str
     inter_path: str
+    interactions: Interactions
 
 
 def load_sequence_data(path: str | Path) -> SequenceData:
@@ -60,7 +62,7 @@ def load_sequence_data(path: str | Path) -> SequenceData:
     loo = leave_one_out(interactions)
     split = make_split(interactions, loo.parts["train"], loo.parts["valid"], loo.parts["test"],
                        catalogue=None if catalogue is None else catalogue.item_ids, source=report.path)
-    return SequenceData(split, catalogue, loo.fingerprint, interactions.fingerprint(), report.path)
+    return SequenceData(split, catalogue, loo.fingerprint, interactions.fingerprint(), report.path, interactions)
 
 
 def aligned_item_features(folder: str | Path, split: SequenceSplit, modalities: list[str] | None
@@ -252,20 +254,24 @@ def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None) -> 
     never saw raises ``UnknownIdError`` naming the id and file."""
     ranker, config = load_run(run_dir)
     seq = load_sequence_data(data or config.data.path)
-    split = seq.split
-    # Score with the model's own dense ids: re-encode the rebuilt split through its vocabularies.
-    if list(split.items.ids) != list(ranker.items.ids) or list(split.users.ids) != list(ranker.users.ids):
-        split = _reencode(seq, ranker)
-    metrics, _ = evaluate_all(ranker, split, config)
+    metrics, _ = evaluate_all(ranker, split_for(ranker, seq), config)
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
         metrics["modality_share"] = ranker.modality_share()
     return metrics
 
 
+def split_for(ranker, seq: SequenceData) -> SequenceSplit:
+    """The data's leave-one-out split in the ranker's own dense ids (re-encoded through its
+    vocabularies when the data's differ; an id the model never saw raises ``UnknownIdError``)."""
+    split = seq.split
+    if list(split.items.ids) != list(ranker.items.ids) or list(split.users.ids) != list(ranker.users.ids):
+        split = _reencode(seq, ranker)
+    return split
+
+
 def _reencode(seq: SequenceData, ranker) -> SequenceSplit:
     from mmrank.data.sequences import build_histories
-    from mmrank.data.model import Interactions
 
     s = seq.split
     src = seq.inter_path

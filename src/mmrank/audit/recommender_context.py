@@ -1,0 +1,94 @@
+"""What a check of a *recommendation* audit may look at: the fitted recommenders, the
+leave-one-out split in their dense ids, per-user test metrics (full ranking, seen items masked)
+and the events with timestamps.
+
+It offers the same names the shared checks read from a reranking ``AuditContext``
+(``model_per_query``, ``baseline_per_query``, ``evaluable``, ``domains``, ``metric``,
+``stats_options``, ``sampled_vs_full``, ``train_interactions``/``test_interactions``), so
+``significance``, ``sample_size``, ``sampled_metric`` and ``temporal_leakage`` run unchanged, with
+users in the place of queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from mmrank.audit.context import PolicyView
+from mmrank.data.model import Interactions
+from mmrank.data.sequences import SequenceSplit
+
+
+def per_user_test_metrics(ranker: Any, split: SequenceSplit, sampled_negatives: int, seed: int,
+                          chunk_size: int = 256) -> dict[str, np.ndarray]:
+    """Per-user test metrics of ``ranker`` on ``split`` (full ranking; ``sampled_*`` beside it when
+    ``sampled_negatives`` > 0), keyed as ``mmrank.train.sequential_module.evaluate_stage`` keys them."""
+    from mmrank.train.sequential_module import evaluate_stage
+
+    return evaluate_stage(ranker, split, "test", sampled_negatives=sampled_negatives, seed=seed,
+                          chunk_size=chunk_size)
+
+
+@dataclass
+class RecommenderAuditContext(PolicyView):
+    model: Any                                    # fitted sequential ranker (score_users)
+    baseline: Any | None
+    split: SequenceSplit                          # in the model's dense ids
+    baseline_split: SequenceSplit | None          # in the baseline's dense ids (same users)
+    policy: dict
+    train_interactions: Interactions | None = None   # the events the model was trained on
+    test_interactions: Interactions | None = None    # the events it is judged on
+    sampled_negatives: int = 100
+    extras: dict = field(default_factory=dict)
+    headline: str = "full"   # what the runs report: full ranking (sampled metrics only beside it)
+    unit = "users"
+
+    def evaluate(self, ranker: Any, split: SequenceSplit) -> dict[str, np.ndarray]:
+        return per_user_test_metrics(ranker, split, self.sampled_negatives, self.seed)
+
+    @cached_property
+    def model_metrics(self) -> dict[str, np.ndarray]:
+        return self.evaluate(self.model, self.split)
+
+    @cached_property
+    def baseline_metrics(self) -> dict[str, np.ndarray] | None:
+        if self.baseline is None:
+            return None
+        out = self.evaluate(self.baseline, self.baseline_split)
+        model_users = self.split.users.ids[self.model_metrics["users"]]
+        base_users = self.baseline_split.users.ids[out["users"]]
+        if list(model_users) != list(base_users):
+            raise ValueError("the model and the baseline evaluate different users: they must come from the same data")
+        return out
+
+    # -- the names the shared checks read -------------------------------------------------------
+    @property
+    def model_per_query(self) -> np.ndarray:
+        return self.model_metrics[self.metric]
+
+    @property
+    def baseline_per_query(self) -> np.ndarray | None:
+        return None if self.baseline_metrics is None else self.baseline_metrics[self.metric]
+
+    @property
+    def evaluable(self) -> np.ndarray:
+        """Every evaluated user has exactly one held-out item: all are evaluable."""
+        return np.ones(len(self.model_metrics["users"]), dtype=bool)
+
+    @property
+    def domains(self) -> np.ndarray | None:
+        return None
+
+    @property
+    def sampled_vs_full(self) -> dict | None:
+        """Per-user sampled and full-ranking values of the audit metric, for ``sampled_metric``."""
+        key = f"sampled_{self.metric}"
+        if key not in self.model_metrics:
+            return None
+        out = {"model": {"full": self.model_metrics[self.metric], "sampled": self.model_metrics[key]}}
+        if self.baseline_metrics is not None:
+            out["baseline"] = {"full": self.baseline_metrics[self.metric], "sampled": self.baseline_metrics[key]}
+        return out
