@@ -15,7 +15,6 @@ router collapse), ``significance`` (model vs baseline, paired over users), ``sam
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from mmrank.audit import expert_usage, item_modality_ablation, sample_size, samp
 from mmrank.audit.policy import load_policy
 from mmrank.audit.recommender_context import RecommenderAuditContext
 from mmrank.audit.run_artifacts import read_run_artifacts
-from mmrank.audit.runner import AuditReport
+from mmrank.audit.runner import AuditReport, check_names, run_checks
 from mmrank.audit.verdict import decide
 from mmrank.data.model import Interactions
 from mmrank.errors import ConfigError, DataError
@@ -115,10 +114,7 @@ def audit_recommender(
     from mmrank.train.sequential_run import load_sequence_data
 
     pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
-    names = list(CHECKS) if checks is None else checks
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise ConfigError(f"unknown recommender audit check(s) {unknown} — known: {', '.join(CHECKS)}")
+    names = check_names(CHECKS, checks)
     model_dir = Path(model)
     if not model_dir.is_dir() or not is_sequential_run(model_dir):
         raise ConfigError(f"--model {model}: not a sequential run directory — train one with "
@@ -139,13 +135,7 @@ def audit_recommender(
         train_interactions=train_events, test_interactions=test_events,
         sampled_negatives=config.evaluate.sampled_negatives,
     )
-    results, timings = [], {}
-    for name in names:
-        if progress is not None:
-            progress(name)
-        t0 = time.perf_counter()
-        results.append(CHECKS[name](ctx))
-        timings[name] = round(time.perf_counter() - t0, 3)
+    results, timings = run_checks(CHECKS, names, ctx, progress)
     verdict = decide(results, pol)
     ctx.extras.update(read_run_artifacts(model_dir))
     meta: dict[str, Any] = {

@@ -95,6 +95,28 @@ class AuditReport:
             raise DataError(f"cannot read the audit: {e}", path=path, hint="point at an audit.json written by `mmrank audit`") from e
 
 
+def check_names(checks: dict[str, Callable], names: list[str] | None) -> list[str]:
+    """The checks to run, in order (all when ``names`` is None); ConfigError names unknown ones."""
+    names = list(checks) if names is None else list(names)
+    unknown = [n for n in names if n not in checks]
+    if unknown:
+        raise ConfigError(f"unknown audit check(s) {unknown} — known: {', '.join(checks)}")
+    return names
+
+
+def run_checks(checks: dict[str, Callable], names: list[str], ctx: Any,
+               progress: Callable[[str], None] | None) -> tuple[list[CheckResult], dict[str, float]]:
+    """Each named check on ``ctx``, in order: the results and each check's seconds."""
+    results, timings = [], {}
+    for name in names:
+        if progress is not None:
+            progress(name)
+        t0 = time.perf_counter()
+        results.append(checks[name](ctx))
+        timings[name] = round(time.perf_counter() - t0, 3)
+    return results, timings
+
+
 def default_factory(model: Any) -> Callable[[], Any] | None:
     params = getattr(model, "get_params", None)
     return partial(type(model), **params()) if callable(params) else None
@@ -129,10 +151,7 @@ def audit(
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r} — use one of {ENGINES}")
     pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
-    names = list(CHECKS) if checks is None else checks
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise ConfigError(f"unknown audit check(s) {unknown} — known: {', '.join(CHECKS)}")
+    names = check_names(CHECKS, checks)
     if isinstance(model, (str, Path)):
         run_dir = run_dir if run_dir is not None or not Path(model).is_dir() else model
         model, factory, options = resolve_ranker(model, None, train, valid)
@@ -146,13 +165,7 @@ def audit(
         train_interactions=train_interactions, test_interactions=test_interactions,
         interactions=interactions, fit_evaluate=fit_evaluate, sampled_vs_full=sampled_vs_full,
     )
-    results, timings = [], {}
-    for name in names:
-        if progress is not None:
-            progress(name)
-        t0 = time.perf_counter()
-        results.append(CHECKS[name](ctx))
-        timings[name] = round(time.perf_counter() - t0, 3)
+    results, timings = run_checks(CHECKS, names, ctx, progress)
     verdict: Verdict = decide(results, pol)
     if run_dir is not None:
         ctx.extras.update(read_run_artifacts(run_dir))
