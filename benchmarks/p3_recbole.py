@@ -31,10 +31,15 @@ from seqrec_common import first_reaching, recbole_epochs, run_history  # noqa: E
 
 
 def recbole_test(log_text: str) -> dict | None:
-    m = re.search(r"test result: (\{.*\})", log_text)
+    """RecBole's final test metrics: the JSON line ``run_sasrec.sh`` prints last, else the
+    "test result" line of RecBole's own log (colour codes and OrderedDict repr allowed)."""
+    for line in reversed(log_text.splitlines()):
+        if line.startswith('{"peer"'):
+            return {k: float(v) for k, v in json.loads(line)["test"].items()}
+    m = re.search(r"test result\S*\s*:\s*(.*)", log_text)
     if m is None:
         return None
-    return {k: float(v) for k, v in re.findall(r"'([\w@]+)': ([\d.]+)", m.group(1))}
+    return {k: float(v) for k, v in re.findall(r"'([\w@]+)',?:? ([\d.]+)", m.group(1))}
 
 
 def main() -> None:

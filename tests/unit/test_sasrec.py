@@ -129,6 +129,18 @@ def test_save_load_round_trip_scores_identically(tmp_path):
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
 
 
+def test_feed_forward_width_is_a_parameter_and_survives_save_load(tmp_path):
+    split = counting_split(n_users=30)
+    ranker = SASRecRanker(hidden=16, layers=1, heads=1, max_len=20, ffn=64).build(split)
+    assert ranker.net.encoder.layers[0].linear1.out_features == 64
+    assert SASRecRanker(hidden=16).build(split).net.encoder.layers[0].linear1.out_features == 16
+    ranker.save(tmp_path)
+    again = SASRecRanker.load(tmp_path)
+    assert again.net.encoder.layers[0].linear1.out_features == 64
+    hist = split.history_for("test")
+    assert torch.equal(ranker.score_users(torch.arange(5), hist), again.score_users(torch.arange(5), hist))
+
+
 def test_inference_path_matches_the_training_encoder():
     torch.manual_seed(0)
     net = SASRecNet(40, hidden=16, layers=2, heads=2, max_len=8, dropout=0.3).eval()

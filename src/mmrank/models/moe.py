@@ -102,8 +102,9 @@ class SASRecMoENet(SASRecNet):
     def __init__(self, n_items: int, item_feats: dict[str, torch.Tensor], item_mask: torch.Tensor,
                  cold: torch.Tensor, hidden: int = 64, layers: int = 2, heads: int = 2,
                  max_len: int = 200, dropout: float = 0.2, n_experts: int = 3,
-                 expert_dropout: float = 0.1, user_gate: bool = False, balance_weight: float = 0.01) -> None:
-        super().__init__(n_items, hidden, layers, heads, max_len, dropout)
+                 expert_dropout: float = 0.1, user_gate: bool = False, balance_weight: float = 0.01,
+                 ffn: int | None = None) -> None:
+        super().__init__(n_items, hidden, layers, heads, max_len, dropout, ffn)
         self.moe = HierarchicalMoE({m: int(v.shape[1]) for m, v in item_feats.items()}, hidden,
                                    n_experts, expert_dropout, user_gate)
         for m in self.moe.modalities:
@@ -248,7 +249,7 @@ class SASRecMoERanker(SASRecRanker):
         return SASRecMoENet(n_items, {m: torch.from_numpy(v) for m, v in self.item_feats.items()},
                             torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items),
                             p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"],
-                            p["n_experts"], p["expert_dropout"], p["user_gate"], p["balance_weight"])
+                            p["n_experts"], p["expert_dropout"], p["user_gate"], p["balance_weight"], p["ffn"])
 
     def _make_net_from_state(self, n_items: int, state: dict) -> SASRecMoENet:
         feats = {m: state[f"feat_{m}"].numpy() for m in self.modalities}

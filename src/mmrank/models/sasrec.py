@@ -37,13 +37,14 @@ class SASRecNet(nn.Module):
     """Item sequence -> states. Item 0 is padding; items are ``1..n_items``."""
 
     def __init__(self, n_items: int, hidden: int = 64, layers: int = 2, heads: int = 2,
-                 max_len: int = 200, dropout: float = 0.2) -> None:
+                 max_len: int = 200, dropout: float = 0.2, ffn: int | None = None) -> None:
         super().__init__()
         self.n_items, self.max_len = n_items, max_len
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=hidden, dropout=dropout,
+        # ffn: the feed-forward width; None = hidden (our presets), RecBole's SASRec uses 4 * hidden.
+        layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=ffn or hidden, dropout=dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(hidden)
@@ -201,7 +202,7 @@ class SASRecRanker:
     and candidate ids are item ids (for reranking candidate lists)."""
 
     kind = "sasrec"
-    defaults: dict[str, Any] = dict(hidden=64, layers=2, heads=2, max_len=200, dropout=0.2, loss="ce",
+    defaults: dict[str, Any] = dict(hidden=64, layers=2, heads=2, max_len=200, dropout=0.2, ffn=None, loss="ce",
                                     n_negatives=256, gbce_t=0.75)
 
     def __init__(self, **params: Any) -> None:
@@ -228,7 +229,7 @@ class SASRecRanker:
 
     def _make_net(self, n_items: int) -> SASRecNet:
         p = self.params
-        return SASRecNet(n_items, p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"])
+        return SASRecNet(n_items, p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"], p["ffn"])
 
     def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         p = self.params

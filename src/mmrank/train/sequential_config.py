@@ -31,7 +31,7 @@ class SequentialData(Strict):
 class SequentialModel(Strict):
     """``kind``: ``sasrec`` (ID-only), ``sasrec_moe`` (multimodal), or the baselines
     ``popularity`` / ``most_recent``. ``params`` go to the model's constructor (checked there):
-    hidden, layers, heads, max_len, dropout, loss (ce | sampled_softmax | gbce | bpr),
+    hidden, layers, heads, max_len, dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
     n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
 
     kind: Literal["sasrec", "sasrec_moe", "popularity", "most_recent"] = "sasrec"
