@@ -40,6 +40,20 @@ def median_seconds(fn, repeats: int, warmup: bool = False) -> float:
     return statistics.median(times)
 
 
+def gemm_peak(n: int = 1024, repeats: int = 20) -> float:
+    """Best-of-``repeats`` GFLOP/s of an ``n``-cube fp32 matmul at the current torch thread count."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

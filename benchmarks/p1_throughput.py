@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gemm_peak  # noqa: E402
 from mmrank.data.model import RankingSet
 from mmrank.models.cotrr import CoTRR
 from mmrank.models.distill import LinearStudent, latency_per_100
@@ -32,17 +36,6 @@ def make_set(n_queries: int, per_query: int = 100, seed: int = 0) -> RankingSet:
     return RankingSet(query_ids=[f"q{i}" for i in range(n_queries)], offsets=np.arange(0, n + 1, per_query),
                       candidate_ids=[f"c{i}" for i in range(n)], labels=rng.integers(0, 3, n),
                       features={k: rng.normal(size=(n, d)).astype(np.float32) for k, d in DIMS.items()})
-
-
-def gemm_peak(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def main() -> None:

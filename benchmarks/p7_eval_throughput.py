@@ -6,6 +6,10 @@ lines: valid users ranked against all items, seen items masked, inside RecBole's
 
 Ours is timed the same way: the test stage's full ranking of every user (scores for all items,
 seen items masked, metrics), median of ``--repeats`` runs, with torch threads as given.
+
+Beside it, the roofline of the model's own forward: its FLOPs over all test users (counted by
+``torch.utils.flop_counter``: matmuls and attention), the median time of that forward alone, the
+GFLOP/s it reaches and an fp32 GEMM peak measured in the same run at the same thread count.
 """
 
 from __future__ import annotations
@@ -20,7 +24,35 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gemm_peak, median_seconds  # noqa: E402
 from seqrec_common import recbole_epochs  # noqa: E402
+
+
+def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
+    """FLOPs, seconds and GFLOP/s of the next-item scoring forward over every test user."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmrank.data.sequences import pad_left
+
+    hist = split.history_for("test")
+    users = [u for u in range(hist.n_users) if split.test_target[u] > 0]
+    batches = [torch.from_numpy(pad_left([hist.of(u) for u in users[i:i + chunk_size]], ranker.params["max_len"]))
+               for i in range(0, len(users), chunk_size)]
+    ranker.net.eval()
+
+    def forward():
+        with torch.inference_mode():
+            for b in batches:
+                ranker.net.score_sequences(b)
+
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    flops = counter.get_total_flops()
+    seconds = median_seconds(forward, repeats, warmup=True)
+    real = sum(min(len(hist.of(u)), ranker.params["max_len"]) for u in users)
+    return {"gflop": round(flops / 1e9, 3), "seconds": round(seconds, 4),
+            "gflop_per_s": round(flops / seconds / 1e9, 1), "gemm_peak_gflop_per_s": round(gemm_peak(), 1),
+            "positions": len(users) * ranker.params["max_len"], "real_positions": int(real)}
 
 
 def main() -> None:
@@ -46,7 +78,8 @@ def main() -> None:
     users = len(per_user["users"])
     ours = users / statistics.median(times)
     out = {"ours": {"users": users, "seconds": [round(t, 4) for t in times], "users_per_s": round(ours, 1),
-                    "threads": args.threads, "items": split.n_items}}
+                    "threads": args.threads, "items": split.n_items},
+           "forward": forward_roofline(ranker, split, args.chunk_size, args.repeats)}
     if args.recbole_log:
         rb = recbole_epochs(args.recbole_log)
         secs = [r["eval_seconds"] for r in rb]

@@ -230,3 +230,21 @@ def _aligned(split):
     mask = np.ones(split.n_items + 1, dtype=bool)
     mask[0] = False
     return full, {m: mask for m in full}
+
+
+def test_sampled_metric_with_full_ranking_headline_warns_on_a_flip_only():
+    from types import SimpleNamespace
+
+    from mmrank.audit import sampled_metric
+
+    def ctx(model_sampled, headline):
+        values = {"model": {"full": np.full(50, 0.10), "sampled": np.full(50, model_sampled)},
+                  "baseline": {"full": np.full(50, 0.12), "sampled": np.full(50, 0.45)}}
+        return SimpleNamespace(policy=load_policy(), sampled_vs_full=values, headline=headline,
+                               metric="ndcg@10", extras={})
+
+    inflated = sampled_metric.check(ctx(0.40, "full"))         # 4x inflated, same order
+    assert inflated.status == "PASS" and inflated.evidence["ordering_flips"] is False
+    flipped = sampled_metric.check(ctx(0.50, "full"))          # sampled says the model wins
+    assert flipped.status == "WARN" and flipped.evidence["ordering_flips"] is True
+    assert sampled_metric.check(ctx(0.40, "sampled")).status == "WARN"  # a sampled headline: the gap counts
