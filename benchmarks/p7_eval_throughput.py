@@ -41,7 +41,7 @@ def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
     ranker.net.eval()
 
     def forward():
-        with torch.inference_mode():
+        with torch.inference_mode(), ranker.scoring_session():
             for b in batches:
                 ranker.net.score_sequences(b)
 
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--recbole-log")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--chunk-size", type=int, default=256)
+    ap.add_argument("--chunk-size", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -114,3 +114,25 @@ def test_moe_save_load_round_trip(tmp_path):
     hist = split.history_for("test")
     assert torch.equal(ranker.score_users(torch.arange(4), hist), again.score_users(torch.arange(4), hist))
     assert again.modalities == ["text"]
+
+
+def test_one_evaluation_computes_the_content_tower_once_and_scores_as_chunk_by_chunk():
+    from mmrank.train.sequential_module import evaluate_stage
+
+    inter, catalogue, _ = grouped_data(n_users=60)
+    split = make_split(inter, *loo_rows(inter), catalogue=catalogue)
+    feats = {"text": np.random.default_rng(0).normal(size=(split.n_items + 1, 4)).astype(np.float32)}
+    ranker = SASRecMoERanker(hidden=8, layers=1, heads=1, max_len=12)
+    ranker.set_item_features(feats, {"text": np.ones(split.n_items + 1, bool)}).build(split)
+    calls = []
+    content = ranker.net._content
+    ranker.net._content = lambda: calls.append(1) or content()
+    per_user = evaluate_stage(ranker, split, "test", chunk_size=8)  # 8 chunks of users
+    assert len(calls) == 1
+    hist = split.history_for("test")
+    separate = evaluate_stage(ranker, split, "test", chunk_size=60)
+    assert np.array_equal(per_user["ndcg@10"], separate["ndcg@10"]) and len(calls) == 2
+    # Outside a session every call computes the item side afresh (weights may have changed).
+    ranker.score_users(torch.arange(4), hist)
+    ranker.score_users(torch.arange(4), hist)
+    assert len(calls) == 4

@@ -22,14 +22,12 @@ from mmrank.data.model import Interactions
 from mmrank.data.sequences import SequenceSplit
 
 
-def per_user_test_metrics(ranker: Any, split: SequenceSplit, sampled_negatives: int, seed: int,
-                          chunk_size: int = 256) -> dict[str, np.ndarray]:
+def per_user_test_metrics(ranker: Any, split: SequenceSplit, sampled_negatives: int, seed: int) -> dict[str, np.ndarray]:
     """Per-user test metrics of ``ranker`` on ``split`` (full ranking; ``sampled_*`` beside it when
     ``sampled_negatives`` > 0), keyed as ``mmrank.train.sequential_module.evaluate_stage`` keys them."""
     from mmrank.train.sequential_module import evaluate_stage
 
-    return evaluate_stage(ranker, split, "test", sampled_negatives=sampled_negatives, seed=seed,
-                          chunk_size=chunk_size)
+    return evaluate_stage(ranker, split, "test", sampled_negatives=sampled_negatives, seed=seed)
 
 
 @dataclass

@@ -71,7 +71,11 @@ class SASRecNet(nn.Module):
     @contextlib.contextmanager
     def item_side_cache(self):
         """Within this block an item side that is costly to compute (the MoE content tower over
-        the whole catalogue) is computed once and reused by ``input_embeddings`` and ``logits``."""
+        the whole catalogue) is computed once and reused by ``input_embeddings`` and ``logits``.
+        A nested block shares the outer one's cache (an evaluation scores many chunks in one)."""
+        if self._item_cache is not None:
+            yield
+            return
         self._item_cache = {}
         try:
             yield
@@ -256,6 +260,14 @@ class SASRecRanker:
 
     def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:
         return self.score_histories([histories.of(int(u)) for u in users])
+
+    @contextlib.contextmanager
+    def scoring_session(self):
+        """A block of ``score_users`` calls with fixed weights (one evaluation): the item side is
+        computed once for all of them instead of once per chunk."""
+        self.net.eval()
+        with torch.no_grad(), self.net.item_side_cache():
+            yield
 
     def score(self, rset) -> np.ndarray:
         """RankingSet scores: each query's ``query_texts`` entry holds the user's history as

@@ -63,7 +63,7 @@ class SequentialTrain(Strict):
 class SequentialEvaluate(Strict):
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
     sampled_negatives: int = Field(100, ge=0, description="0: no sampled evaluation")
-    chunk_size: int = Field(256, ge=1)
+    chunk_size: int = Field(64, ge=1, description="users scored at once (64: activations stay in cache)")
 
 
 class SequentialConfig(Strict):

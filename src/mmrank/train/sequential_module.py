@@ -9,6 +9,7 @@ benchmark's clock).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -24,6 +25,9 @@ from mmrank.data.sequences import Histories, SequenceSplit, training_batch
 from mmrank.metrics import full_ranking_metrics, sampled_ranking_metrics
 
 KS = (5, 10, 20)
+# Users scored per evaluation chunk. Small chunks keep a chunk's activations in cache: on ML-100K
+# (943 users, max_len 50) 64 evaluates 1.5x faster than 256 on one core (benchmarks/results/seqrec.md, P7).
+EVAL_CHUNK = 64
 
 
 def seen_csr(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +42,7 @@ def seen_csr(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] = KS, *,
-                   sampled_negatives: int = 0, seed: int = 0, chunk_size: int = 256) -> dict[str, np.ndarray]:
+                   sampled_negatives: int = 0, seed: int = 0, chunk_size: int = EVAL_CHUNK) -> dict[str, np.ndarray]:
     """Per-user metrics of ``stage`` ("valid"/"test"): full ranking over all items with each
     user's seen items masked; with ``sampled_negatives`` > 0 also ``sampled_*`` metrics (target
     among that many random unseen items). Users without a held-out item are left out; the
@@ -56,10 +60,11 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
         return ranker.score_users(torch.as_tensor(users[rows.numpy()]), histories)
 
     args = (score, len(users), targets[users], sub_indptr, sub_indices, tuple(ks))
-    out = dict(full_ranking_metrics(*args, chunk_size=chunk_size))
-    if sampled_negatives:
-        sampled = sampled_ranking_metrics(*args, n_negatives=sampled_negatives, seed=seed, chunk_size=chunk_size)
-        out.update({f"sampled_{k}": v for k, v in sampled.items()})
+    with getattr(ranker, "scoring_session", contextlib.nullcontext)():
+        out = dict(full_ranking_metrics(*args, chunk_size=chunk_size))
+        if sampled_negatives:
+            sampled = sampled_ranking_metrics(*args, n_negatives=sampled_negatives, seed=seed, chunk_size=chunk_size)
+            out.update({f"sampled_{k}": v for k, v in sampled.items()})
     out["users"] = users
     return out
 
