@@ -143,9 +143,13 @@ class SASRecNet(nn.Module):
         B, L, d = x.shape
         hd = d // self.heads
         y = layer.norm1(x)
-        q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-        if last_only:
-            q, x = q[:, -1:], x[:, -1:]
+        if last_only:  # keys and values for every position, the query for the last one only
+            w, b = attn.in_proj_weight, attn.in_proj_bias
+            q = F.linear(y[:, -1:], w[:d], b[:d])
+            k, v = F.linear(y, w[d:], b[d:]).chunk(2, dim=-1)
+            x = x[:, -1:]
+        else:
+            q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
         heads = lambda z: z.reshape(B, z.shape[1], self.heads, hd).transpose(1, 2)  # noqa: E731
         a = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed[:, None])
         x = x + attn.out_proj(a.transpose(1, 2).reshape(B, q.shape[1], d))
