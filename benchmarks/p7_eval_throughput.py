@@ -29,30 +29,30 @@ from seqrec_common import recbole_epochs  # noqa: E402
 
 
 def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
-    """FLOPs, seconds and GFLOP/s of the next-item scoring forward over every test user."""
+    """FLOPs, seconds and GFLOP/s of the next-item scoring forward over every test user, batched
+    as the evaluation batches them (users in order of history length, ``chunk_size`` at a time)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mmrank.data.sequences import pad_left
-
     hist = split.history_for("test")
-    users = [u for u in range(hist.n_users) if split.test_target[u] > 0]
-    batches = [torch.from_numpy(pad_left([hist.of(u) for u in users[i:i + chunk_size]], ranker.params["max_len"]))
-               for i in range(0, len(users), chunk_size)]
-    ranker.net.eval()
+    users = sorted((u for u in range(hist.n_users) if split.test_target[u] > 0), key=lambda u: len(hist.of(u)))
+    batches = [[hist.of(u) for u in users[i:i + chunk_size]] for i in range(0, len(users), chunk_size)]
 
     def forward():
         with torch.inference_mode(), ranker.scoring_session():
-            for b in batches:
-                ranker.net.score_sequences(b)
+            for seqs in batches:
+                ranker.score_histories(seqs)
 
     with FlopCounterMode(display=False) as counter:
         forward()
     flops = counter.get_total_flops()
     seconds = median_seconds(forward, repeats, warmup=True)
-    real = sum(min(len(hist.of(u)), ranker.params["max_len"]) for u in users)
+    cap = ranker.params["max_len"]
+    computed = sum(len(b) * min(cap, max(len(s) for s in b)) for b in batches)
+    real = sum(min(len(hist.of(u)), cap) for u in users)
     return {"gflop": round(flops / 1e9, 3), "seconds": round(seconds, 4),
             "gflop_per_s": round(flops / seconds / 1e9, 1), "gemm_peak_gflop_per_s": round(gemm_peak(), 1),
-            "positions": len(users) * ranker.params["max_len"], "real_positions": int(real)}
+            "positions_computed": int(computed), "positions_if_padded_to_max_len": len(users) * cap,
+            "real_positions": int(real)}
 
 
 def main() -> None:

@@ -259,7 +259,10 @@ class SASRecRanker:
     def score_histories(self, seqs: list[np.ndarray]) -> torch.Tensor:
         """Scores ``(b, n_items+1)`` of the next item after each dense-id sequence."""
         self.net.eval()
-        batch = torch.from_numpy(pad_left(seqs, self.params["max_len"]))
+        # Pad to the batch's longest sequence, not max_len: positions are right-aligned and padding
+        # is masked out, so the states are the same and short histories cost less.
+        width = max(1, min(self.params["max_len"], max((len(s) for s in seqs), default=1)))
+        batch = torch.from_numpy(pad_left(seqs, width))
         return self.net.score_sequences(batch)
 
     def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:

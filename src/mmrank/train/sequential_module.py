@@ -49,23 +49,31 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     returned ``users`` array says which dense users the rows are."""
     histories = split.history_for(stage)
     targets = split.target_for(stage)
-    users = np.flatnonzero(targets > 0)
+    evaluated = np.flatnonzero(targets > 0)
     indptr, indices = seen_csr(histories)
-    # Restrict the CSR to evaluated users (rows in `users` order).
-    sub_lens = np.diff(indptr)[users]
-    sub_indptr = np.concatenate([[0], np.cumsum(sub_lens)]).astype(np.int64)
-    sub_indices = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users]) if len(users) else indices[:0]
 
-    def score(rows: torch.Tensor) -> torch.Tensor:
-        return ranker.score_users(torch.as_tensor(users[rows.numpy()]), histories)
+    def ranking_args(users: np.ndarray) -> tuple:
+        """What the metric functions take for these users, rows in ``users`` order."""
+        sub_indptr = np.concatenate([[0], np.cumsum(np.diff(indptr)[users])]).astype(np.int64)
+        sub_indices = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users]) if len(users) else indices[:0]
 
-    args = (score, len(users), targets[users], sub_indptr, sub_indices, tuple(ks))
+        def score(rows: torch.Tensor) -> torch.Tensor:
+            return ranker.score_users(torch.as_tensor(users[rows.numpy()]), histories)
+
+        return score, len(users), targets[users], sub_indptr, sub_indices, tuple(ks)
+
+    # Full ranking scores users in order of history length, so each chunk holds histories of
+    # similar length and pads little; its rows are put back in user order. The sampled protocol
+    # keeps user order: its negatives are drawn per row.
+    order = np.argsort(histories.lengths()[evaluated], kind="stable")
     with getattr(ranker, "scoring_session", contextlib.nullcontext)():
-        out = dict(full_ranking_metrics(*args, chunk_size=chunk_size))
+        full = full_ranking_metrics(*ranking_args(evaluated[order]), chunk_size=chunk_size)
+        out = {k: v[np.argsort(order)] for k, v in full.items()}
         if sampled_negatives:
-            sampled = sampled_ranking_metrics(*args, n_negatives=sampled_negatives, seed=seed, chunk_size=chunk_size)
+            sampled = sampled_ranking_metrics(*ranking_args(evaluated), n_negatives=sampled_negatives, seed=seed,
+                                              chunk_size=chunk_size)
             out.update({f"sampled_{k}": v for k, v in sampled.items()})
-    out["users"] = users
+    out["users"] = evaluated
     return out
 
 
