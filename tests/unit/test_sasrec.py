@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmrank.data.model import Interactions
-from mmrank.data.sequences import make_split
+from mmrank.data.sequences import make_split, pad_left
 from mmrank.data.splits import leave_one_out
 from mmrank.models.sasrec import SASRecNet, SASRecRanker, sequence_loss
 from mmrank.train.sequential_module import evaluate_stage, mean_metrics
@@ -150,3 +150,29 @@ def test_inference_path_matches_the_training_encoder():
     with torch.enable_grad():
         slow = net.encode(seq)[:, -1]
     assert torch.allclose(fast, slow.detach(), atol=1e-5)
+
+
+def test_batched_evaluation_equals_scoring_each_user_alone():
+    """Length-sorted chunks padded to their longest history give every user the metrics that
+    scoring that user alone at full max_len gives (lengths here vary from 6 to 17, max_len 20)."""
+    from mmrank.metrics import full_ranking_metrics
+
+    torch.manual_seed(0)
+    split = counting_split(n_users=40)
+    ranker = SASRecRanker(hidden=16, layers=2, heads=2, max_len=20).build(split)
+    batched = evaluate_stage(ranker, split, "test", ks=(1, 5, 10), chunk_size=7, sampled_negatives=10)
+    hist = split.history_for("test")
+    alone = {k: [] for k in ("ndcg@10", "rank")}
+    for u in batched["users"]:
+        seq = torch.from_numpy(pad_left([hist.of(int(u))], 20))  # full width, one user
+        with torch.no_grad():
+            ranker.net.eval()
+            scores = ranker.net.score_sequences(seq)
+        seen = np.concatenate([[0], hist.of(int(u))])
+        one = full_ranking_metrics(lambda rows: scores, 1, [split.test_target[u]], [0, len(seen)], seen, (10,))
+        for k in alone:
+            alone[k].append(one[k][0])
+    np.testing.assert_allclose(batched["ndcg@10"], alone["ndcg@10"], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(batched["rank"], alone["rank"])
+    again = evaluate_stage(ranker, split, "test", ks=(1, 5, 10), chunk_size=40, sampled_negatives=10)
+    assert all(np.array_equal(batched[k], again[k]) for k in batched)
