@@ -36,6 +36,15 @@ def test_run_artifacts_read_reliability_after_calibration_and_curves(tmp_path):
     assert read_run_artifacts(tmp_path / "nothing-here") == {}
 
 
+def test_a_loss_logged_every_step_becomes_one_point_per_epoch(tmp_path):
+    logs = tmp_path / "logs" / "csv"
+    logs.mkdir(parents=True)
+    (logs / "metrics.csv").write_text("epoch,step,train_loss,valid_ndcg@10\n0,1,6.0,\n0,2,5.0,\n0,2,,0.05\n"
+                                      "1,3,4.5,\n1,4,3.5,\n1,4,,0.08\n")
+    curves = read_run_artifacts(tmp_path)["training_curves"]
+    assert curves == {"train_loss": [[0.0, 5.5], [1.0, 4.0]], "valid_ndcg@10": [[0.0, 0.05], [1.0, 0.08]]}
+
+
 def test_html_has_verdict_first_every_threshold_and_the_plots_it_has_data_for(tmp_path):
     extras = read_run_artifacts(_run_dir(tmp_path))
     extras["metrics"] = {"metric": "ndcg@10", "model": {"mean": 0.5, "low": 0.45, "high": 0.55},

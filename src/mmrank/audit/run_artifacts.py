@@ -34,8 +34,16 @@ def read_run_artifacts(run_dir: str | Path) -> dict:
                     except ValueError:
                         continue
         if series:
-            out["training_curves"] = series
+            out["training_curves"] = {k: _per_epoch_mean(v) for k, v in series.items()}
     return out
+
+
+def _per_epoch_mean(points: list[list[float]]) -> list[list[float]]:
+    """One point per epoch: a value logged every step (a sequential run's train loss) is averaged."""
+    by_epoch: dict[float, list[float]] = {}
+    for epoch, value in points:
+        by_epoch.setdefault(epoch, []).append(value)
+    return [[e, sum(v) / len(v)] for e, v in sorted(by_epoch.items())]
 
 
 def _reliability(run_dir: Path) -> list[dict] | None:
