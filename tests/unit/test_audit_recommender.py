@@ -248,3 +248,4 @@ def test_sampled_metric_with_full_ranking_headline_warns_on_a_flip_only():
     flipped = sampled_metric.check(ctx(0.50, "full"))          # sampled says the model wins
     assert flipped.status == "WARN" and flipped.evidence["ordering_flips"] is True
     assert sampled_metric.check(ctx(0.40, "sampled")).status == "WARN"  # a sampled headline: the gap counts
+    assert inflated.threshold is None and inflated.value > 2  # the gap is shown, not judged
