@@ -22,14 +22,6 @@ from mmrank.data.model import Interactions
 from mmrank.data.sequences import SequenceSplit
 
 
-def per_user_test_metrics(ranker: Any, split: SequenceSplit, sampled_negatives: int, seed: int) -> dict[str, np.ndarray]:
-    """Per-user test metrics of ``ranker`` on ``split`` (full ranking; ``sampled_*`` beside it when
-    ``sampled_negatives`` > 0), keyed as ``mmrank.train.sequential_module.evaluate_stage`` keys them."""
-    from mmrank.train.sequential_module import evaluate_stage
-
-    return evaluate_stage(ranker, split, "test", sampled_negatives=sampled_negatives, seed=seed)
-
-
 @dataclass
 class RecommenderAuditContext(PolicyView):
     model: Any                                    # fitted sequential ranker (score_users)
@@ -45,7 +37,10 @@ class RecommenderAuditContext(PolicyView):
     unit = "users"
 
     def evaluate(self, ranker: Any, split: SequenceSplit) -> dict[str, np.ndarray]:
-        return per_user_test_metrics(ranker, split, self.sampled_negatives, self.seed)
+        """Per-user test metrics (full ranking; ``sampled_*`` beside it when sampled_negatives > 0)."""
+        from mmrank.train.sequential_module import evaluate_stage
+
+        return evaluate_stage(ranker, split, "test", sampled_negatives=self.sampled_negatives, seed=self.seed)
 
     @cached_property
     def model_metrics(self) -> dict[str, np.ndarray]:
