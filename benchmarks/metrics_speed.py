@@ -86,7 +86,7 @@ def bench_lists(name, data, repeats, with_ranx) -> list[str]:
 def bench_full(repeats: int) -> list[str]:
     import torch
 
-    from mmrank.metrics import full_ranking_metrics, sampled_ranking_metrics
+    from mmrank.sequential.full_ranking import full_ranking_metrics, sampled_ranking_metrics
 
     n_users, n_items = 943, 1682
     rng = np.random.default_rng(0)

@@ -108,7 +108,7 @@ def requests_answered(url: str) -> int:
 
 def batch_throughput(run_dir: Path, dims: dict, n_queries: int, work: Path) -> list[dict]:
     from mmrank.serve.batch import rerank_file
-    from mmrank.serve.engine import RerankPolicy
+    from mmrank.serve.policy import RerankPolicy
     from mmrank.serve.model_slot import load_run
 
     rng = np.random.default_rng(1)

@@ -60,7 +60,7 @@ def main() -> None:
 
     if args.train:
         from mmrank.config import load_config
-        from mmrank.train.sequential_run import train_sequential
+        from mmrank.sequential.run import train_sequential
 
         import resource
         import time

@@ -65,8 +65,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmrank.train.sequential_module import evaluate_stage
-    from mmrank.train.sequential_run import load_run, load_sequence_data
+    from mmrank.sequential.module import evaluate_stage
+    from mmrank.sequential.run import load_run, load_sequence_data
 
     ranker, config = load_run(args.run)
     split = load_sequence_data(config.data.path).split

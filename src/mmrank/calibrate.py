@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 EPS = 1e-7

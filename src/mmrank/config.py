@@ -2,7 +2,7 @@
 
 ``load_config(path, sets)`` reads a YAML file, applies overrides, expands ``${ENV}`` variables in
 strings and validates the result against the config class its top-level ``task:`` names
-(``rerank`` → :class:`RerankConfig` here; ``sequential`` → ``mmrank.train.sequential_config:
+(``rerank`` → :class:`RerankConfig` here; ``sequential`` → ``mmrank.sequential.config:
 SequentialConfig``, imported lazily). Any unknown key or wrong type raises :class:`ConfigError`
 naming the key path and what is allowed — before data is read or a model is built.
 
@@ -228,7 +228,7 @@ class RerankConfig(Strict):
 
 TASKS = {
     "rerank": "mmrank.config:RerankConfig",
-    "sequential": "mmrank.train.sequential_config:SequentialConfig",
+    "sequential": "mmrank.sequential.config:SequentialConfig",
 }
 
 

@@ -398,12 +398,3 @@ def _nan_mean(values: np.ndarray) -> float:
     kept = values[~np.isnan(values)]
     return float(kept.mean()) if len(kept) else float("nan")
 
-
-def __getattr__(name: str):
-    # The torch-based full-ranking metrics live in metrics_full; importing them lazily keeps
-    # `import mmrank.metrics` free of torch for light users (the HTTP server, the CLI's help).
-    if name in ("full_ranking_metrics", "sampled_ranking_metrics"):
-        from mmrank import metrics_full
-
-        return getattr(metrics_full, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mmrank.data.model import RankingSet, hash_ids
-from mmrank.data.validate import atomic_write_bytes, atomic_write_text
+from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 from mmrank.errors import DataError
 
 CONFIG = "config.yaml"

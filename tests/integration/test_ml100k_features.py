@@ -17,7 +17,7 @@ import pytest
 from mmrank.data.io_recbole import read_recbole
 from mmrank.data.ml100k_items import META_NAMES, build_item_features, item_texts, read_items_table
 from mmrank.data.ml100k_rerank_task import build_rerank_task, verify_rerank_task
-from mmrank.features.report import FeaturesReport
+from mmrank.features.build_report import FeaturesReport
 from mmrank.features.text import TextEncoder
 from mmrank.features.visual import VisualEncoder
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmrank.config import config_from_dict
-from mmrank.train.sequential_run import evaluate_sequential, recommend, train_sequential
+from mmrank.sequential.run import evaluate_sequential, recommend, train_sequential
 
 pytestmark = pytest.mark.slow
 

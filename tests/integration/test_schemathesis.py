@@ -12,7 +12,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from mmrank.serve.app import ServeConfig, create_app
-from mmrank.serve.engine import RerankPolicy
+from mmrank.serve.policy import RerankPolicy
 from mmrank.serve.model_slot import ModelSlot, load_run
 from serve_support import train_run
 

@@ -24,11 +24,11 @@ from mmrank.cli import app
 from mmrank.config import config_from_dict
 from mmrank.data.ml100k_items import save_item_features
 from mmrank.data.model import Interactions, ItemFeatures
-from mmrank.data.sequences import make_split
+from mmrank.sequential.data import make_split
 from mmrank.data.splits import leave_one_out
 from mmrank.errors import ConfigError
-from mmrank.models.moe import SASRecMoERanker
-from mmrank.train.sequential_run import train_sequential
+from mmrank.sequential.moe import SASRecMoERanker
+from mmrank.sequential.run import train_sequential
 
 GROUPS, PER_GROUP, READS = 4, 10, 9
 

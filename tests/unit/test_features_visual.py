@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmrank.features.report import FeaturesReport
+from mmrank.features.build_report import FeaturesReport
 from mmrank.features.visual import (
     BASE_FEATURES,
     ImageReadError,

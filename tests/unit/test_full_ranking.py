@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mmrank.errors import ConfigError, DataError
-from mmrank.metrics import full_ranking_metrics, sampled_ranking_metrics
-from mmrank.metrics_full import metrics_from_rank_counts
+from mmrank.sequential.full_ranking import full_ranking_metrics, sampled_ranking_metrics
+from mmrank.sequential.full_ranking import metrics_from_rank_counts
 
 torch.set_num_threads(1)
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from mmrank.data.model import Interactions
-from mmrank.data.sequences import make_split
+from mmrank.sequential.data import make_split
 from mmrank.data.splits import leave_one_out
-from mmrank.models.moe import (HierarchicalMoE, ModalityExperts, SASRecMoERanker, load_balancing_loss,
+from mmrank.sequential.moe import (HierarchicalMoE, ModalityExperts, SASRecMoERanker, load_balancing_loss,
                                masked_softmax)
 
 torch.set_num_threads(1)
@@ -117,7 +117,7 @@ def test_moe_save_load_round_trip(tmp_path):
 
 
 def test_one_evaluation_computes_the_content_tower_once_and_scores_as_chunk_by_chunk():
-    from mmrank.train.sequential_module import evaluate_stage
+    from mmrank.sequential.module import evaluate_stage
 
     inter, catalogue, _ = grouped_data(n_users=60)
     split = make_split(inter, *loo_rows(inter), catalogue=catalogue)

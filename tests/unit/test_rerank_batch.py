@@ -17,7 +17,7 @@ from mmrank.cli.app import app
 from mmrank.errors import DataError
 from mmrank.models.baselines import HeuristicBaseline
 from mmrank.serve.batch import rerank_file
-from mmrank.serve.engine import RerankPolicy
+from mmrank.serve.policy import RerankPolicy
 from mmrank.serve.model_slot import load_run
 from mmrank.serve.records import ranking_set_of
 from serve_support import assert_permutation, step5_query, train_run

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mmrank.data.model import Interactions
-from mmrank.data.sequences import make_split, pad_left
+from mmrank.sequential.data import make_split, pad_left
 from mmrank.data.splits import leave_one_out
-from mmrank.models.sasrec import SASRecNet, SASRecRanker, sequence_loss
-from mmrank.train.sequential_module import evaluate_stage, mean_metrics
+from mmrank.sequential.sasrec import SASRecNet, SASRecRanker, sequence_loss
+from mmrank.sequential.module import evaluate_stage, mean_metrics
 
 torch.set_num_threads(1)
 
@@ -56,7 +56,7 @@ def test_every_loss_decreases_on_the_rule(loss):
     split = counting_split(n_users=60)
     torch.manual_seed(0)
     net = SASRecNet(split.n_items, hidden=16, layers=1, heads=1, max_len=20, dropout=0.0)
-    from mmrank.data.sequences import training_batch
+    from mmrank.sequential.data import training_batch
     inputs, targets = (torch.from_numpy(a) for a in training_batch(split.train, np.arange(60), 20))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
@@ -102,7 +102,7 @@ def test_seen_items_never_in_full_ranking_top_k():
     split = counting_split(n_users=40)
     ranker = SASRecRanker(hidden=16, layers=1, heads=1, max_len=20, dropout=0.0).build(split)
     hist = split.history_for("test")
-    from mmrank.train.sequential_module import seen_csr
+    from mmrank.sequential.module import seen_csr
     indptr, indices = seen_csr(hist)
     scores = ranker.score_users(torch.arange(hist.n_users), hist)
     # Make seen items the model's favourites: masking must still keep them out.
@@ -155,7 +155,7 @@ def test_inference_path_matches_the_training_encoder():
 def test_batched_evaluation_equals_scoring_each_user_alone():
     """Length-sorted chunks padded to their longest history give every user the metrics that
     scoring that user alone at full max_len gives (lengths here vary from 6 to 17, max_len 20)."""
-    from mmrank.metrics import full_ranking_metrics
+    from mmrank.sequential.full_ranking import full_ranking_metrics
 
     torch.manual_seed(0)
     split = counting_split(n_users=40)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmrank.data.model import Interactions
-from mmrank.data.sequences import IdVocab, Histories, make_split, pad_left, training_batch
+from mmrank.sequential.data import IdVocab, Histories, make_split, pad_left, training_batch
 from mmrank.data.splits import leave_one_out
 from mmrank.errors import UnknownIdError
 
@@ -80,7 +80,7 @@ def _write_recbole(folder, rows, items):
 
 def test_evaluating_a_run_on_data_with_an_unknown_item_names_it_and_the_file(tmp_path):
     from mmrank.config import config_from_dict
-    from mmrank.train.sequential_run import evaluate_sequential, train_sequential
+    from mmrank.sequential.run import evaluate_sequential, train_sequential
 
     rows = [(u, i, t) for u in ("a", "b", "c") for t, i in enumerate(["1", "2", "3", "4"])]
     _write_recbole(tmp_path / "d1", rows, ["1", "2", "3", "4"])

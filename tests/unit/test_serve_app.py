@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mmrank.serve.app import ServeConfig, create_app
-from mmrank.serve.engine import RerankPolicy
+from mmrank.serve.policy import RerankPolicy
 from mmrank.serve.model_slot import LoadedModel, ModelSlot, load_run
 from mmrank.serve.records import ranking_set_of
 from mmrank.serve.rollout import in_rollout

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.engine import run_jobs
+from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import FAIL, PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
 from mmrank.stats import paired_bootstrap_ci, seed_variance

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.engine import run_jobs
+from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
 from mmrank.stats import paired_bootstrap_ci

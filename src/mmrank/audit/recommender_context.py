@@ -19,7 +19,7 @@ import numpy as np
 
 from mmrank.audit.context import PolicyView
 from mmrank.data.model import Interactions
-from mmrank.data.sequences import SequenceSplit
+from mmrank.sequential.data import SequenceSplit
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RecommenderAuditContext(PolicyView):
 
     def evaluate(self, ranker: Any, split: SequenceSplit) -> dict[str, np.ndarray]:
         """Per-user test metrics (full ranking; ``sampled_*`` beside it when sampled_negatives > 0)."""
-        from mmrank.train.sequential_module import evaluate_stage
+        from mmrank.sequential.module import evaluate_stage
 
         return evaluate_stage(ranker, split, "test", sampled_negatives=self.sampled_negatives, seed=self.seed)
 

@@ -86,7 +86,7 @@ def held_out_events(run_dir: str | Path, events: Interactions) -> tuple[Interact
 
 def _load(spec: str | Path, seq, label: str):
     """(ranker, the split in its dense ids) for a run directory or a baseline kind."""
-    from mmrank.train.sequential_run import RANKERS, load_run, split_for
+    from mmrank.sequential.run import RANKERS, load_run, split_for
 
     if Path(spec).is_dir():
         if not is_sequential_run(spec):
@@ -111,7 +111,7 @@ def audit_recommender(
 ) -> AuditReport:
     """Run the recommendation checks (all by default, or the named ones) and decide the verdict."""
     from mmrank.config import load_config
-    from mmrank.train.sequential_run import load_sequence_data
+    from mmrank.sequential.run import load_sequence_data
 
     pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
     names = check_names(CHECKS, checks)

@@ -34,14 +34,14 @@ from mmrank.audit import (
     temporal_leakage,
 )
 from mmrank.audit.context import AuditContext
-from mmrank.audit.engine import ENGINES
+from mmrank.audit.jobs import ENGINES
 from mmrank.audit.policy import load_policy
 from mmrank.audit.rankers import resolve_ranker
 from mmrank.audit.result import CheckResult, to_jsonable
 from mmrank.audit.run_artifacts import read_run_artifacts
 from mmrank.audit.verdict import EXIT_CODES, Verdict, decide
 from mmrank.data.model import Interactions, RankingSet
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 # Integrity first (a leak makes every later number meaningless), then what the model uses,

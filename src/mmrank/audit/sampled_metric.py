@@ -5,7 +5,7 @@ which of two models looks better (Krichene & Rendle, KDD 2020). When the evaluat
 audited used ``n_negatives`` sampled negatives, this recomputes it that way *and* on the full
 candidate lists, and WARNs when the two differ by more than ``max_relative_gap`` for the model
 or the baseline (the value is the larger gap), or the model-vs-baseline ordering flips. For recommenders the caller passes both per-user arrays
-(``mmrank.metrics.sampled_ranking_metrics`` / ``full_ranking_metrics``). A context whose
+(``mmrank.sequential.full_ranking.sampled_ranking_metrics`` / ``full_ranking_metrics``). A context whose
 ``headline`` is ``"full"`` (mmrank's recommendation runs: full ranking is what they report, sampled
 values only beside it, marked) gets the gap in the evidence, and a WARN only when the sampled
 protocol flips the model-vs-baseline order (quoting it would mislead).

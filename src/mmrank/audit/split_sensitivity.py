@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.engine import run_jobs
+from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import PASS, WARN, CheckResult
 from mmrank.data.model import Interactions
 from mmrank.stats import paired_bootstrap_ci

@@ -81,7 +81,7 @@ def features(
         write_rerank_task,
     )
     from mmrank.features.cache import cached_outputs, default_cache_dir
-    from mmrank.features.report import FeaturesReport
+    from mmrank.features.build_report import FeaturesReport
     from mmrank.features.text import TextEncoder
     from mmrank.features.visual import VisualEncoder
 
@@ -163,7 +163,7 @@ def dedup(
 
     Example: mmrank data dedup ../shared/data/ml-100k-mm/posters --phash-distance 5 --out dups.json
     """
-    from mmrank.data.validate import atomic_write_text
+    from mmrank.atomic_io import atomic_write_text
     from mmrank.errors import DataError
     from mmrank.features.cache import default_cache_dir
     from mmrank.features.dedup import find_duplicates, find_image_files

@@ -16,7 +16,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def _policy(top_m: int | None, rollout: float, shadow: bool, timeout_ms: float | None,
             uncertainty_threshold: float | None, mc_passes: int):
-    from mmrank.serve.engine import RerankPolicy
+    from mmrank.serve.policy import RerankPolicy
 
     if not 0.0 <= rollout <= 100.0:
         raise ConfigError(f"--rollout {rollout:g} is not a percentage — use a value in 0..100")

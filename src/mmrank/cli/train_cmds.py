@@ -49,7 +49,7 @@ def train(
 
         raise ConfigError("--resume needs --out RUN: the run directory to continue")
     if getattr(cfg, "task", "rerank") == "sequential":
-        from mmrank.train.sequential_run import train_sequential
+        from mmrank.sequential.run import train_sequential
 
         out = out or _default_out(config, getattr(cfg, "name", None))
         with console.status(f"training {cfg.model.kind}"):
@@ -128,7 +128,7 @@ def evaluate(
 
     kind = model_kind(run)
     if kind in SEQUENTIAL_KINDS:
-        from mmrank.train.sequential_run import evaluate_sequential
+        from mmrank.sequential.run import evaluate_sequential
 
         with console.status(f"evaluating {kind} (full ranking over all items)"):
             metrics = evaluate_sequential(run, data)

@@ -46,7 +46,8 @@ from mmrank.data.formats import (
     short_floats,
 )
 from mmrank.data.model import RankingSet
-from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_text
+from mmrank.data.validate import QueryChecker, ReadReport
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import DataError
 
 # Step5 candidate fields that map to a named modality (besides the ``<name>_features`` rule)

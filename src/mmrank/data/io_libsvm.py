@@ -34,7 +34,8 @@ from mmrank.data.formats import (
     short_float_texts,
 )
 from mmrank.data.model import RankingSet
-from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_text
+from mmrank.data.validate import QueryChecker, ReadReport
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import DataError
 
 _DOCID = re.compile(r"docid\s*=\s*(\S+)")

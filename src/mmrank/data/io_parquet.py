@@ -20,7 +20,8 @@ import numpy as np
 
 from mmrank.data.formats import FLOAT32_MAX, BadRecord, SchemaTracker, empty_ranking_set, require_finite
 from mmrank.data.model import RankingSet
-from mmrank.data.validate import QueryChecker, ReadReport, atomic_write_bytes
+from mmrank.data.validate import QueryChecker, ReadReport
+from mmrank.atomic_io import atomic_write_bytes
 from mmrank.errors import DataError
 
 REQUIRED = ("query_id", "candidate_id", "label")

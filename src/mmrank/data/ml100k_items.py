@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mmrank.data.model import ItemFeatures
-from mmrank.data.validate import atomic_write_bytes, atomic_write_text
+from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 from mmrank.errors import DataError
 
 GENRES = ("genre_unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",

@@ -37,7 +37,7 @@ import numpy as np
 
 from mmrank.data.formats import read_bytes, write_ranking
 from mmrank.data.model import Interactions, ItemFeatures, RankingSet
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")

@@ -35,7 +35,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from mmrank.data.model import Interactions, RankingSet, hash_ids
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 PARTS = ("train", "valid", "test")

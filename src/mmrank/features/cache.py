@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mmrank.data.validate import atomic_write_bytes, atomic_write_text
+from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 
 
 def default_cache_dir() -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.model import RankingSet
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import DataError
 from mmrank.models.storage import read_manifest, sha256_bytes
 

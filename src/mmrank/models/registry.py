@@ -16,8 +16,8 @@ MODELS: dict[str, str] = {
     "linear_student": "mmrank.models.distill:LinearStudent",
     "lambdamart": "mmrank.models.baselines:LambdaMART",
     "heuristic": "mmrank.models.baselines:HeuristicBaseline",
-    "sasrec": "mmrank.models.sasrec:SASRecRanker",
-    "sasrec_moe": "mmrank.models.moe:SASRecMoERanker",
+    "sasrec": "mmrank.sequential.sasrec:SASRecRanker",
+    "sasrec_moe": "mmrank.sequential.moe:SASRecMoERanker",
 }
 
 

@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import DataError
 from mmrank.report import plots
 

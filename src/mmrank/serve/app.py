@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 import mmrank
 from mmrank.data.formats import BadRecord
-from mmrank.serve.engine import RerankPolicy, decide_one
-from mmrank.serve.metrics import CONTENT_TYPE, ServeMetrics
+from mmrank.serve.policy import RerankPolicy, decide_one
+from mmrank.serve.prometheus import CONTENT_TYPE, ServeMetrics
 from mmrank.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from mmrank.serve.model_slot import ModelSlot
 from mmrank.serve.records import parse_line, ranking_set_of

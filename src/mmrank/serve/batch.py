@@ -22,7 +22,7 @@ from typing import Callable, TextIO
 from mmrank.data.formats import BadRecord, raw_text
 from mmrank.data.validate import Problem
 from mmrank.errors import DataError
-from mmrank.serve.engine import RerankPolicy, decide_many
+from mmrank.serve.policy import RerankPolicy, decide_many
 from mmrank.serve.records import parse_line, ranking_set_of
 from mmrank.serve.reorder import SHADOW, Decision, ranked_entries
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from mmrank.serve.metrics import ServeMetrics
+from mmrank.serve.prometheus import ServeMetrics
 
 
 async def _send_json(send, status: int, body: dict) -> None:

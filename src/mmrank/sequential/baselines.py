@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from mmrank.data.sequences import IdVocab
-from mmrank.data.validate import atomic_write_text
+from mmrank.sequential.data import IdVocab
+from mmrank.atomic_io import atomic_write_text
 
 
 class _ItemScoreRanker:

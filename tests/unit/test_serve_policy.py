@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmrank.data.model import RankingSet
-from mmrank.serve.engine import RerankPolicy, decide_many, decide_one
+from mmrank.serve.policy import RerankPolicy, decide_many, decide_one
 from mmrank.serve.reorder import (
     FALLBACK, MODEL_ERROR, NON_FINITE, OUTSIDE_ROLLOUT, RERANKED, SHADOW, TIMEOUT, UNCERTAINTY, WRONG_LENGTH,
     is_permutation,

@@ -11,7 +11,7 @@ softmax with N uniform negatives, gBCE (Petrov & Macdonald, RecSys 2023) and BPR
 
 ``SASRecRanker`` wraps the net in the mmrank model protocol (params in the constructor, ``fit``,
 pure scoring, safetensors + JSON storage). It knows nothing about optimisers: ``fit`` hands the
-net to the Lightning module in ``mmrank.train.sequential_module``.
+net to the Lightning module in ``mmrank.sequential.module``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from mmrank.data.sequences import IdVocab, pad_left
-from mmrank.data.validate import atomic_write_text
+from mmrank.sequential.data import IdVocab, pad_left
+from mmrank.atomic_io import atomic_write_text
 
 LOSSES = ("ce", "sampled_softmax", "gbce", "bpr")
 
@@ -245,9 +245,9 @@ class SASRecRanker:
 
     def fit(self, split, valid=None, **train_options: Any) -> "SASRecRanker":
         """Train on ``split.train``; early-stop on validation NDCG@10 (``train_options`` go to
-        ``mmrank.train.sequential_module.fit_net``: epochs, batch_size, lr, ...)."""
+        ``mmrank.sequential.module.fit_net``: epochs, batch_size, lr, ...)."""
         # Imported here: the training stack (Lightning) is only needed to fit, never to score.
-        from mmrank.train.sequential_module import fit_net
+        from mmrank.sequential.module import fit_net
 
         if self.net is None:
             self.build(split)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrank.data.validate import atomic_write_text
+from mmrank.atomic_io import atomic_write_text
 
 STATES = ("ok", "missing", "failed")
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmrank.models.sasrec import SASRecNet, SASRecRanker
+from mmrank.sequential.sasrec import SASRecNet, SASRecRanker
 
 
 class ModalityExperts(nn.Module):

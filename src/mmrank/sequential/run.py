@@ -25,16 +25,16 @@ from mmrank.config import dump_config
 from mmrank.data.io_recbole import read_recbole
 from mmrank.data.ml100k_items import load_item_features
 from mmrank.data.model import Interactions, ItemFeatures
-from mmrank.data.sequences import SequenceSplit, make_split
+from mmrank.sequential.data import SequenceSplit, make_split
 from mmrank.data.splits import leave_one_out
-from mmrank.data.validate import atomic_write_bytes, atomic_write_text
+from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 from mmrank.errors import ConfigError, DataError
-from mmrank.models.moe import SASRecMoERanker
-from mmrank.models.sasrec import SASRecRanker
-from mmrank.models.seq_baselines import MostRecentRanker, PopularityRanker
+from mmrank.sequential.moe import SASRecMoERanker
+from mmrank.sequential.sasrec import SASRecRanker
+from mmrank.sequential.baselines import MostRecentRanker, PopularityRanker
 from mmrank.runs import git_sha, package_versions
-from mmrank.train.sequential_config import SequentialConfig
-from mmrank.train.sequential_module import evaluate_stage, fit_net, mean_metrics
+from mmrank.sequential.config import SequentialConfig
+from mmrank.sequential.module import evaluate_stage, fit_net, mean_metrics
 
 RANKERS = {c.kind: c for c in (SASRecRanker, SASRecMoERanker, PopularityRanker, MostRecentRanker)}
 
@@ -271,7 +271,7 @@ def split_for(ranker, seq: SequenceData) -> SequenceSplit:
 
 
 def _reencode(seq: SequenceData, ranker) -> SequenceSplit:
-    from mmrank.data.sequences import build_histories
+    from mmrank.sequential.data import build_histories
 
     s = seq.split
     src = seq.inter_path

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmrank.data.sequences import Histories, SequenceSplit, training_batch
-from mmrank.metrics import full_ranking_metrics, sampled_ranking_metrics
+from mmrank.sequential.data import Histories, SequenceSplit, training_batch
+from mmrank.sequential.full_ranking import full_ranking_metrics, sampled_ranking_metrics
 
 KS = (5, 10, 20)
 # Users scored per evaluation chunk. Small chunks keep a chunk's activations in cache: on ML-100K
