@@ -16,6 +16,7 @@ from mmrank.data.model import RankingSet, concat_ranking_sets
 from mmrank.errors import ConfigError, DataError
 from mmrank.metrics import evaluate, evaluate_per_query
 from mmrank.models.registry import build_ranker
+from mmrank.provenance import refuse_if_trained_on, write_provenance
 from mmrank.runs import LOGS, load_calibrator, load_model, load_run_config, make_fingerprint, write_json, write_predictions, write_run
 
 BASELINES = ("lambdamart", "heuristic")
@@ -97,6 +98,8 @@ def train_rerank(cfg: RerankConfig, out: str | Path, resume: bool = False, conso
     fingerprint = make_fingerprint(parts, files, cfg.train.seed)
     write_run(out, config_yaml=dump_config(cfg), model=model, metrics=metrics, fingerprint=fingerprint, calibrator_json=calibrator_json)
     write_predictions(out, {name: (rset, s, probs[name]) for name, (rset, s) in scored.items()})
+    # Hashes of every split the run saw: `mmrank evaluate` and `mmrank audit` refuse test data it trained on.
+    write_provenance(out, parts)
     return metrics
 
 
@@ -143,18 +146,31 @@ def baseline_scores(baseline: str, run_dir: Path, data: RankingSet) -> tuple[str
 
 
 def evaluate_rerank(run_dir: str | Path, data_path: str | Path, format: str | None = None, baseline: str | None = None,
-                    metrics: list[str] | None = None, out: str | Path | None = None) -> dict:
+                    metrics: list[str] | None = None, out: str | Path | None = None,
+                    allow_trained_on: bool = False) -> dict:
     """Score ``data_path`` with the run's model (and a baseline); write metrics.json and
-    per_query.parquet under ``out`` (default ``RUN/eval/<data file stem>``)."""
+    per_query.parquet under ``out`` (default ``RUN/eval/<data file stem>``).
+
+    Data the run was trained or validated on (its recorded provenance) is refused with a
+    ``DataError`` unless ``allow_trained_on``; then the overlap is recorded as
+    ``trained_on_overlap`` in metrics.json. A run without provenance records
+    ``"trained_on_overlap": "unknown"``."""
     from mmrank.stats import paired_bootstrap_ci, randomization_test
 
     run_dir = Path(run_dir)
     data = load_ranking(data_path, format)
+    overlap = refuse_if_trained_on(run_dir, data, allow=allow_trained_on, path=str(data_path))
     model = load_model(run_dir)
     names = metrics or ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
     scores = model.score(data)
     per_query = evaluate_per_query(data, scores, names)
     result: dict[str, Any] = {"data": str(data_path), "queries": data.n_queries, "model": {"run": str(run_dir), **evaluate(data, scores, names)}}
+    if overlap is None:
+        result["trained_on_overlap"] = "unknown: the run recorded no provenance (trained before mmrank recorded it)"
+    else:
+        result["trained_on_overlap"] = overlap.to_dict()
+        if overlap.trained_on:
+            result["trained_on_overlap"]["warning"] = "ALLOWED by --allow-trained-on: " + overlap.summary()
     cal = load_calibrator(run_dir)
     if cal is not None:
         result["calibration"] = calibration_report(cal.transform(scores), data.labels, cal.relevance_threshold)
