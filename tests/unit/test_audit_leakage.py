@@ -52,8 +52,8 @@ def test_near_duplicates_fail_on_noisy_copies_of_the_same_query():
     sim.test = concat_ranking_sets([sim.test, _noisy_copy(sim.train.subset(np.arange(5)), 0.02, 0)])
     res = run(sim, ["near_duplicates"])["near_duplicates"]
     assert res.status == FAIL
-    assert res.evidence["affected_candidates"] == 5 * 20
-    assert res.value == pytest.approx(100 / sim.test.n_candidates)
+    assert res.evidence["copied_queries"] == 5 and res.evidence["same_query_twin_share"] == pytest.approx(100 / sim.test.n_candidates)
+    assert res.value == pytest.approx(5 / 35)
     # same query ids but unrelated (non-duplicate) candidates: nothing to report
     sim2 = simulate(2, n_train=40, n_test=30)
     other = simulate(99, n_train=5, n_test=2).train
@@ -61,7 +61,7 @@ def test_near_duplicates_fail_on_noisy_copies_of_the_same_query():
                                      other.candidate_ids, other.labels, features=other.features,
                                      baseline_scores=other.baseline_scores)])
     res2 = run(sim2, ["near_duplicates"])["near_duplicates"]
-    assert res2.status == PASS and res2.evidence["test_queries_matched_in_train"] == 5
+    assert res2.status == PASS and res2.evidence["copied_queries"] == 0
 
 
 def test_temporal_leakage_fails_on_future_training_events():

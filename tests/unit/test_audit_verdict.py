@@ -10,7 +10,8 @@ from mmrank.errors import ConfigError
 
 
 def checks(**status):
-    names = ["split_overlap", "feature_label_leakage", "modality_ablation", "baseline_agreement", "significance"]
+    names = ["provenance", "split_overlap", "near_duplicates", "feature_label_leakage", "label_permutation_control",
+             "modality_ablation", "baseline_agreement", "significance"]
     return [CheckResult(n, status.get(n, PASS), 0.0, 0.0, "rule", advice=f"fix {n}") for n in names]
 
 
@@ -41,6 +42,19 @@ def test_significant_gain_with_integrity_warnings_pauses(status):
 def test_no_baseline_comparison_cannot_be_go():
     v = decide([c for c in checks() if c.name != "significance"], load_policy())
     assert v.decision == PAUSE_AND_FIX
+
+
+@pytest.mark.parametrize("name", ["label_permutation_control", "provenance"])
+def test_a_required_check_that_skips_pauses_and_says_what_to_provide(name):
+    results = [c if c.name != name else CheckResult.skip(name, "why", provide="give X") for c in checks()]
+    v = decide(results, load_policy())
+    assert v.decision == PAUSE_AND_FIX and f"not checked: {name} — give X" in v.reasons
+    assert decide([c for c in checks() if c.name != name], load_policy()).decision == PAUSE_AND_FIX
+    # not required for sequential audits; their own required list applies there
+    seq = [CheckResult(n, PASS) for n in ("held_out_leakage", "temporal_leakage", "significance")]
+    assert decide(seq, load_policy(), task="sequential").decision == GO
+    assert decide(seq[1:], load_policy(), task="sequential").reasons == [
+        "not checked: held_out_leakage — it was not run (run every check, or drop it from verdict.required.sequential)"]
 
 
 def test_leakage_checks_are_a_policy_choice():

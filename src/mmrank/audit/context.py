@@ -53,6 +53,7 @@ class AuditContext(PolicyView):
     interactions: Interactions | None = None     # all events, for split_sensitivity
     fit_evaluate: Callable | None = None         # (train_events, test_events) -> per-user metric
     sampled_vs_full: dict | None = None          # precomputed {"sampled": (U,), "full": (U,)} (recommenders)
+    run_dir: Any = None                          # the model's run directory (its recorded provenance), if any
     extras: dict = field(default_factory=dict)   # plot data collected along the way (report)
 
     @property

@@ -53,8 +53,11 @@ class CheckResult:
                       if k in d})
 
     @classmethod
-    def skip(cls, name: str, why: str) -> "CheckResult":
-        return cls(name, SKIP, rule="not applicable", evidence={"reason": why})
+    def skip(cls, name: str, why: str, provide: str | None = None) -> "CheckResult":
+        """A check that could not run: ``why``, and ``provide`` — what the user must give for it
+        to run (quoted by the verdict when the policy requires the check)."""
+        evidence = {"reason": why} | ({"provide": provide} if provide else {})
+        return cls(name, SKIP, rule="not applicable", evidence=evidence, advice=provide or "")
 
 
 def _finite_or_none(x: float | None):

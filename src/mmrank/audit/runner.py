@@ -26,6 +26,7 @@ from mmrank.audit import (
     label_permutation_control,
     modality_ablation,
     near_duplicates,
+    provenance_check,
     sample_size,
     sampled_metric,
     significance,
@@ -48,7 +49,7 @@ from mmrank.errors import ConfigError, DataError
 # then the gain and whether it can be measured.
 CHECKS = {
     m.NAME: m.check
-    for m in (split_overlap, near_duplicates, temporal_leakage, feature_label_leakage,
+    for m in (provenance_check, split_overlap, near_duplicates, temporal_leakage, feature_label_leakage,
               label_permutation_control, modality_ablation, attention_share, baseline_agreement,
               significance, sampled_metric, split_sensitivity, sample_size)
 }
@@ -163,10 +164,10 @@ def audit(
         make_model=make_model or default_factory(model), fit_options=dict(fit_options or {}), engine=engine,
         n_jobs=int(n_jobs or pol["engine"]["n_jobs"]), address=address,
         train_interactions=train_interactions, test_interactions=test_interactions,
-        interactions=interactions, fit_evaluate=fit_evaluate, sampled_vs_full=sampled_vs_full,
+        interactions=interactions, fit_evaluate=fit_evaluate, sampled_vs_full=sampled_vs_full, run_dir=run_dir,
     )
     results, timings = run_checks(CHECKS, names, ctx, progress)
-    verdict: Verdict = decide(results, pol)
+    verdict: Verdict = decide(results, pol, task="rerank")
     if run_dir is not None:
         ctx.extras.update(read_run_artifacts(run_dir))
     meta = {

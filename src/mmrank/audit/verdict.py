@@ -3,7 +3,9 @@
 * NO_GO — any FAIL among the leakage checks (the numbers cannot be trusted), or ``significance``
   FAILs (the gain's CI lies below zero: the model is worse than the baseline).
 * PAUSE_AND_FIX — otherwise, when any check WARNs or FAILs, or the gain is not significant.
-* GO — every applicable check PASSes (SKIPped checks did not apply and do not count).
+* GO — every applicable check PASSes (SKIPped checks did not apply and do not count), and every
+  check the policy *requires* for the task (``verdict.required.<task>``) ran: a required check
+  that SKIPs (or was not run) gives PAUSE_AND_FIX "not checked: NAME — what to provide".
 """
 
 from __future__ import annotations
@@ -30,7 +32,23 @@ def _reason(c: CheckResult) -> str:
     return f"{c.name} {c.status}: {c.advice or c.rule}"
 
 
-def decide(checks: list[CheckResult], policy: dict) -> Verdict:
+def not_checked(checks: list[CheckResult], policy: dict, task: str) -> list[str]:
+    """Reasons for each check the policy requires for ``task`` that SKIPped or did not run."""
+    required = (policy["verdict"].get("required") or {}).get(task) or []
+    by_name = {c.name: c for c in checks}
+    out = []
+    for name in required:
+        c = by_name.get(name)
+        if c is None:
+            out.append(f"not checked: {name} — it was not run (run every check, or drop it from verdict.required.{task})")
+        elif c.status == SKIP:
+            why = c.evidence.get("provide") or c.evidence.get("reason") or "it did not apply"
+            out.append(f"not checked: {name} — {why}")
+    return out
+
+
+def decide(checks: list[CheckResult], policy: dict, task: str = "rerank") -> Verdict:
+    """The verdict for ``checks`` of a ``task`` ("rerank" or "sequential") audit."""
     leakage = set(policy["verdict"]["leakage_checks"])
     by_name = {c.name: c for c in checks}
     leaks = [c for c in checks if c.name in leakage and c.status == FAIL]
@@ -38,11 +56,11 @@ def decide(checks: list[CheckResult], policy: dict) -> Verdict:
     if leaks or (significance is not None and significance.status == FAIL):
         worst = leaks + ([significance] if significance is not None and significance.status == FAIL else [])
         return Verdict(NO_GO, [_reason(c) for c in worst])
-    problems = [c for c in checks if c.status in (WARN, FAIL)]
+    problems = [_reason(c) for c in checks if c.status in (WARN, FAIL)]
     if significance is None or significance.status == SKIP:
-        problems.append(CheckResult("significance", WARN, rule="no baseline comparison: a gain cannot be shown",
-                                    advice="audit against a baseline (--baseline)"))
+        problems.append("significance WARN: audit against a baseline (--baseline)")
+    problems += [r for r in not_checked(checks, policy, task) if not r.startswith("not checked: significance")]
     if problems:
-        return Verdict(PAUSE_AND_FIX, [_reason(c) for c in problems])
+        return Verdict(PAUSE_AND_FIX, problems)
     assert all(c.status in (PASS, SKIP) for c in checks)
     return Verdict(GO, ["every applicable check passed: " + ", ".join(c.name for c in checks if c.status == PASS)])
