@@ -4,19 +4,24 @@ quarantined with path:line, every good query written, atomic output, bounded mem
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mmrank.cli.app import app
 from mmrank.errors import DataError
 from mmrank.models.baselines import HeuristicBaseline
-from mmrank.serve.batch import rerank_file
+from mmrank.serve.batch import EXIT_NOTHING_RERANKED, EXIT_OK, EXIT_PARTIAL, rerank_file
+from mmrank.serve.batch_output import TEMP_SUFFIX, temp_path
 from mmrank.serve.policy import RerankPolicy
 from mmrank.serve.model_slot import load_run
 from mmrank.serve.records import ranking_set_of
@@ -166,43 +171,186 @@ def test_memory_stays_bounded_as_the_file_grows(tmp_path):
     assert peaks[400] < 1.5 * peaks[40], peaks
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+def letor_query(query_id: str, dim: int, n: int = 4, seed: int = 0) -> dict:
+    """A native-schema query with one ``letor`` modality of ``dim`` features (MQ2008 has 46)."""
+    rng = np.random.default_rng(seed)
+    return {"query_id": query_id, "candidates": [
+        {"candidate_id": f"{query_id}-{j}", "features": {"letor": [round(float(x), 3) for x in rng.random(dim)]}} for j in range(n)]}
+
+
+# Line kinds of the property test: what each is, and what the batch must make of it.
+GOOD_A, LETOR_46, LETOR_2, BROKEN, BLANK, EMPTY_QUERY, NO_ID = range(7)
+WRITTEN = {GOOD_A: ("reranked", "ok"), LETOR_46: ("fallback", "model_error"), LETOR_2: ("fallback", "model_error")}
+QUARANTINED = {BROKEN, EMPTY_QUERY, NO_ID}
+
+
+def line_of(kind: int, i: int, n: int, seed: int):
+    if kind == GOOD_A:  # the run's own layout (image 6, text 4, compliance): the model reranks it
+        return step5_query(np.random.default_rng(seed), f"a{i}", n, labels=False)
+    if kind in (LETOR_46, LETOR_2):
+        return letor_query(f"l{i}", 46 if kind == LETOR_46 else 2, n, seed)
+    return {BROKEN: b'{"query_id": "x", "candidates": [', BLANK: b"   ",
+            EMPTY_QUERY: {"query_id": f"e{i}", "candidates": []},
+            NO_ID: {"query_id": f"n{i}", "candidates": [{"raw_score": 1.0}]}}[kind]
+
+
+def expected_exit(kinds: list[int]) -> int:
+    """docs/serving.md, "Exit codes", computed from the line kinds alone."""
+    lines = [k for k in kinds if k != BLANK]
+    if lines and GOOD_A not in lines:
+        return EXIT_NOTHING_RERANKED
+    return EXIT_PARTIAL if any(k in QUARANTINED or k in (LETOR_46, LETOR_2) for k in lines) else EXIT_OK
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(0, 10**6)), min_size=1, max_size=8),
-       st.integers(1, 6), st.integers(1, 4))
-def test_every_line_is_written_or_quarantined_and_every_answer_is_a_permutation(tmp_path_factory, spec, top_m, chunk):
-    """Random files mixing good lines, broken JSON, empty queries and a model that fails on some."""
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(1, 9), st.integers(0, 10**6)), min_size=0, max_size=10),
+       st.sampled_from([None, 1, 3, 6]), st.integers(1, 4))
+@example([(LETOR_46, 4, 0), (LETOR_2, 4, 1)], None, 64)  # issue 14 (1): one file, two letor widths
+@example([(GOOD_A, 5, 0), (LETOR_46, 4, 0), (LETOR_2, 4, 1), (GOOD_A, 3, 2)], None, 64)
+def test_mixed_layouts_malformed_and_blank_lines(run_dir, tmp_path_factory, spec, top_m, chunk):
+    """Records in = reranked + fallback + quarantined; every output a permutation of its input;
+    lines of another layout fall back alone (original order, reason), the exit code as documented."""
     d = tmp_path_factory.mktemp("prop")
-    lines, kinds = [], []
-    for i, (kind, n, seed) in enumerate(spec):
-        q = step5_query(np.random.default_rng(seed), f"p{i}" if kind != 3 else "boom", n)
-        lines.append({0: q, 1: b"{broken", 2: {"query_id": f"e{i}", "candidates": []}, 3: q}[kind])
-        kinds.append(kind)
+    kinds = [k for k, _, _ in spec]
+    lines = [line_of(k, i, n, seed) for i, (k, n, seed) in enumerate(spec)]
     src = write_lines(d / "in.jsonl", lines)
-    summary = rerank_file(FailsOn("boom"), src, d / "out.jsonl", RerankPolicy(top_m=top_m), chunk_size=chunk)
+    summary = rerank_file(load_run(run_dir).ranker, src, d / "out.jsonl", RerankPolicy(top_m=top_m), chunk_size=chunk)
     out = read_out(d / "out.jsonl")
-    good = [x for x, k in zip(lines, kinds) if k in (0, 3)]
-    assert len(out) == len(good) == summary.queries_written
-    assert summary.quarantined == sum(k in (1, 2) for k in kinds)
-    for q, o in zip(good, out):
+    written = [(x, k) for x, k in zip(lines, kinds) if k in WRITTEN]
+    assert summary.lines_in == sum(k != BLANK for k in kinds)
+    assert summary.lines_in == summary.queries_written + summary.quarantined
+    assert summary.queries_written == len(out) == len(written)
+    assert summary.quarantined == sum(k in QUARANTINED for k in kinds)
+    for (q, k), o in zip(written, out):
+        assert o["query_id"] == q["query_id"]
         assert_permutation(q, o)
-        assert (o["status"] == "fallback") == (q["query_id"] == "boom")
+        assert (o["status"], o["reason"]) == WRITTEN[k]
+        if o["status"] == "fallback":
+            assert [c["candidate_id"] for c in o["candidates"]] == [c["candidate_id"] for c in q["candidates"]]
+    if summary.quarantined:
+        bad = read_out(d / "out.jsonl.quarantine.jsonl")
+        want = [no for no, k in enumerate(kinds, start=1) if k in QUARANTINED]
+        assert [b["line"] for b in bad] == want and all(b["error"].startswith(f"{src}:{b['line']}: ") for b in bad)
+    assert summary.exit_code == expected_exit(kinds)
 
 
-def test_cli_rerank_end_to_end(run_dir, tmp_path):
+def cli(*args: str):
+    return CliRunner().invoke(app, ["rerank", *args])
+
+
+def test_cli_rerank_end_to_end_and_its_exit_codes(run_dir, tmp_path):
     rng = np.random.default_rng(6)
-    src = write_lines(tmp_path / "scored.jsonl", [step5_query(rng, f"q{i}", 25) for i in range(4)] + [b"oops"])
-    result = CliRunner().invoke(app, ["rerank", "--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "r.jsonl"), "--top-m", "20"])
-    assert result.exit_code == 0, result.output
+    good = [step5_query(rng, f"q{i}", 25) for i in range(4)]
+    src = write_lines(tmp_path / "scored.jsonl", good + [b"oops"])
+    result = cli("--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "r.jsonl"), "--top-m", "20")
+    assert result.exit_code == EXIT_PARTIAL, result.output  # one line quarantined
     assert "4 written" in result.output and "1 quarantined" in result.output
+    assert "partial: 5 lines in — 4 reranked, 0 shadow, 0 fallback (0 model faults), 1 quarantined (exit 3)" in result.output
     out = read_out(tmp_path / "r.jsonl")
     assert len(out) == 4 and all(o["status"] == "reranked" for o in out)
     assert json.loads((tmp_path / "r.jsonl.quarantine.jsonl").read_text())["line"] == 5
+    clean = cli("--model", str(run_dir), "--in", str(write_lines(tmp_path / "good.jsonl", good)), "--out", str(tmp_path / "g.jsonl"))
+    assert clean.exit_code == EXIT_OK and "ok: 4 lines in — 4 reranked" in clean.output
+    # every line quarantined, and every query a model fault: "nothing reranked", each its own code
+    junk = cli("--model", str(run_dir), "--in", str(write_lines(tmp_path / "junk.jsonl", [b"x", b"[1]"])), "--out", str(tmp_path / "j.jsonl"))
+    assert junk.exit_code == EXIT_NOTHING_RERANKED and "nothing reranked" in junk.output
+    letor = write_lines(tmp_path / "letor.jsonl", [letor_query("m0", 46), letor_query("m1", 2)])
+    faults = cli("--model", str(run_dir), "--in", str(letor), "--out", str(tmp_path / "m.jsonl"))
+    assert faults.exit_code == EXIT_NOTHING_RERANKED and "(2 model faults)" in faults.output
     assert "Example: mmrank rerank" in CliRunner().invoke(app, ["rerank", "--help"]).output
     assert "Example: mmrank serve" in CliRunner().invoke(app, ["serve", "--help"]).output
-    rollout = CliRunner().invoke(app, ["serve", "--model", str(run_dir), "--rollout", "150"])
-    assert rollout.exit_code != 0 and "--rollout 150 is not a percentage" in str(rollout.exception)
-    top_m = CliRunner().invoke(app, ["rerank", "--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "y.jsonl"), "--top-m", "0"])
-    assert top_m.exit_code != 0 and "--top-m 0" in str(top_m.exception)
-    bad = CliRunner().invoke(app, ["rerank", "--model", str(tmp_path / "missing"), "--in", str(src), "--out", str(tmp_path / "x.jsonl")])
-    assert bad.exit_code != 0 and "run directory not found" in str(bad.exception)
+
+
+def test_rerank_and_serve_agree_on_top_m(run_dir, tmp_path):
+    """Issue 14 (8): both rerank every candidate unless --top-m says otherwise."""
+    rng = np.random.default_rng(7)
+    q = step5_query(rng, "long", 30)
+    src = write_lines(tmp_path / "in.jsonl", [q])
+    assert cli("--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "o.jsonl")).exit_code == 0
+    (o,) = read_out(tmp_path / "o.jsonl")
+    assert all(c["score"] is not None for c in o["candidates"])  # all 30 scored, not 20
+    for command in ("rerank", "serve"):
+        assert "default: all" in " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "--port", "99999"], "--port 99999 is not a TCP port"),
+    (["serve", "--rollout", "150"], "--rollout 150 is not a percentage"),
+    (["rerank", "--top-m", "0", "--in", "IN", "--out", "OUT"], "--top-m 0 must be at least 1"),
+    (["rerank", "--in", "IN", "--out", "DIR"], "is a directory"),
+    (["rerank", "--model", "MISSING", "--in", "IN", "--out", "OUT"], "run directory not found"),
+])
+def test_usage_errors_are_one_line_and_exit_2(run_dir, tmp_path, args, message):
+    (tmp_path / "DIR").mkdir()
+    src = write_lines(tmp_path / "in.jsonl", [step5_query(np.random.default_rng(0), "q", 3)])
+    paths = {"IN": str(src), "OUT": str(tmp_path / "o.jsonl"), "DIR": str(tmp_path / "DIR"), "MISSING": str(tmp_path / "missing")}
+    full = [paths.get(a, a) for a in args]
+    if "--model" not in full:
+        full[1:1] = ["--model", str(run_dir)]
+    result = CliRunner().invoke(app, full)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR", "in.jsonl"]  # nothing written, no temp file
+
+
+def mmrank(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    exe = Path(sys.executable).with_name("mmrank")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_real_cli_gives_one_line_not_a_traceback(run_dir, tmp_path):
+    """Issue 14 (4) through the real entry point: --out DIR (checked before any work) and --port 99999."""
+    (tmp_path / "outdir").mkdir()
+    src = write_lines(tmp_path / "in.jsonl", [step5_query(np.random.default_rng(0), "q", 3)])
+    for proc in (mmrank("rerank", "--model", str(run_dir), "--in", str(src), "--out", str(tmp_path / "outdir")),
+                 mmrank("serve", "--model", str(run_dir), "--port", "99999")):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "outdir"] and not any((tmp_path / "outdir").iterdir())
+
+
+def test_output_files_keep_the_umask_mode_and_stale_temp_files_are_removed(run_dir, tmp_path):
+    rng = np.random.default_rng(8)
+    src = write_lines(tmp_path / "in.jsonl", [step5_query(rng, "q0", 4), b"bad"])
+    out = tmp_path / "out.jsonl"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = temp_path(out, int(dead))  # what a kill -9 of an earlier run leaves behind
+    stale.write_text("half an output\n")
+    live = temp_path(out, os.getppid())  # a live process's temp file is never touched
+    live.write_text("someone else's\n")
+    old = os.umask(0o027)
+    try:
+        rerank_file(HeuristicBaseline(), src, out, RerankPolicy())
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == 0o640
+    assert (Path(str(out) + ".quarantine.jsonl").stat().st_mode & 0o777) == 0o640
+    assert not stale.exists() and live.exists()
+    live.unlink()
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+
+
+def test_sigterm_leaves_the_previous_output_and_no_temp_file(run_dir, tmp_path):
+    """SIGTERM mid-run: the CLI removes its temp files and exits 143; the old output stays."""
+    line = json.dumps(step5_query(np.random.default_rng(9), "q", 50, dims={"image": 6, "text": 4})).encode()
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(line.replace(b'"q"', f'"q{i}"'.encode(), 1) for i in range(20000)) + b"\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous result\n")
+    exe = Path(sys.executable).with_name("mmrank")
+    proc = subprocess.Popen([str(exe), "rerank", "--model", str(run_dir), "--in", str(src), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(f"*{TEMP_SUFFIX}")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the rerank finished before it could be stopped: give it a longer file"
+    time.sleep(0.3)
+    proc.terminate()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert out.read_text() == "previous result\n"
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")) and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]

@@ -89,12 +89,18 @@ def _vector(value, what: str) -> np.ndarray:
     return out
 
 
-def _text_id(value, what: str) -> str:
+def _text_id(value, what: str, owner: str = "query") -> str:
+    """An id as text; ``what`` names the field in the message (``candidate 3 candidate_id``),
+    ``owner`` what must carry one in the hint (``query`` or ``candidate``)."""
     if isinstance(value, str) and value:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    raise BadRecord(f"{what} missing or not a string/number", f"give every record a {what}")
+    field = what.rsplit(" ", 1)[-1]
+    hint = f"give every {owner} a {field} (a non-empty string or a number)"
+    if value == "":
+        raise BadRecord(f"{what} is an empty string", hint)
+    raise BadRecord(f"{what} missing or not a string/number" + ("" if value is None else f" (got {type(value).__name__})"), hint)
 
 
 def _candidate_features(cand: dict, k: int) -> dict[str, np.ndarray]:
@@ -147,7 +153,7 @@ def _per_candidate(cands: list, require_labels: bool) -> dict:
     for k, cand in enumerate(cands):
         if not isinstance(cand, dict):
             raise BadRecord(f"candidate {k} is not an object", "write each candidate as a JSON object")
-        ids.append(_text_id(cand.get("candidate_id"), f"candidate {k} candidate_id"))
+        ids.append(_text_id(cand.get("candidate_id"), f"candidate {k} candidate_id", "candidate"))
         label = cand.get("label", cand.get("relevance_score"))
         if label is None:
             if require_labels:

@@ -12,8 +12,6 @@ input object with its candidates reordered, each carrying ``score``, ``rank`` an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +22,21 @@ from mmrank.data.validate import Problem
 from mmrank.errors import DataError
 from mmrank.serve.policy import RerankPolicy, decide_many
 from mmrank.serve.records import parse_line, ranking_set_of
-from mmrank.serve.reorder import SHADOW, Decision, ranked_entries
+from mmrank.serve.batch_output import AtomicLines, check_output_path
+from mmrank.serve.reorder import FALLBACK, MODEL_ERROR, NON_FINITE, SHADOW, TIMEOUT, WRONG_LENGTH, Decision, ranked_entries
+
+
+# Exit codes of `mmrank rerank` (docs/serving.md, "Exit codes"); 2 is a usage/data error (nothing written).
+EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_RERANKED = 0, 3, 4
+# Fallbacks because the model failed (the others — outside_rollout, uncertainty — are the policy's choice).
+FAULT_REASONS = frozenset({MODEL_ERROR, TIMEOUT, NON_FINITE, WRONG_LENGTH})
 
 
 @dataclass
 class BatchSummary:
+    """Counts of one batch rerank. Every non-blank line is exactly one of: written (reranked,
+    shadow or fallback, see ``status``/``reasons``) or quarantined."""
+
     lines_in: int = 0
     queries_written: int = 0
     quarantined: int = 0
@@ -36,10 +44,33 @@ class BatchSummary:
     reasons: Counter = field(default_factory=Counter)
     quarantine_path: str | None = None
 
+    @property
+    def model_faults(self) -> int:
+        """Queries that fell back because the model failed (raised, NaN, wrong length, timeout)."""
+        return sum(n for r, n in self.reasons.items() if r in FAULT_REASONS)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every line done as the policy wanted; 4 lines came in but the model ordered none of
+        them (every line quarantined, or every scored query a model fault); 3 otherwise when some
+        lines were quarantined or some queries hit a model fault."""
+        worked = self.queries_written - self.model_faults
+        if self.lines_in and worked == 0:
+            return EXIT_NOTHING_RERANKED
+        return EXIT_PARTIAL if self.quarantined or self.model_faults else EXIT_OK
+
+    def outcome(self) -> str:
+        """The one summary line a pipeline's log keeps."""
+        what = {EXIT_OK: "ok", EXIT_PARTIAL: "partial", EXIT_NOTHING_RERANKED: "nothing reranked"}[self.exit_code]
+        return (f"{what}: {self.lines_in} lines in — {self.status.get('reranked', 0)} reranked, "
+                f"{self.status.get(SHADOW, 0)} shadow, {self.status.get(FALLBACK, 0)} fallback "
+                f"({self.model_faults} model faults), {self.quarantined} quarantined (exit {self.exit_code})")
+
     def as_dict(self) -> dict:
         return {
             "lines_in": self.lines_in, "queries_written": self.queries_written, "quarantined": self.quarantined,
             "status": dict(self.status), "reasons": dict(self.reasons), "quarantine": self.quarantine_path,
+            "model_faults": self.model_faults, "exit_code": self.exit_code,
         }
 
 
@@ -60,29 +91,6 @@ def reranked_object(obj: dict, decision: Decision) -> dict:
     return out
 
 
-class _AtomicLines:
-    """A text file written line by line to a temp file, renamed into place on ``commit``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
-        self.count = 0
-
-    def write(self, obj: dict) -> None:
-        self.file.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-        self.count += 1
-
-    def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.file.close()
-        Path(self.tmp).unlink(missing_ok=True)
-
-
 def rerank_file(
     ranker,
     in_path: str | Path,
@@ -95,17 +103,56 @@ def rerank_file(
 ) -> BatchSummary:
     """Rerank every query of ``in_path`` into ``out_path``; bad lines into ``quarantine_path``
     (default ``<out>.quarantine.jsonl``, written only when there are bad lines, else removed).
-    ``progress(bytes_read)`` is called after each line."""
+
+    The paths are checked before any line is read (DataError: an output that is a folder, the
+    input itself, an unreadable input). ``progress(bytes_read)`` is called after each line.
+    Returns the counts; ``summary.exit_code`` is what the CLI exits with."""
     in_path, out_path = Path(in_path), Path(out_path)
     quarantine_path = Path(quarantine_path) if quarantine_path else out_path.with_name(out_path.name + ".quarantine.jsonl")
-    if in_path.resolve() == out_path.resolve():
-        raise DataError("output would overwrite the input", path=out_path, hint="write to another file")
+    _check_paths(in_path, out_path, quarantine_path)
     try:
         source = open(in_path, "rb")
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror or e}", path=in_path, hint="check the path and its permissions") from None
+    with source:
+        out = AtomicLines(out_path)
+        try:
+            bad = AtomicLines(quarantine_path)
+        except BaseException:
+            out.discard()
+            raise
+        try:
+            summary = _rerank_lines(ranker, source, in_path, out, bad, policy, chunk_size, progress)
+        except BaseException:
+            out.discard()
+            bad.discard()
+            raise
+    out.commit()
+    summary.queries_written, summary.quarantined = out.count, bad.count
+    if bad.count:
+        bad.commit()
+        summary.quarantine_path = str(quarantine_path)
+    else:
+        bad.discard()
+        quarantine_path.unlink(missing_ok=True)  # a stale quarantine from an earlier run would mislead
+    return summary
+
+
+def _check_paths(in_path: Path, out_path: Path, quarantine_path: Path) -> None:
+    check_output_path(out_path, "--out")
+    check_output_path(quarantine_path, "--quarantine")
+    for path, option in ((out_path, "--out"), (quarantine_path, "--quarantine")):
+        if in_path.resolve() == path.resolve():
+            raise DataError(f"{option} would overwrite the input", path=path, hint="write to another file")
+    if out_path.resolve() == quarantine_path.resolve():
+        raise DataError("--quarantine is the same file as --out", path=out_path, hint="give them different paths")
+
+
+def _rerank_lines(ranker, source, in_path: Path, out: AtomicLines, bad: AtomicLines, policy: RerankPolicy,
+                  chunk_size: int, progress: Callable[[int], None] | None) -> BatchSummary:
+    """Read ``source`` line by line: each line judged on its own, good ones scored
+    ``chunk_size`` at a time into ``out``, bad ones into ``bad`` with their ``path:line``."""
     summary = BatchSummary()
-    out, bad = _AtomicLines(out_path), _AtomicLines(quarantine_path)
     chunk: list[tuple[dict, object]] = []
 
     def flush() -> None:
@@ -115,33 +162,19 @@ def rerank_file(
             summary.reasons[decision.reason] += 1
         chunk.clear()
 
-    try:
-        with source:
-            for no, raw in enumerate(source, start=1):
-                if raw.strip():
-                    summary.lines_in += 1
-                    try:
-                        obj = parse_line(_utf8(raw))
-                        chunk.append((obj, ranking_set_of(obj)))
-                    except BadRecord as e:
-                        bad.write(_quarantine_row(in_path, no, e, raw))
-                    if len(chunk) >= chunk_size:
-                        flush()
-                if progress is not None:
-                    progress(len(raw))
-            flush()
-    except BaseException:
-        out.discard()
-        bad.discard()
-        raise
-    out.commit()
-    summary.queries_written, summary.quarantined = out.count, bad.count
-    if bad.count:
-        bad.commit()
-        summary.quarantine_path = str(quarantine_path)
-    else:
-        bad.discard()
-        quarantine_path.unlink(missing_ok=True)  # a stale quarantine from an earlier run would mislead
+    for no, raw in enumerate(source, start=1):
+        if raw.strip():
+            summary.lines_in += 1
+            try:
+                obj = parse_line(_utf8(raw))
+                chunk.append((obj, ranking_set_of(obj)))
+            except BadRecord as e:
+                bad.write(_quarantine_row(in_path, no, e, raw))
+            if len(chunk) >= chunk_size:
+                flush()
+        if progress is not None:
+            progress(len(raw))
+    flush()
     return summary
 
 

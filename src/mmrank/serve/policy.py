@@ -12,8 +12,8 @@ import asyncio
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from mmrank.data.model import RankingSet, concat_ranking_sets
-from mmrank.errors import DataError
+from mmrank.data.model import RankingSet
+from mmrank.serve.layout import group_by_layout
 from mmrank.serve.records import head
 from mmrank.serve.reorder import OUTSIDE_ROLLOUT, TIMEOUT, Decision, ModelOutput, decide, n_scored, original_order
 from mmrank.serve.rollout import in_rollout
@@ -42,7 +42,8 @@ class RerankPolicy:
 
 
 def decide_many(ranker, queries: list[RankingSet], policy: RerankPolicy) -> list[Decision]:
-    """Decisions for one-query sets, scored in one call when they share modalities (batch path)."""
+    """Decisions for one-query sets (the batch path): queries of one input layout are scored in
+    one call, each layout on its own, so a line the model cannot score never touches the others."""
     decisions: dict[int, Decision] = {}
     live = []
     for i, q in enumerate(queries):
@@ -51,13 +52,10 @@ def decide_many(ranker, queries: list[RankingSet], policy: RerankPolicy) -> list
         else:
             decisions[i] = original_order(q.n_candidates, OUTSIDE_ROLLOUT)
     heads = [head(queries[i], n_scored(queries[i].n_candidates, policy.top_m)) for i in live]
-    try:
-        groups = [(live, concat_ranking_sets(heads))] if heads else []
-    except DataError:  # records with different modalities: score them one by one
-        groups = [([i], h) for i, h in zip(live, heads)]
     passes = policy.passes_for(ranker)
-    for idx, rset in groups:
-        for i, out in zip(idx, score_queries(ranker, rset, passes)):
+    for idx, rset in group_by_layout(heads):
+        for k, out in zip(idx, score_queries(ranker, rset, passes)):
+            i = live[k]
             decisions[i] = policy.decide(queries[i].n_candidates, out)
     return [decisions[i] for i in range(len(queries))]
 
