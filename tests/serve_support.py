@@ -33,14 +33,14 @@ def step5_query(rng: np.random.Generator, query_id: str, n: int, dims: dict | No
     return {"query_id": query_id, "query_text": f"text of {query_id}", "candidates": cands}
 
 
-def train_run(run_dir: Path, seed: int = 0, n_queries: int = 40, per_query: int = 15) -> Path:
-    """A real LambdaMART run on Step5-shaped toy data (seconds; one thread)."""
+def train_run(run_dir: Path, seed: int = 0, n_queries: int = 40, per_query: int = 15, dims: dict | None = None) -> Path:
+    """A real LambdaMART run on Step5-shaped toy data of feature ``dims`` (seconds; one thread)."""
     from mmrank.data.model import concat_ranking_sets
     from mmrank.models.baselines import LambdaMART
     from mmrank.serve.records import ranking_set_of
 
     rng = np.random.default_rng(seed)
-    rset = concat_ranking_sets([ranking_set_of(step5_query(rng, f"train{q}", per_query)) for q in range(n_queries)])
+    rset = concat_ranking_sets([ranking_set_of(step5_query(rng, f"train{q}", per_query, dims)) for q in range(n_queries)])
     LambdaMART(n_estimators=15, num_leaves=7, min_data_in_leaf=5, num_threads=1, seed=seed).fit(rset).save(run_dir)
     return run_dir
 

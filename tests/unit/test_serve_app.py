@@ -24,13 +24,25 @@ from serve_support import assert_permutation, step5_query, train_run
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return train_run(tmp_path_factory.mktemp("serve") / "run_a", seed=0)
+def models_root(tmp_path_factory) -> Path:
+    """One folder holding every run of these tests: the server's default models root."""
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="module")
-def other_run_dir(tmp_path_factory) -> Path:
-    return train_run(tmp_path_factory.mktemp("serve") / "run_b", seed=1)
+def run_dir(models_root) -> Path:
+    return train_run(models_root / "run_a", seed=0)
+
+
+@pytest.fixture(scope="module")
+def other_run_dir(models_root) -> Path:
+    return train_run(models_root / "run_b", seed=1)
+
+
+@pytest.fixture(scope="module")
+def other_layout_run(models_root) -> Path:
+    """Same kind of model, other inputs: image 3-d and no text modality."""
+    return train_run(models_root / "run_other_layout", seed=2, dims={"image": 3})
 
 
 def loaded(ranker) -> LoadedModel:
@@ -188,27 +200,83 @@ def test_bearer_token_guards_rerank_and_reload(run_dir, other_run_dir):
         assert c.post("/admin/reload", json={"run_dir": str(other_run_dir)}).status_code == 403
 
 
-def test_reload_swaps_the_model_and_a_bad_run_keeps_the_old_one(run_dir, other_run_dir, tmp_path):
+def test_reload_swaps_the_model_and_a_bad_run_keeps_the_old_one(run_dir, other_run_dir, models_root):
     req = step5_query(np.random.default_rng(9), "q-reload", 25, labels=False)
     auth = {"Authorization": "Bearer t"}
+    broken = models_root / "broken_run"
+    broken.mkdir(exist_ok=True)
+    (broken / "model.json").write_text('{"kind": "nonsense"}')
     with client(run_dir, token="t") as c:
         before = c.get("/health").json()
         first = c.post("/rerank", json=req, headers=auth).json()
-        swapped = c.post("/admin/reload", json={"run_dir": str(other_run_dir)}, headers=auth)
+        swapped = c.post("/admin/reload", json={"run_dir": other_run_dir.name}, headers=auth)
         second = c.post("/rerank", json=req, headers=auth).json()
-        (tmp_path / "model.json").write_text('{"kind": "nonsense"}')
-        failed = c.post("/admin/reload", json={"run_dir": str(tmp_path)}, headers=auth)
-        missing = c.post("/admin/reload", json={"run_dir": str(tmp_path / "nowhere")}, headers=auth)
+        failed = c.post("/admin/reload", json={"run_dir": "broken_run"}, headers=auth)
+        missing = c.post("/admin/reload", json={"run_dir": "nowhere"}, headers=auth)
         after = c.get("/health").json()
         metrics = c.get("/metrics").text
     assert swapped.status_code == 200 and swapped.json()["model_version"] != before["model_version"]
+    assert swapped.json()["forced_reload"] is False and swapped.json()["reload_problems"] == []
     assert first["model_version"] == before["model_version"] and second["model_version"] == swapped.json()["model_version"]
     b_scores = load_run(other_run_dir).ranker.score(ranking_set_of(req))
     assert [c["score"] for c in second["candidates"]] == pytest.approx(sorted(b_scores, reverse=True))
     assert failed.status_code == 422 and "still serving" in failed.json()["detail"]
+    assert str(models_root) not in failed.json()["detail"]
     assert missing.status_code == 404
     assert after["model_version"] == swapped.json()["model_version"]
     assert 'mmrank_reloads_total{result="ok"} 1.0' in metrics and 'mmrank_reloads_total{result="failed"} 2.0' in metrics
+
+
+def test_reload_of_another_layout_is_refused_unless_forced(run_dir, other_layout_run):
+    """Issue 14 (2): the 3-d image run cannot score this server's traffic (image 6 + text 4): 422,
+    and the old model keeps reranking; with force it swaps, and /health says it was forced."""
+    req = step5_query(np.random.default_rng(13), "q-layout", 10, labels=False)
+    auth = {"Authorization": "Bearer t"}
+    with client(run_dir, token="t") as c:
+        served = c.get("/health").json()
+        assert c.post("/rerank", json=req, headers=auth).json()["status"] == "reranked"
+        refused = c.post("/admin/reload", json={"run_dir": other_layout_run.name}, headers=auth)
+        still = c.post("/rerank", json=req, headers=auth).json()
+        health = c.get("/health").json()
+        forced = c.post("/admin/reload", json={"run_dir": other_layout_run.name, "force": True}, headers=auth)
+        after = c.post("/rerank", json=req, headers=auth).json()
+        forced_health = c.get("/health").json()
+        metrics = c.get("/metrics").text
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert "differ from the serving model's" in detail and "cannot score queries of the current traffic" in detail
+    assert '"force": true' in detail and "/tmp" not in detail
+    assert (still["status"], still["model_version"]) == ("reranked", served["model_version"])
+    assert health["model_version"] == served["model_version"] and health["forced_reload"] is False
+    assert forced.status_code == 200 and forced.json()["forced_reload"] is True
+    assert forced_health["forced_reload"] is True and forced_health["model_id"] == f"lambdamart:{other_layout_run.name}"
+    assert any("differ from the serving model's" in p for p in forced_health["reload_problems"])
+    assert (after["status"], after["reason"]) == ("fallback", "model_error")  # what force bought: fallbacks
+    assert 'mmrank_reloads_total{result="refused"} 1.0' in metrics and 'mmrank_reloads_total{result="forced"} 1.0' in metrics
+
+
+def test_reload_before_any_traffic_checks_the_declared_inputs(run_dir, other_layout_run):
+    auth = {"Authorization": "Bearer t"}
+    with client(run_dir, token="t") as c:
+        refused = c.post("/admin/reload", json={"run_dir": other_layout_run.name}, headers=auth)
+    assert refused.status_code == 422 and "image 6, text 4" in refused.json()["detail"]
+
+
+def test_reload_is_confined_to_the_models_root_and_paths_stay_private(run_dir, tmp_path):
+    """Issue 14 (9): outside the root — absolute, '..', a symlink out, existing or not — one
+    answer; /health names no server path."""
+    outside = train_run(tmp_path / "outside_run", seed=3)
+    link = run_dir.parent / "link_out"
+    if not link.exists():
+        link.symlink_to(outside)
+    auth = {"Authorization": "Bearer t"}
+    with client(run_dir, token="t") as c:
+        answers = [c.post("/admin/reload", json={"run_dir": p}, headers=auth)
+                   for p in (str(outside), f"../{tmp_path.name}/outside_run", "link_out", str(tmp_path / "nowhere"), "/etc")]
+        health = c.get("/health")
+    assert [a.status_code for a in answers] == [404] * 5
+    assert len({a.json()["detail"].split("'")[2] for a in answers}) == 1  # same words whatever exists
+    assert str(run_dir.parent) not in health.text and "/tmp" not in health.text and "run_dir" not in health.json()
 
 
 def test_health_metrics_and_openapi(run_dir):

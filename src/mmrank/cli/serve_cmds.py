@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from mmrank.cli.app import app
+from mmrank.cli.app import app, user_errors
 from mmrank.errors import ConfigError
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -49,12 +49,30 @@ def _log_events_to_stderr() -> None:
     log.setLevel(logging.INFO)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM raises SystemExit(143) like Ctrl-C raises KeyboardInterrupt, so the batch rerank
+    removes its temp files and leaves the previous output in place (Python's default would die
+    at once, leaving them behind)."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
+TOP_M_HELP = ("Rerank only the first M candidates of each query; the rest keep their order after them "
+              "(default: all, as `mmrank serve`).")
+
+
 @app.command("rerank")
 def rerank(
     model: Path = typer.Option(..., "--model", help="Run directory of a trained model."),
     in_path: Path = typer.Option(..., "--in", help="Scored JSONL (native schema or Step5 scored.jsonl), one query a line."),
     out_path: Path = typer.Option(..., "--out", help="Reranked JSONL to write (atomically)."),
-    top_m: int = typer.Option(20, "--top-m", help="Rerank the first M candidates of each query; the rest keep their order."),
+    top_m: int | None = typer.Option(None, "--top-m", help=TOP_M_HELP),
     shadow: bool = typer.Option(False, "--shadow", help="Score and record the model's order, but keep the original order."),
     rollout: float = typer.Option(100.0, "--rollout", help="Percent of queries (stable sha256 bucket of query_id) the model reorders."),
     quarantine: Path | None = typer.Option(None, "--quarantine", help="Where bad lines go (default: <out>.quarantine.jsonl)."),
@@ -67,16 +85,30 @@ def rerank(
     original_rank, plus status (reranked | fallback | shadow) and reason. Bad lines are quarantined
     with their path:line and reason; every good query is written.
 
+    Exit codes: 0 every line done; 3 partial (some lines quarantined or some queries fell back on a
+    model fault); 4 nothing reranked (lines came in, the model ordered none); 2 bad arguments or
+    paths (nothing written).
+
     Example: mmrank rerank --model runs/demo/lambdamart --in scored.jsonl --out reranked.jsonl --top-m 20
     """
+    with user_errors():
+        summary = _rerank(model, in_path, out_path, quarantine,
+                          _policy(top_m, rollout, shadow, None, uncertainty_threshold, mc_passes))
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def _rerank(model: Path, in_path: Path, out_path: Path, quarantine: Path | None, policy):
     from mmrank.serve.batch import rerank_file
+    from mmrank.serve.batch_output import check_output_path
     from mmrank.serve.model_slot import load_run
 
-    policy = _policy(top_m, rollout, shadow, None, uncertainty_threshold, mc_passes)
     console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
+    check_output_path(out_path, "--out")  # before loading the model: fail in a blink
     loaded = load_run(model)
     _warn_if_no_uncertainty(console, loaded, policy)
     size = in_path.stat().st_size if in_path.is_file() else None
+    _stop_on_sigterm()
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task(f"reranking {in_path.name}", total=size)
@@ -89,22 +121,27 @@ def rerank(
     console.print("reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items())))
     if summary.quarantined:
         console.print(f"bad lines are in {summary.quarantine_path}", style="yellow")
+    console.print(summary.outcome(), style="bold" if summary.exit_code == 0 else "bold yellow")
+    return summary
 
 
 @app.command("serve")
 def serve(
     model: Path = typer.Option(..., "--model", help="Run directory of a trained model."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
-    port: int = typer.Option(8080, "--port"),
+    port: int = typer.Option(8080, "--port", help="TCP port, 1..65535."),
     rollout: float = typer.Option(100.0, "--rollout", help="Percent of queries (stable sha256 bucket of query_id) the model reorders."),
     shadow: bool = typer.Option(False, "--shadow", help="Score and log the model's order, but return the original order."),
     timeout_ms: float = typer.Option(50.0, "--timeout-ms", help="Fall back to the original order when the model takes longer."),
     token_file: Path | None = typer.Option(None, "--token-file", help="File holding a bearer token: required on /rerank, enables /admin/reload."),
     max_candidates: int = typer.Option(1000, "--max-candidates", help="Requests with more candidates get 413."),
     max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="Requests with a larger body get 413."),
-    top_m: int | None = typer.Option(None, "--top-m", help="Rerank only the first M candidates (default: all)."),
+    top_m: int | None = typer.Option(None, "--top-m", help=TOP_M_HELP),
     uncertainty_threshold: float | None = typer.Option(None, "--uncertainty-threshold", help="Fall back when the MC-dropout uncertainty is above this."),
     mc_passes: int = typer.Option(10, "--mc-passes", help="MC-dropout passes when an uncertainty threshold is set."),
+    models_root: Path | None = typer.Option(None, "--models-root", help="/admin/reload loads only run folders under this (default: the parent of --model)."),
+    read_timeout_s: float = typer.Option(10.0, "--read-timeout-s", help="A client must send a whole request (headers and body) within this; slower ones get 408 and are dropped."),
+    docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs (they load Swagger UI from a CDN; off by default, /openapi.json is always there)."),
 ) -> None:
     """Serve a trained model over HTTP: POST /rerank, GET /health, GET /metrics, POST /admin/reload.
 
@@ -114,28 +151,57 @@ def serve(
 
     Example: mmrank serve --model runs/demo/lambdamart --port 8080 --rollout 10 --token-file token.txt
     """
+    with user_errors():
+        _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
+        token = _read_token(token_file)
+        policy = _policy(top_m, rollout, shadow, timeout_ms, uncertainty_threshold, mc_passes)
+        _serve(model, host, port, policy, token, max_candidates, max_body_mb, models_root, read_timeout_s, docs)
+
+
+def _check_serve_numbers(port: int, timeout_ms: float, max_candidates: int, max_body_mb: float, read_timeout_s: float) -> None:
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port — use 1..65535")
+    if timeout_ms <= 0 or max_candidates < 1 or max_body_mb <= 0 or read_timeout_s <= 0:
+        raise ConfigError("--timeout-ms, --max-candidates, --max-body-mb and --read-timeout-s must be positive")
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    if token_file is None:
+        return None
+    try:
+        token = token_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{token_file}: cannot read the token file ({getattr(e, 'strerror', None) or e}) — check the path") from None
+    if not token:
+        raise ConfigError(f"{token_file}: the token file is empty — put the token on its first line")
+    return token
+
+
+def _serve(model: Path, host: str, port: int, policy, token: str | None, max_candidates: int, max_body_mb: float,
+           models_root: Path | None, read_timeout_s: float, docs: bool) -> None:
     import uvicorn
 
     from mmrank.serve.app import ServeConfig, create_app
     from mmrank.serve.model_slot import ModelSlot, load_run
+    from mmrank.serve.slow_clients import read_timeout_protocol
 
-    if timeout_ms <= 0 or max_candidates < 1 or max_body_mb <= 0:
-        raise ConfigError("--timeout-ms, --max-candidates and --max-body-mb must be positive")
-    token = None
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"{token_file}: cannot read the token file ({e.strerror}) — check the path") from None
-        if not token:
-            raise ConfigError(f"{token_file}: the token file is empty — put the token on its first line")
-    policy = _policy(top_m, rollout, shadow, timeout_ms, uncertainty_threshold, mc_passes)
-    config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024), token=token)
     console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
     loaded = load_run(model)
+    root = (models_root or loaded.run_dir.parent).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--models-root {models_root}: not a folder — give the folder that holds the run folders")
+    config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                         token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs)
     _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
     console.print(f"serving {loaded.model_id} (version {loaded.version}) on http://{host}:{port}")
     _log_events_to_stderr()
-    uvicorn.run(create_app(ModelSlot(loaded), config), host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(ModelSlot(loaded), config), host=host, port=port, log_level="info",
+                                           access_log=False, http=read_timeout_protocol(read_timeout_s)))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits 3 when it cannot bind; it has logged why on the line above
+        if server.started:
+            raise
+        raise ConfigError(f"cannot listen on {host}:{port} (see the log line above) — pick another --port or --host") from None

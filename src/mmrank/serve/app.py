@@ -1,9 +1,14 @@
 """The HTTP reranking service: ``create_app(slot, config)`` → a FastAPI app.
 
 Routes: ``POST /rerank`` (one query → its candidates reordered, always a permutation of the
-request's), ``GET /health``, ``GET /metrics`` (Prometheus), ``POST /admin/reload`` (swap the run
-directory; needs the token). ``/health`` and ``/metrics`` stay open for probes and scrapers;
-with a token configured ``/rerank`` needs ``Authorization: Bearer <token>`` too.
+request's), ``GET /health``, ``GET /metrics`` (Prometheus), ``POST /admin/reload`` (swap in
+another run folder under the models root; needs the token). ``/health`` and ``/metrics`` stay
+open for probes and scrapers and name no server path; with a token configured ``/rerank`` needs
+``Authorization: Bearer <token>`` too.
+
+The event loop only routes: a body past ``offload_bytes`` is parsed in a worker thread, models
+score in the scoring pool, a reload loads in its own thread — so ``/health`` and the other
+clients keep being answered while one request is heavy.
 """
 
 from __future__ import annotations
@@ -14,24 +19,24 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 import pydantic_core
-from pydantic import ValidationError
 
 import mmrank
-from mmrank.data.formats import BadRecord
+from mmrank.serve.model_slot import LoadedModel, ModelSlot
 from mmrank.serve.policy import RerankPolicy, decide_one
 from mmrank.serve.prometheus import CONTENT_TYPE, ServeMetrics
 from mmrank.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
-from mmrank.serve.model_slot import ModelSlot
-from mmrank.serve.records import parse_line, ranking_set_of
-from mmrank.serve.reorder import MODEL_ERROR, SHADOW, is_permutation, original_order, ranked_entries
-from mmrank.serve.schemas import ErrorResponse, FieldError, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
+from mmrank.serve.reload_check import IncompatibleModel, TrafficLayouts, compatibility_problems, resolve_under, without_paths
+from mmrank.serve.layout import layout_of
+from mmrank.serve.reorder import MODEL_ERROR, SHADOW, UNCERTAINTY, FALLBACK, is_permutation, original_order, ranked_entries
+from mmrank.serve.request_parse import ParsedQuery, error_response, invalid_response, parse_request, quick_candidate_count
+from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
 
 log = logging.getLogger("mmrank.serve")
 ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload"}
@@ -39,24 +44,207 @@ ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload"}
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """Server settings. ``models_root`` None → the parent of the first served run;
+    ``read_timeout_s`` bounds how long a request body may take to arrive (the header deadline is
+    the uvicorn protocol's, see ``slow_clients``); ``docs`` serves Swagger UI at /docs (from a CDN)."""
+
     policy: RerankPolicy = RerankPolicy(timeout_ms=50.0)
     max_candidates: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
     token: str | None = None
     scoring_threads: int = 4
+    models_root: Path | None = None
+    read_timeout_s: float | None = 10.0
+    docs: bool = False
+    offload_bytes: int = 64 * 1024  # bodies larger than this are parsed off the event loop
 
 
-def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorResponse(detail=detail, errors=errors or []).model_dump(), status_code=status)
+@dataclass
+class ServerState:
+    """What the routes share: the slot, settings, metrics, worker pools, reload bookkeeping."""
+
+    slot: ModelSlot
+    config: ServeConfig
+    models_root: Path
+    metrics: ServeMetrics = field(default_factory=ServeMetrics)
+    started: float = field(default_factory=time.time)
+    traffic: TrafficLayouts = field(default_factory=TrafficLayouts)
+    reload_problems: list[str] = field(default_factory=list)
+    forced_reload: bool = False
+    # The pools live as long as the app (not its lifespan: test clients run the lifespan per
+    # connection, and idle worker threads cost nothing).
+    scoring_pool: ThreadPoolExecutor = field(init=False)
+    parse_pool: ThreadPoolExecutor = field(init=False)
+    reload_pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scoring_pool = ThreadPoolExecutor(self.config.scoring_threads, thread_name_prefix="mmrank-score")
+        self.parse_pool = ThreadPoolExecutor(2, thread_name_prefix="mmrank-parse")
+        self.reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
+        self.metrics.set_model(self.slot.current.model_id, self.slot.current.version)
+
+    def health(self) -> HealthResponse:
+        cur, now = self.slot.current, time.time()
+        return HealthResponse(
+            status="ok", model_id=cur.model_id, model_kind=cur.kind, model_version=cur.version,
+            uptime_s=now - self.started, model_loaded_s_ago=now - cur.loaded_at, mmrank_version=mmrank.__version__,
+            forced_reload=self.forced_reload, reload_problems=self.reload_problems,
+        )
 
 
-def _invalid(errors: list[dict]) -> JSONResponse:
-    """422 naming each field that failed validation (``candidates.0.candidate_id: Field required``)."""
-    fields = [
-        FieldError(field=".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body", message=str(err.get("msg", "invalid")))
-        for err in errors
-    ]
-    return _error(422, "; ".join(f"{e.field}: {e.message}" for e in fields[:5]), fields)
+def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
+    """The service for the model in ``slot`` (see the module docstring for the routes)."""
+    root = (config.models_root or slot.current.run_dir.parent).resolve()
+    state = ServerState(slot=slot, config=config, models_root=root)
+    app = FastAPI(
+        title="mmrank reranker",
+        version=mmrank.__version__,
+        description="Reranks one query's candidates; every answer is a permutation of the request's candidates.",
+        docs_url="/docs" if config.docs else None,  # Swagger UI loads from a CDN: opt-in only
+        redoc_url=None,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes, read_timeout_s=config.read_timeout_s)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=ROUTES)  # outermost: counts 413s too
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return invalid_response(exc.errors())
+
+    rerank_auth, admin_auth = _auth_dependencies(config.token)
+    _add_rerank_route(app, state, rerank_auth)
+    _add_probe_routes(app, state)
+    _add_reload_route(app, state, admin_auth)
+    _document_request_body(app)
+    return app
+
+
+def _auth_dependencies(token: str | None):
+    """FastAPI dependencies: (for /rerank: the token when one is configured; for reload: always)."""
+
+    def check_token(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def rerank_auth(request: Request) -> None:
+        if token is not None:
+            check_token(request)
+
+    def admin_auth(request: Request) -> None:
+        if token is None:
+            raise HTTPException(403, "reload is disabled — start the server with --token-file to enable it")
+        check_token(request)
+
+    return rerank_auth, admin_auth
+
+
+_ERR = {"model": ErrorResponse}
+
+
+def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
+    config = state.config
+
+    @app.post("/rerank", response_model=RerankResponse, responses={401: _ERR, 408: _ERR, 413: _ERR, 422: _ERR},
+              dependencies=[Depends(auth)], openapi_extra=_REQUEST_BODY)
+    async def rerank(request: Request):
+        # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
+        # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
+        body = await request.body()
+        ids = quick_candidate_count(body)
+        if ids > config.max_candidates:  # 5 ms for 8 MB: refuse before parsing a byte
+            return error_response(413, f"{ids} candidate ids, more than the limit {config.max_candidates} "
+                                       f"— send the top {config.max_candidates}")
+        if len(body) > config.offload_bytes:
+            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body, config.max_candidates)
+        else:
+            parsed = parse_request(body, config.max_candidates)
+        if not isinstance(parsed, ParsedQuery):
+            return parsed
+        loaded = state.slot.current  # read once: a reload mid-request does not change this request's model
+        decision = await decide_one(loaded.ranker, parsed.query, config.policy, state.scoring_pool)
+        return _answer(state, loaded, parsed, decision)
+
+
+def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decision) -> Response:
+    """The response of one decided query; ids are the request's own JSON values (1.0 stays 1.0)."""
+    n = parsed.query.n_candidates
+    if not is_permutation(decision.order, n):  # cannot happen by reorder's contract; never lose a candidate
+        decision = original_order(n, MODEL_ERROR, "internal: order was not a permutation")
+    state.metrics.record_decision(decision)
+    if decision.status != FALLBACK or decision.reason == UNCERTAINTY:  # the model scored it
+        state.traffic.add(layout_of(parsed.query))
+    cands = parsed.obj["candidates"]
+    if decision.status == SHADOW:
+        order = [cands[i]["candidate_id"] for i in decision.model_order]
+        log.info(json.dumps({"event": "shadow", "query_id": parsed.obj["query_id"], "model_order": order}))
+    # Serialised directly (shaped as RerankResponse, which documents it): FastAPI would
+    # otherwise validate the whole answer once more, a pydantic pass per request for nothing.
+    answer = {
+        "query_id": parsed.obj["query_id"],
+        "status": decision.status,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "uncertainty": decision.uncertainty,
+        "model_id": loaded.model_id,
+        "model_version": loaded.version,
+        "candidates": [
+            {"candidate_id": cands[pos]["candidate_id"], "score": score, "rank": rank, "original_rank": orig}
+            for pos, score, rank, orig in ranked_entries(decision)
+        ],
+    }
+    return Response(pydantic_core.to_json(answer), media_type="application/json")
+
+
+def _add_probe_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/health", response_model=HealthResponse)
+    async def health():
+        return state.health()
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}}})
+    async def prometheus_metrics():
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _add_reload_route(app: FastAPI, state: ServerState, auth) -> None:
+    @app.post("/admin/reload", response_model=HealthResponse, responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 422: _ERR},
+              dependencies=[Depends(auth)])
+    async def reload(body: ReloadRequest):
+        root = state.models_root
+        run_dir = resolve_under(root, body.run_dir)
+        if run_dir is None:  # outside the root or missing: the same answer, so nothing leaks
+            state.metrics.reloads.labels("failed").inc()
+            return error_response(404, f"no run folder {body.run_dir!r} under the models root — pass the name of a "
+                                       "folder `mmrank train` wrote there (relative to --models-root)")
+        problems: list[str] = []
+
+        def check(new: LoadedModel) -> None:
+            problems.extend(compatibility_problems(state.slot.current.ranker, new.ranker, state.traffic.snapshot()))
+            if problems and not body.force:
+                raise IncompatibleModel(problems)
+
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(state.reload_pool, state.slot.reload, run_dir, check)
+        except IncompatibleModel as e:
+            state.metrics.reloads.labels("refused").inc()
+            return error_response(422, without_paths(f"refused {body.run_dir!r}: {e} — the previous model is still serving; "
+                                                     'send "force": true to swap anyway', root))
+        except Exception as e:  # noqa: BLE001 — a bad run (any loader error) must not stop serving
+            state.metrics.reloads.labels("failed").inc()
+            return error_response(422, without_paths(f"cannot load {body.run_dir!r}: {e} — the previous model is still serving", root))
+        _after_reload(state, loaded, [without_paths(p, root) for p in problems])
+        return state.health()
+
+
+def _after_reload(state: ServerState, loaded: LoadedModel, problems: list[str]) -> None:
+    """Book-keeping of a swap: metrics, the forced flag for /health, the log line."""
+    state.forced_reload, state.reload_problems = bool(problems), problems
+    if problems:  # forced: traffic is expected to change with the new model
+        state.traffic.clear()
+    state.metrics.reloads.labels("forced" if problems else "ok").inc()
+    state.metrics.set_model(loaded.model_id, loaded.version)
+    log.info(json.dumps({"event": "reload", "model_id": loaded.model_id, "version": loaded.version,
+                         "forced": bool(problems), "problems": problems}))
 
 
 def _request_schemas() -> tuple[dict, dict]:
@@ -69,95 +257,8 @@ def _request_schemas() -> tuple[dict, dict]:
 _REQUEST_SCHEMAS, _REQUEST_BODY = _request_schemas()
 
 
-def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
-    metrics = ServeMetrics()
-    metrics.set_model(slot.current.model_id, slot.current.version)
-    started = time.time()
-    # The pools live as long as the app (not its lifespan: test clients run the lifespan per
-    # connection, and idle worker threads cost nothing).
-    scoring_pool = ThreadPoolExecutor(config.scoring_threads, thread_name_prefix="mmrank-score")
-    reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
-
-    app = FastAPI(
-        title="mmrank reranker",
-        version=mmrank.__version__,
-        description="Reranks one query's candidates; every answer is a permutation of the request's candidates.",
-    )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)  # outermost: counts 413s too
-
-    def bearer(request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
-
-    def check_token(request: Request) -> None:
-        given = bearer(request)
-        if given is None or not hmac.compare_digest(given.encode(), config.token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    def rerank_auth(request: Request) -> None:
-        if config.token is not None:
-            check_token(request)
-
-    def admin_auth(request: Request) -> None:
-        if config.token is None:
-            raise HTTPException(403, "reload is disabled — start the server with --token-file to enable it")
-        check_token(request)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        return _invalid(exc.errors())
-
-    err = {"model": ErrorResponse}
-    responses = {401: err, 413: err, 422: err}
-
-    @app.post("/rerank", response_model=RerankResponse, responses=responses, dependencies=[Depends(rerank_auth)],
-              openapi_extra=_REQUEST_BODY)
-    async def rerank(request: Request):
-        # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
-        # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
-        try:
-            obj = parse_line(await request.body())
-            req = RerankRequest.model_validate(obj)
-        except BadRecord as bad:
-            return _error(422, f"{bad.message} — {bad.hint}", [FieldError(field="body", message=bad.message)])
-        except ValidationError as e:
-            return _invalid(e.errors())
-        n = len(req.candidates)
-        if n > config.max_candidates:
-            return _error(413, f"{n} candidates, more than the limit {config.max_candidates} — send the top {config.max_candidates}")
-        try:
-            query = ranking_set_of(obj)
-        except BadRecord as bad:
-            return _error(422, f"{bad.message} — {bad.hint}", [FieldError(field="body", message=bad.message)])
-        loaded = slot.current  # read once: a reload mid-request does not change this request's model
-        decision = await decide_one(loaded.ranker, query, config.policy, scoring_pool)
-        if not is_permutation(decision.order, n):  # cannot happen by reorder's contract; never lose a candidate
-            decision = original_order(n, MODEL_ERROR, "internal: order was not a permutation")
-        metrics.record_decision(decision)
-        if decision.status == SHADOW:
-            order = [str(req.candidates[i].candidate_id) for i in decision.model_order]
-            log.info(json.dumps({"event": "shadow", "query_id": str(req.query_id), "model_order": order}))
-        # Serialised directly (shaped as RerankResponse, which documents it): FastAPI would
-        # otherwise validate the whole answer once more, a pydantic pass per request for nothing.
-        answer = {
-            "query_id": req.query_id,
-            "status": decision.status,
-            "reason": decision.reason,
-            "detail": decision.detail,
-            "uncertainty": decision.uncertainty,
-            "model_id": loaded.model_id,
-            "model_version": loaded.version,
-            "candidates": [
-                {"candidate_id": req.candidates[pos].candidate_id, "score": score, "rank": rank, "original_rank": orig}
-                for pos, score, rank, orig in ranked_entries(decision)
-            ],
-        }
-        return Response(pydantic_core.to_json(answer), media_type="application/json")
-
-    # The request body is documented by hand (it is parsed in the handler): register its schemas.
+def _document_request_body(app: FastAPI) -> None:
+    """The /rerank body is parsed by hand (not by FastAPI): register its schemas in the OpenAPI."""
     default_openapi = app.openapi
 
     def openapi_with_request_schemas():
@@ -166,38 +267,3 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi_with_request_schemas
-
-    def health_body() -> HealthResponse:
-        cur = slot.current
-        now = time.time()
-        return HealthResponse(
-            status="ok", model_id=cur.model_id, model_kind=cur.kind, model_version=cur.version,
-            run_dir=str(cur.run_dir), uptime_s=now - started, model_loaded_s_ago=now - cur.loaded_at,
-            mmrank_version=mmrank.__version__,
-        )
-
-    @app.get("/health", response_model=HealthResponse)
-    async def health():
-        return health_body()
-
-    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}}})
-    async def prometheus_metrics():
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.post("/admin/reload", response_model=HealthResponse, responses={400: err, 401: err, 403: err, 404: err, 422: err},
-              dependencies=[Depends(admin_auth)])
-    async def reload(body: ReloadRequest):
-        if not Path(body.run_dir).is_dir():
-            metrics.reloads.labels("failed").inc()
-            return _error(404, f"run directory {body.run_dir} not found — pass a folder `mmrank train` wrote")
-        try:
-            loaded = await asyncio.get_running_loop().run_in_executor(reload_pool, slot.reload, body.run_dir)
-        except Exception as e:  # noqa: BLE001 — a bad run (any loader error) must not stop serving
-            metrics.reloads.labels("failed").inc()
-            return _error(422, f"cannot load {body.run_dir}: {e} — the previous model is still serving")
-        metrics.reloads.labels("ok").inc()
-        metrics.set_model(loaded.model_id, loaded.version)
-        log.info(json.dumps({"event": "reload", "model_id": loaded.model_id, "version": loaded.version}))
-        return health_body()
-
-    return app

@@ -69,7 +69,8 @@ class ModelSlot:
         return self._current
 
     def reload(self, run_dir: str | Path, probe=None) -> LoadedModel:
-        """Load ``run_dir`` fully, run ``probe(loaded)`` (raise to refuse it), then swap."""
+        """Load ``run_dir`` fully, run ``probe(loaded)`` (raise to refuse it: the app's probe
+        checks the new model scores the current traffic, ``serve.reload_check``), then swap."""
         with self._reload_lock:
             loaded = load_run(run_dir)
             if probe is not None:

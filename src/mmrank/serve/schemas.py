@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmrank.serve.reorder import ALL_REASONS, FALLBACK, RERANKED, SHADOW
 
-Id = Union[str, int]
+# A float id (1.0) is kept a float and echoed exactly as sent, never turned into 1.
+Id = Union[str, int, float]
 Vector = Union[list[float], float]
 
 
@@ -68,14 +69,16 @@ class HealthResponse(BaseModel):
     model_id: str
     model_kind: str
     model_version: str
-    run_dir: str
     uptime_s: float
     model_loaded_s_ago: float
     mmrank_version: str
+    forced_reload: bool = Field(False, description="the model was swapped in with force despite failing the reload check")
+    reload_problems: list[str] = Field([], description="what the reload check found, for a forced reload")
 
 
 class ReloadRequest(BaseModel):
-    run_dir: str = Field(min_length=1, description="run directory to serve from now on")
+    run_dir: str = Field(min_length=1, description="run folder under the server's models root (relative to it)")
+    force: bool = Field(False, description="swap even when the new model fails the check that it can score current traffic")
 
 
 class FieldError(BaseModel):

@@ -1,0 +1,75 @@
+"""Dropping slow clients: a whole request must arrive within ``--read-timeout-s``.
+
+uvicorn (h11) has no read timeout: its keep-alive timer runs only between requests and the first
+byte of a new request cancels it, so a client that sends half its headers — or one byte a minute —
+holds its socket open for ever. Two guards, one per phase:
+
+* headers — this protocol arms a timer when a connection opens and after each answer; if the
+  request's headers are not complete when it fires, the client gets ``408`` and the connection is
+  closed (the app never saw a request, so nothing is counted in ``/metrics``);
+* body — ``middleware.BodyLimitMiddleware`` gives the body the same deadline from the moment the
+  headers arrived, answers ``408`` (counted, route and code) and closes the connection.
+
+A normal client sends a request in microseconds on a LAN; the default 10 s only drops the ones
+that are stuck or hostile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+TIMEOUT_BODY = b'{"detail": "request not received in time - send the whole request at once", "errors": []}'
+
+
+class ReadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on receiving each request's headers."""
+
+    read_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_read_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # headers complete: the body has its own deadline
+            self._disarm_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_timer()
+        super().connection_lost(exc)
+
+    def _arm_read_timer(self) -> None:
+        self._disarm_read_timer()
+        if not self.transport.is_closing():
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._headers_too_slow)
+
+    def _disarm_read_timer(self) -> None:
+        timer = getattr(self, "_read_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._read_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.cycle is None or self.cycle.response_complete:  # no answer is being written
+            self.transport.write(REQUEST_TIMEOUT_RESPONSE % (len(TIMEOUT_BODY), TIMEOUT_BODY))
+        self.transport.close()
+
+
+def read_timeout_protocol(seconds: float) -> type[H11Protocol]:
+    """The protocol class to pass as uvicorn's ``http=``, with its header deadline set."""
+    return type("ReadTimeoutH11Protocol", (ReadTimeoutH11Protocol,), {"read_timeout_s": float(seconds)})
