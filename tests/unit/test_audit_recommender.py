@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from mmrank.audit import expert_usage, item_modality_ablation
 from mmrank.audit.policy import load_policy
 from mmrank.audit.recommender_context import RecommenderAuditContext
-from mmrank.audit.recommender_runner import audit_recommender, held_out_events
+from mmrank.audit.recommender_runner import audit_recommender, run_events
 from mmrank.cli import app
 from mmrank.config import config_from_dict
 from mmrank.data.ml100k_items import save_item_features
@@ -27,6 +27,7 @@ from mmrank.data.model import Interactions, ItemFeatures
 from mmrank.sequential.data import make_split
 from mmrank.data.splits import leave_one_out
 from mmrank.errors import ConfigError
+from mmrank.provenance import write_provenance
 from mmrank.sequential.moe import SASRecMoERanker
 from mmrank.sequential.run import train_sequential
 
@@ -87,6 +88,8 @@ def test_honest_runs_pass_leakage_and_beat_popularity(runs):
     by = {c.name: c for c in report.checks}
     assert by["temporal_leakage"].status == "PASS"
     assert by["temporal_leakage"].evidence["test_users"] == 160
+    assert by["held_out_leakage"].status == "PASS" and by["held_out_leakage"].evidence["test_events"] == 160
+    assert report.meta["provenance"] is True and report.verdict in ("GO", "PAUSE_AND_FIX")
     sig = by["significance"]
     assert sig.status == "PASS", sig.evidence
     assert sig.evidence["model_mean"] > 0.5 > sig.evidence["baseline_mean"]
@@ -107,21 +110,18 @@ def test_id_only_run_skips_content_checks(runs):
 
 
 def test_a_run_that_held_out_early_events_is_no_go(runs, tmp_path):
-    """Plant the fault: the run's recorded test item is each user's *first* event, so it trained
+    """Plant the fault: the run's recorded test event is each user's *first* event, so it trained
     on that user's later events. The audit reads what the run recorded and says NO_GO (exit 4)."""
     import shutil
 
     leaky = tmp_path / "leaky"
     shutil.copytree(runs["moe"], leaky)
-    pred = pd.read_parquet(leaky / "predictions.parquet")
     events = cycle_events()
-    first = {u: i for u, i in zip(events.user_ids[::-1], events.item_ids[::-1])}  # earliest wins
-    test = pred.stage == "test"
-    pred.loc[test, "target_item"] = pred.loc[test, "user_id"].map(first)
-    pred.to_parquet(leaky / "predictions.parquet", index=False)
-    train_events, test_events = held_out_events(leaky, events)
-    assert len(train_events) + len(test_events) + 160 == len(events)
-    report = audit_recommender(leaky, "popularity", checks=["temporal_leakage", "significance"])
+    first = np.r_[True, events.user_ids[1:] != events.user_ids[:-1]]  # rows are in (user, time) order
+    write_provenance(leaky, {"train": events.take(np.flatnonzero(~first)), "test": events.take(np.flatnonzero(first))})
+    train_events, test_events, missing = run_events(leaky, events)
+    assert len(train_events) + len(test_events) == len(events) and missing == 0
+    report = audit_recommender(leaky, "popularity", checks=["held_out_leakage", "temporal_leakage", "significance"])
     assert report["temporal_leakage"].status == "FAIL"
     assert report["temporal_leakage"].evidence["users_with_future_training"] == 160
     assert report.verdict == "NO_GO"
@@ -129,6 +129,19 @@ def test_a_run_that_held_out_early_events_is_no_go(runs, tmp_path):
                                       "--out", str(tmp_path / "audit")])
     assert result.exit_code == 4, result.output
     assert (tmp_path / "audit" / "report.html").is_file()
+
+
+def test_a_run_without_provenance_cannot_be_go(runs, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["moe"], old)
+    for name in ("provenance.json", "provenance.safetensors"):
+        (old / name).unlink(missing_ok=True)
+    report = audit_recommender(old, "popularity", checks=["held_out_leakage", "temporal_leakage", "significance"])
+    assert report["held_out_leakage"].status == report["temporal_leakage"].status == "SKIP"
+    assert report.verdict == "PAUSE_AND_FIX"
+    assert any(r.startswith("not checked: held_out_leakage — retrain the run") for r in report.reasons)
 
 
 def test_baseline_from_another_split_is_refused(runs, tmp_path):

@@ -86,6 +86,14 @@ class AuditContext(PolicyView):
         return None if self.baseline_scores is None else self.per_query(self.test, self.baseline_scores)
 
     @cached_property
+    def chance_per_query(self) -> np.ndarray:
+        """(Q,) expected metric of uniformly random scores (mean of ``label_permutation_control.chance_draws``
+        seeded draws): the level a model that learnt nothing reaches."""
+        rng = np.random.default_rng(self.seed)
+        draws = int(self.policy["label_permutation_control"]["chance_draws"])
+        return np.mean([self.per_query(self.test, rng.random(self.test.n_candidates)) for _ in range(draws)], axis=0)
+
+    @cached_property
     def evaluable(self) -> np.ndarray:
         """(Q,) bool: test queries on which the metric is defined (something relevant to find)."""
         return ~np.isnan(self.model_per_query)

@@ -4,6 +4,16 @@ Every candidate feature column (both directions: high-is-good and low-is-good) s
 queries by itself. Ties are broken *against* the feature (lower label first), so a constant or
 coarse column cannot look good thanks to the file's row order. Queries whose candidates all
 share one label are left out: any order is perfect there and they would inflate every column.
+
+Two rules. **Absolute**: the best column reaches ``fail_ndcg`` (FAIL) / ``warn_ndcg`` (WARN) — a
+copy of the label. **Relative** (a *soft* leak: label + noise, a score computed with the
+judgements): the best column beats every other input that is not a near-copy of it
+(|Pearson| < ``max_corr``) by at least ``relative_gap``, *and* it carries most of the model's
+lift: shuffling that column across the test rows at test time removes ``lift_share`` of the
+model's lift over chance (random scores) — WARN from ``warn_lift_share``, FAIL from
+``fail_lift_share``. A strong honest feature the model barely needs, or one that is only a
+little better than the rest, stays quiet (clean MQ2008, the ML-100K task: see
+benchmarks/results/audit_false_alarms.md).
 """
 
 from __future__ import annotations
@@ -40,10 +50,56 @@ def varied_queries(rset: RankingSet) -> np.ndarray:
     return hi > lo
 
 
+def column_location(rset: RankingSet, j: int) -> tuple[str, int]:
+    """(modality, column inside it) of flat column ``j`` of ``feature_columns``."""
+    for m in sorted(rset.features):
+        d = rset.features[m].shape[1]
+        if j < d:
+            return m, j
+        j -= d
+    raise IndexError(j)
+
+
+def shuffled_column(rset: RankingSet, j: int, seed: int) -> RankingSet:
+    """``rset`` with flat feature column ``j`` permuted across all rows (right marginal, wrong rows)."""
+    m, c = column_location(rset, j)
+    feats = dict(rset.features)
+    feats[m] = feats[m].copy()
+    feats[m][:, c] = feats[m][np.random.default_rng(seed).permutation(rset.n_candidates), c]
+    return rset.with_features(feats)
+
+
+def best_independent_rival(x: np.ndarray, per_feature: list[tuple], max_corr: float) -> tuple | None:
+    """The best-scoring entry of another column that is not a near-copy (|r| >= max_corr) of the best."""
+    j = per_feature[0][3]
+    for entry in per_feature[1:]:
+        jj = entry[3]
+        if jj == j or np.ptp(x[:, jj]) == 0:
+            continue
+        r = np.corrcoef(x[:, j], x[:, jj])[0, 1] if np.ptp(x[:, j]) > 0 else 0.0
+        if abs(r) < max_corr:
+            return entry
+    return None
+
+
+def lift_share_of_column(ctx: AuditContext, j: int) -> dict:
+    """Share of the model's test lift over chance that disappears when column ``j`` is shuffled."""
+    keep = ctx.evaluable
+    chance = ctx.chance_per_query[keep]
+    model = ctx.model_per_query[keep]
+    shuffled = ctx.per_query(ctx.test, np.asarray(ctx.model.score(shuffled_column(ctx.test, j, ctx.seed)), float))[keep]
+    lift = float(np.mean(model - chance))
+    lost = float(np.mean(model - shuffled))
+    return {"model_lift": lift, "lift_lost_when_shuffled": lost, "share": lost / lift if lift > 0 else 0.0}
+
+
 def check(ctx: AuditContext) -> CheckResult:
     p = ctx.policy[NAME]
     fail_at, warn_at, k = float(p["fail_ndcg"]), float(p["warn_ndcg"]), int(p["k"])
-    rule = f"WARN if best single-feature nDCG@{k} >= {warn_at:g}, FAIL if >= {fail_at:g}"
+    gap_at, warn_share, fail_share = float(p["relative_gap"]), float(p["warn_lift_share"]), float(p["fail_lift_share"])
+    rule = (f"WARN if best single-feature nDCG@{k} >= {warn_at:g}, FAIL if >= {fail_at:g}; or if it beats every "
+            f"independent input by >= {gap_at:g} and shuffling it removes >= {warn_share:g} (WARN) / "
+            f"{fail_share:g} (FAIL) of the model's lift")
     test = ctx.test.subset(np.flatnonzero(varied_queries(ctx.test)))
     if test.n_queries == 0 or not test.features:
         return CheckResult.skip(NAME, "no test query with mixed labels, or no features")
@@ -53,16 +109,30 @@ def check(ctx: AuditContext) -> CheckResult:
         for sign in (1.0, -1.0):
             s = pessimistic_scores(sign * x[:, j], test.labels)
             v = ctx.per_query(test, s, metric=f"ndcg@{k}", no_relevant="skip")
-            per_feature.append((float(np.nanmean(v)), name, sign))
-    per_feature.sort(reverse=True)
-    best, best_name, best_sign = per_feature[0]
+            per_feature.append((float(np.nanmean(v)), name, sign, j))
+    per_feature.sort(key=lambda e: (-e[0], e[3]))
+    best, best_name, best_sign, best_j = per_feature[0]
+    rival = best_independent_rival(x, per_feature, float(p["max_corr"]))
+    gap = best - rival[0] if rival is not None else 0.0
     evidence = {"queries_scored": test.n_queries, "features_scored": len(names),
                 "top_features": [{"feature": n, "direction": "+" if s > 0 else "-", "ndcg": v}
-                                 for v, n, s in per_feature[:10]]}
+                                 for v, n, s, _ in per_feature[:10]],
+                "best_independent_rival": None if rival is None else {"feature": rival[1], "ndcg": rival[0]},
+                "gap_to_rival": gap}
     advice = (f"feature {best_name} alone ranks test queries at nDCG@{k} {best:.3f}: it is (derived from) the "
               "label — drop it, or recompute it without access to relevance judgements")
     if best >= fail_at:
         return CheckResult(NAME, FAIL, best, fail_at, rule, evidence, advice)
     if best >= warn_at:
         return CheckResult(NAME, WARN, best, warn_at, rule, evidence, advice)
+    if gap >= gap_at:
+        lift = lift_share_of_column(ctx, best_j)
+        evidence["lift"] = lift
+        soft = (f"feature {best_name} alone scores nDCG@{k} {best:.3f}, {gap:.3f} above any other input "
+                f"({rival[1]} {rival[0]:.3f}), and shuffling it removes {lift['share']:.0%} of the model's lift: "
+                "a soft label leak (a score computed with the judgements?) — check how it is made, drop it and retrain")
+        if lift["share"] >= fail_share:
+            return CheckResult(NAME, FAIL, lift["share"], fail_share, rule, evidence, soft)
+        if lift["share"] >= warn_share:
+            return CheckResult(NAME, WARN, lift["share"], warn_share, rule, evidence, soft)
     return CheckResult(NAME, PASS, best, fail_at, rule, evidence)

@@ -33,12 +33,14 @@ class RecommenderAuditContext(PolicyView):
     test_interactions: Interactions | None = None    # the events it is judged on
     sampled_negatives: int = 100
     extras: dict = field(default_factory=dict)
+    recorded_events_missing: int = 0                 # recorded training events absent from the data
+    provenance_hint: str | None = None               # what to provide when the training events are unknown
     headline: str = "full"   # what the runs report: full ranking (sampled metrics only beside it)
     unit = "users"
 
     def evaluate(self, ranker: Any, split: SequenceSplit) -> dict[str, np.ndarray]:
         """Per-user test metrics (full ranking; ``sampled_*`` beside it when sampled_negatives > 0)."""
-        from mmrank.sequential.module import evaluate_stage
+        from mmrank.sequential.evaluation import evaluate_stage
 
         return evaluate_stage(ranker, split, "test", sampled_negatives=self.sampled_negatives, seed=self.seed)
 

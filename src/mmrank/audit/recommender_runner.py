@@ -6,8 +6,10 @@ baseline is another such run or a baseline kind (``popularity``, ``most_recent``
 on the same split. Both are scored again on the data (the run's own data path unless ``data``
 names another RecBole folder) by full ranking over all items, seen items masked.
 
-Checks, in order: ``temporal_leakage`` (the run's recorded held-out events against the data's
-timestamps), ``modality_ablation`` (each item modality treated as missing), ``expert_usage`` (MoE
+Checks, in order: ``held_out_leakage`` (a held-out (user, item) among that user's training
+events), ``temporal_leakage`` (training events after the user's test event) — both on the events
+the run *recorded* in its provenance, never "everything but the held-out rows" (a run without
+provenance: both SKIP, and the required-checks rule makes that PAUSE_AND_FIX) — ``modality_ablation`` (each item modality treated as missing), ``expert_usage`` (MoE
 router collapse), ``significance`` (model vs baseline, paired over users), ``sampled_metric``
 (sampled vs full ranking) and ``sample_size``. The verdict rules are the reranking audit's.
 """
@@ -21,7 +23,15 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from mmrank.audit import expert_usage, item_modality_ablation, sample_size, sampled_metric, significance, temporal_leakage
+from mmrank.audit import (
+    expert_usage,
+    held_out_leakage,
+    item_modality_ablation,
+    sample_size,
+    sampled_metric,
+    significance,
+    temporal_leakage,
+)
 from mmrank.audit.policy import load_policy
 from mmrank.audit.recommender_context import RecommenderAuditContext
 from mmrank.audit.run_artifacts import read_run_artifacts
@@ -29,8 +39,12 @@ from mmrank.audit.runner import AuditReport, check_names, run_checks
 from mmrank.audit.verdict import decide
 from mmrank.data.model import Interactions
 from mmrank.errors import ConfigError, DataError
+from mmrank.provenance import INTERACTIONS, Provenance, read_provenance
 
-CHECKS = {m.NAME: m.check for m in (temporal_leakage, item_modality_ablation, expert_usage, significance,
+NO_PROVENANCE = ("retrain the run with this mmrank version: it records the events it trained on "
+                 "(provenance.*), which the leakage checks need")
+
+CHECKS = {m.NAME: m.check for m in (held_out_leakage, temporal_leakage, item_modality_ablation, expert_usage, significance,
                                      sampled_metric, sample_size)}
 BASELINE_KINDS = ("popularity", "most_recent")
 
@@ -54,34 +68,30 @@ def _split_fingerprint(run_dir: Path) -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("split", {}).get("combined")
 
 
-def held_out_events(run_dir: str | Path, events: Interactions) -> tuple[Interactions, Interactions]:
-    """(training events, test events) of the split the run recorded in ``predictions.parquet``.
+def recorded_events(prov: Provenance, events: Interactions, splits: tuple[str, ...]) -> tuple[Interactions | None, int]:
+    """(the rows of ``events`` the run recorded in ``splits``, how many recorded events are not in
+    ``events``); (None, 0) when the run recorded none of these splits as interactions."""
+    from mmrank.provenance import interaction_hashes
 
-    A held-out (user, item) pair is matched to that user's latest event with the item; every other
-    event of the data is a training event. So a run that held out anything but each user's last
-    events shows it here, whatever its config claims."""
-    import pandas as pd
+    recorded = [prov.splits[n].hashes["event"] for n in splits
+                if n in prov.splits and prov.splits[n].kind == INTERACTIONS]
+    if not recorded:
+        return None, 0
+    wanted = np.unique(np.concatenate(recorded))
+    have = interaction_hashes(events)["event"]
+    rows = np.flatnonzero(np.isin(have, wanted))
+    return events.take(rows), int(len(wanted) - len(np.unique(have[rows])))
 
-    path = Path(run_dir) / "predictions.parquet"
-    if not path.is_file():
-        raise DataError("no predictions.parquet: cannot tell which events the run held out", path=run_dir,
-                        hint="audit a run directory written by `mmrank train` (task: sequential)")
-    rows = pd.read_parquet(path, columns=["user_id", "stage", "target_item"])
-    key = np.char.add(np.char.add(events.user_ids.astype(str), "\t"), events.item_ids.astype(str))
-    order = np.lexsort((events.timestamps, key))  # per (user, item): latest event last
-    last_of = {k: int(i) for k, i in zip(key[order], order)}
-    held = {}
-    for stage in ("valid", "test"):
-        part = rows[rows.stage == stage]
-        pairs = (part.user_id.astype(str) + "\t" + part.target_item.astype(str)).tolist()
-        missing = [p for p in pairs if p not in last_of]
-        if missing:
-            user, item = missing[0].split("\t")
-            raise DataError(f"the run held out user {user!r} item {item!r}, which is not in this data", path=path,
-                            hint="audit the run on the data it was trained on (--data)")
-        held[stage] = np.array([last_of[p] for p in pairs], dtype=np.int64)
-    train = np.setdiff1d(np.arange(len(events)), np.concatenate(list(held.values())))
-    return events.take(train), events.take(held["test"])
+
+def run_events(run_dir: str | Path, events: Interactions) -> tuple[Interactions | None, Interactions | None, int]:
+    """(training events incl. validation, test events, recorded events missing from ``events``)
+    as the run recorded them; (None, None, 0) for a run without provenance."""
+    prov = read_provenance(run_dir)
+    if prov is None:
+        return None, None, 0
+    train, missing_train = recorded_events(prov, events, ("train", "valid"))
+    test, missing_test = recorded_events(prov, events, ("test",))
+    return train, test, missing_train + missing_test
 
 
 def _load(spec: str | Path, seq, label: str):
@@ -128,22 +138,38 @@ def audit_recommender(
                               f"{ours} vs {theirs}): a paired comparison needs the same data and split")
     ranker, split = _load(model_dir, seq, "--model")
     base, base_split = (None, None) if baseline is None else _load(baseline, seq, "--baseline")
-    train_events, test_events = held_out_events(model_dir, seq.interactions)
+    train_events, test_events, missing = run_events(model_dir, seq.interactions)
     pol = {**pol, "sampled_metric": {**pol["sampled_metric"], "n_negatives": config.evaluate.sampled_negatives or None}}
     ctx = RecommenderAuditContext(
         model=ranker, baseline=base, split=split, baseline_split=base_split, policy=pol,
         train_interactions=train_events, test_interactions=test_events,
-        sampled_negatives=config.evaluate.sampled_negatives,
+        sampled_negatives=config.evaluate.sampled_negatives, recorded_events_missing=missing,
+        provenance_hint=NO_PROVENANCE if train_events is None else None,
     )
-    results, timings = run_checks(CHECKS, names, ctx, progress)
-    verdict = decide(results, pol)
-    ctx.extras.update(read_run_artifacts(model_dir))
     meta: dict[str, Any] = {
-        "task": "sequential", "model": type(ranker).__name__, "model_run": str(model_dir),
-        "baseline": None if base is None else type(base).__name__,
-        "baseline_spec": None if baseline is None else str(baseline),
-        "data": seq.inter_path, "users": int(len(ctx.model_metrics["users"])), "items": int(split.n_items),
-        "train_events": int(len(train_events)), "seconds": timings,
-        "unit": "user (one held-out item each, full ranking over all items, seen items masked)",
+        "model_run": str(model_dir), "baseline_spec": None if baseline is None else str(baseline),
+        "data": seq.inter_path, "provenance": train_events is not None,
     }
-    return AuditReport(verdict.decision, verdict.reasons, results, pol, ctx.extras, meta)
+    return audit_recommender_context(ctx, names, progress, meta, model_dir)
+
+
+def audit_recommender_context(ctx: RecommenderAuditContext, names: list[str] | None = None,
+                              progress: Callable[[str], None] | None = None, meta: dict | None = None,
+                              run_dir: str | Path | None = None) -> AuditReport:
+    """Run the recommendation checks on a prepared context (fitted rankers, split, the events
+    they trained on) and decide the verdict with the policy's ``sequential`` required checks."""
+    names = check_names(CHECKS, names)
+    results, timings = run_checks(CHECKS, names, ctx, progress)
+    verdict = decide(results, ctx.policy, task="sequential")
+    if run_dir is not None:
+        ctx.extras.update(read_run_artifacts(run_dir))
+    full = {
+        "task": "sequential", "model": type(ctx.model).__name__,
+        "baseline": None if ctx.baseline is None else type(ctx.baseline).__name__,
+        "users": int(len(ctx.model_metrics["users"])), "items": int(ctx.split.n_items),
+        "train_events": None if ctx.train_interactions is None else int(len(ctx.train_interactions)),
+        "seconds": timings,
+        "unit": "user (one held-out item each, full ranking over all items, seen items masked)",
+        **(meta or {}),
+    }
+    return AuditReport(verdict.decision, verdict.reasons, results, ctx.policy, ctx.extras, full)
