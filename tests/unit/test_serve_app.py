@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -341,3 +342,34 @@ def test_mc_dropout_uncertainty_of_a_real_cotrr_decides_the_fallback(cotrr_run_d
             assert [c["score"] for c in body["candidates"]] == pytest.approx(sorted(mean, reverse=True), rel=1e-5)
         else:
             assert body["reason"] == "uncertainty" and returned_ids(body) == original_ids(req)
+
+
+def test_ids_are_echoed_exactly_as_sent(run_dir):
+    """Issue 14 (8): 1.0 stays 1.0 (not 1), ints stay ints, strings stay strings."""
+    req = step5_query(np.random.default_rng(14), "q", 4, labels=False)
+    req["query_id"] = 7.0
+    for c, cid in zip(req["candidates"], [1.0, 2.0, 3, "4"]):
+        c["candidate_id"] = cid
+    with client(run_dir) as c:
+        r = c.post("/rerank", content=json.dumps(req).encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert '"query_id":7.0' in r.text
+    by_rank = {c["original_rank"]: c["candidate_id"] for c in r.json()["candidates"]}
+    assert [by_rank[k] for k in (1, 2, 3, 4)] == [1.0, 2.0, 3, "4"]
+    assert all(type(a) is type(b) for a, b in zip([by_rank[k] for k in (1, 2, 3, 4)], [1.0, 2.0, 3, "4"]))
+    assert re.search(r'"candidate_id":1\.0\b', r.text) and re.search(r'"candidate_id":2\.0\b', r.text)
+
+
+def test_messages_say_what_is_wrong(run_dir):
+    """Issue 14 (8): a non-JSON reload body, an empty query id, a candidate without an id."""
+    good = step5_query(np.random.default_rng(15), "q", 3, labels=False)
+    with client(run_dir, token="t") as c:
+        auth = {"Authorization": "Bearer t"}
+        not_json = c.post("/admin/reload", content=b"run_b", headers={**auth, "content-type": "application/json"})
+        empty_qid = c.post("/rerank", json={**good, "query_id": ""}, headers=auth)
+        no_cid = c.post("/rerank", json={**good, "candidates": [{"candidate_id": ""}]}, headers=auth)
+    assert not_json.status_code == 422
+    assert not_json.json()["errors"][0]["field"] == "body" and not_json.json()["detail"].startswith("body: not valid JSON")
+    assert empty_qid.status_code == 422 and empty_qid.json()["detail"].startswith("query_id is an empty string — give every query")
+    assert no_cid.status_code == 422
+    assert "candidate 0 candidate_id is an empty string — give every candidate a candidate_id" in no_cid.json()["detail"]
