@@ -110,3 +110,20 @@ def test_models_can_be_named_by_kind():
     assert report["significance"].status == PASS
     with pytest.raises(ConfigError, match="neither a run directory nor a model kind"):
         audit("no-such-model", None, train=sim.train, test=sim.test)
+
+
+def test_each_permuted_retrain_gets_its_own_training_seed_and_the_validation_rows():
+    from mmrank.audit.label_permutation_control import retrain_bound, seeded
+
+    model, options, found = seeded(LambdaMART(seed=0), {"settings": {"seed": 0, "max_epochs": 2}}, 1234)
+    assert found and model.get_params()["seed"] == 1234 and options["settings"] == {"seed": 1234, "max_epochs": 2}
+    assert not seeded(RidgeRanker(), {}, 5)[2]
+    sim = simulate(4, n_train=60, n_test=40)
+    valid = simulate(5, n_train=5, n_test=20).test
+    res = audit(LambdaMART(n_estimators=20, num_leaves=7, num_threads=1).fit(sim.train, valid), None,
+                train=sim.train, valid=valid, test=sim.test, policy=FAST, checks=["label_permutation_control"],
+                n_jobs=1)["label_permutation_control"]
+    ev = res.evidence
+    assert ev["training_seed_per_retrain"] and ev["validation"] and len(set(np.round(ev["per_retrain_lift"], 12))) == 3
+    # the spread between retrains decides as well as the query bootstrap: lifts that disagree in sign
+    assert retrain_bound(np.array([0.05, -0.01, 0.02])) < 0 < retrain_bound(np.array([0.05, 0.051, 0.049]))

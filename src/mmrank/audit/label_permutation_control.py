@@ -7,16 +7,25 @@ labels, an evaluation that breaks ties by a label-sorted row order. Its training
 permuted labels is reported too: deep models memorise random labels (Zhang et al. 2017), which
 is expected and not a failure.
 
-Decision: ``lift(x) = metric(x) - chance``. The permuted models' lift (mean over seeds, CI95 by
-bootstrapping queries) is compared with the real model's lift: FAIL when the permuted models
-recover at least ``fail_share`` of it *and* their CI lies above chance; WARN from ``warn_share``.
+Each retrain is independent: its own permutation *and* its own training seed (the model's
+``seed`` attribute, or the ``seed`` of its train settings), so one unlucky initialisation is not
+counted ``seeds`` times. It is fit with the same validation rows as the original fit (early
+stopping), their labels permuted too — a permuted model must not select its epoch on real labels.
+
+Decision: ``lift(x) = metric(x) - chance``. The permuted models' lift is "above chance" only
+when both the query bootstrap CI95 of the seed-averaged lift *and* the one-sided 95% t bound
+over the retrains' lifts (the spread between retrains) lie above zero; then it is compared with
+the real model's lift: FAIL from ``fail_share`` of it, WARN from ``warn_share``.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from typing import Any, Callable
 
 import numpy as np
+from scipy import stats as sps
 
 from mmrank.audit.context import AuditContext
 from mmrank.audit.jobs import run_jobs
@@ -35,18 +44,50 @@ def permute_within_queries(rset: RankingSet, seed: int) -> RankingSet:
     return rset.with_labels(rset.labels[order])
 
 
+def seeded(model: Any, fit_options: dict, seed: int) -> tuple[Any, dict, bool]:
+    """(model, fit options) with the training seed set to ``seed``, and whether a seed was found:
+    a ``seed`` constructor parameter (``get_params``: GBDTs) and/or ``settings["seed"]`` (neural
+    rankers' train settings)."""
+    options, found = copy.deepcopy(fit_options), False
+    params = model.get_params() if callable(getattr(model, "get_params", None)) else {}
+    if "seed" in params:
+        model, found = type(model)(**{**params, "seed": int(seed)}), True
+    settings = options.get("settings")
+    if isinstance(settings, dict):
+        options["settings"], found = {**settings, "seed": int(seed)}, True
+    elif settings is not None and hasattr(settings, "seed"):
+        options["settings"], found = settings.model_copy(update={"seed": int(seed)}), True
+    return model, options, found
+
+
+def takes_valid(model: Any) -> bool:
+    """True when ``model.fit`` accepts a validation set as its second argument."""
+    params = [p for p in inspect.signature(model.fit).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(params) >= 2
+
+
 def fit_permuted_and_score(make_model: Callable[[], Any], train: RankingSet, test: RankingSet,
-                           seed: int, fit_options: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One job: (test scores, train scores, permuted train labels) of a model fit on permuted labels."""
+                           seed: int, fit_options: dict, valid: RankingSet | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """One job: (test scores, train scores, permuted train labels, seed set) of a model fit on
+    labels permuted with ``seed``, trained with seed ``seed`` (validation labels permuted too)."""
     permuted = permute_within_queries(train, seed)
-    model = make_model().fit(permuted, **fit_options)
-    return np.asarray(model.score(test), float), np.asarray(model.score(permuted), float), permuted.labels
+    model, options, found = seeded(make_model(), fit_options, seed)
+    if valid is not None and takes_valid(model):
+        model = model.fit(permuted, permute_within_queries(valid, seed + 1), **options)
+    else:
+        model = model.fit(permuted, **options)
+    return np.asarray(model.score(test), float), np.asarray(model.score(permuted), float), permuted.labels, found
 
 
-def chance_per_query(ctx: AuditContext, rset: RankingSet, draws: int, seed: int) -> np.ndarray:
-    """(Q,) expected metric of uniformly random scores, averaged over ``draws`` draws."""
-    rng = np.random.default_rng(seed)
-    return np.mean([ctx.per_query(rset, rng.random(rset.n_candidates)) for _ in range(draws)], axis=0)
+def retrain_bound(lifts: np.ndarray, confidence: float = 0.95) -> float:
+    """One-sided lower confidence bound of the mean lift over retrains (t, k-1 df); -inf for k < 2."""
+    k = len(lifts)
+    if k < 2:
+        return -np.inf
+    sd = float(np.std(lifts, ddof=1))
+    return float(np.mean(lifts) - sps.t.ppf(confidence, k - 1) * sd / np.sqrt(k))
 
 
 def check(ctx: AuditContext) -> CheckResult:
@@ -54,13 +95,15 @@ def check(ctx: AuditContext) -> CheckResult:
         return CheckResult.skip(NAME, "no model factory to retrain with (pass make_model)")
     p = ctx.policy[NAME]
     seeds = [ctx.seed + 1000 + i for i in range(int(p["seeds"]))]
-    jobs = [(ctx.make_model, ctx.train, ctx.test, s, ctx.fit_options) for s in seeds]
+    jobs = [(ctx.make_model, ctx.train, ctx.test, s, ctx.fit_options, ctx.valid) for s in seeds]
     results = run_jobs(fit_permuted_and_score, jobs, engine=ctx.engine, n_jobs=ctx.n_jobs, address=ctx.address)
     keep = ctx.evaluable
-    chance = chance_per_query(ctx, ctx.test, int(p["chance_draws"]), ctx.seed)[keep]
-    permuted = np.array([ctx.per_query(ctx.test, scores)[keep] for scores, _, _ in results])
-    train_fit = [float(np.nanmean(ctx.per_query(ctx.train.with_labels(lab), tr))) for _, tr, lab in results]
+    chance = ctx.chance_per_query[keep]
+    permuted = np.array([ctx.per_query(ctx.test, scores)[keep] for scores, _, _, _ in results])
+    train_fit = [float(np.nanmean(ctx.per_query(ctx.train.with_labels(lab), tr))) for _, tr, lab, _ in results]
     lift_ci = paired_bootstrap_ci(permuted.mean(axis=0), chance, **ctx.stats_options())
+    per_retrain_lift = permuted.mean(axis=1) - chance.mean()
+    bound = retrain_bound(per_retrain_lift)
     model_lift = float(np.mean(ctx.model_per_query[keep] - chance))
     share = lift_ci.mean / model_lift if model_lift > 0 else (np.inf if lift_ci.mean > 0 else 0.0)
     evidence = {
@@ -69,12 +112,15 @@ def check(ctx: AuditContext) -> CheckResult:
         "permuted_per_seed": seed_variance(permuted.mean(axis=1)),
         "permuted_lift_ci": lift_ci.to_dict(), "model_lift": model_lift,
         "train_fit_on_permuted_labels": seed_variance(train_fit),
+        "per_retrain_lift": per_retrain_lift, "retrain_lift_lower_bound": bound,
+        "training_seed_per_retrain": all(found for *_, found in results),
+        "validation": ctx.valid is not None,
     }
     ctx.extras["permutation"] = {"chance": evidence["chance"], "permuted": evidence["permuted_per_seed"]["mean"],
                                  "model": evidence["model"]}
     rule = (f"WARN if permuted lift >= {p['warn_share']:g} x model lift, FAIL if >= {p['fail_share']:g} x "
-            "(and its CI95 above chance)")
-    above_chance = lift_ci.low > 0
+            "(and both its query CI95 and the t bound over retrains above chance)")
+    above_chance = lift_ci.low > 0 and bound > 0
     advice = ("a model trained on shuffled labels still ranks above chance: look for label information in "
               "features, first-stage/baseline scores or the evaluation's tie order")
     if above_chance and share >= float(p["fail_share"]):
