@@ -141,3 +141,31 @@ def test_split_sensitivity_warns_when_a_random_split_overstates():
               fit_evaluate=cooccurrence_hit_at_5)["split_sensitivity"]
     assert iid.status == PASS, iid.evidence
     assert run(sim, model, None, ["split_sensitivity"])["split_sensitivity"].status == SKIP
+
+
+def label_sorted(rset):
+    """The same queries with each query's candidates sorted by label, best first (a leaky file order)."""
+    order = np.lexsort((-rset.labels, rset.query_index))
+    from mmrank.data.model import RankingSet
+
+    return RankingSet(rset.query_ids, rset.offsets, rset.candidate_ids[order], rset.labels[order],
+                      domains=rset.domains, baseline_scores=rset.baseline_scores[order],
+                      features={k: v[order] for k, v in rset.features.items()})
+
+
+def test_a_gain_made_by_the_tie_order_is_not_significant_and_a_constant_model_warns():
+    sim = simulate(5, n_train=80, n_test=80)
+    sim.test = label_sorted(sim.test)
+    heuristic = HeuristicBaseline().fit(sim.train)
+    coarse = FrozenScores(lambda r: np.round(r.baseline_scores * 0.3))  # few distinct values: many ties
+    res = run(sim, coarse, heuristic, ["significance", "baseline_agreement"])
+    sig = res["significance"]
+    assert sig.evidence["ties"]["tie_share"]["model"] > 0.5
+    assert sig.evidence["delta_ci"]["low"] > 0                       # by row position: a "gain"
+    assert sig.status == WARN and "tie order" in sig.advice
+    assert not sig.evidence["ties"]["significant"]
+    constant = run(sim, FrozenScores(lambda r: np.zeros(r.n_candidates)), heuristic, ["baseline_agreement"])
+    assert constant["baseline_agreement"].status == WARN
+    assert constant["baseline_agreement"].evidence["constant_scores"] == ["model"]
+    honest = run(sim, RidgeRanker().fit(sim.train), heuristic, ["significance"])["significance"]
+    assert honest.evidence["ties"] == {"tie_share": {"model": 0.0, "baseline": 0.0}, "significant": True}

@@ -48,7 +48,13 @@ def check(ctx: AuditContext) -> CheckResult:
     ctx.extras["agreement_scatter"] = {"model": ctx.model_scores[pick], "baseline": ctx.baseline_scores[pick],
                                        "label": ctx.test.labels[pick]}
     value = agreement["spearman"]
-    rule = f"WARN if mean within-query Spearman >= {limit:g}"
+    rule = f"WARN if mean within-query Spearman >= {limit:g}, or either system's scores are constant in every query"
+    constant = [name for name, s in (("model", ctx.model_scores), ("baseline", ctx.baseline_scores))
+                if all(np.ptp(s[a:b]) == 0 for a, b in zip(ctx.test.offsets[:-1], ctx.test.offsets[1:]) if b > a)]
+    if constant:
+        return CheckResult(NAME, WARN, None, limit, rule, agreement | {"constant_scores": constant},
+                           f"the {' and '.join(constant)} gives every candidate of a query the same score: its "
+                           "ranking is the file's row order, not a model — check that it loaded and scores")
     if np.isnan(value):
         return CheckResult.skip(NAME, "no query with at least 3 candidates and non-constant scores")
     if value >= limit:

@@ -35,6 +35,30 @@ class PolicyView:
                 "method": str(s["bootstrap_method"]), "seed": self.seed}
 
 
+def tie_share(scores: np.ndarray, offsets: np.ndarray) -> float:
+    """Share of candidates whose score equals another candidate's score in the same query."""
+    tied = 0
+    for i in range(len(offsets) - 1):
+        x = scores[offsets[i]:offsets[i + 1]]
+        if len(x) > 1:
+            _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+            tied += int((counts[inverse] > 1).sum())
+    return tied / len(scores) if len(scores) else 0.0
+
+
+def random_tie_metric(ctx: "AuditContext", rset: RankingSet, scores: np.ndarray, draws: int) -> np.ndarray:
+    """(Q,) mean over ``draws`` seeded random orders of the tied scores of the per-query metric."""
+    rng = np.random.default_rng(ctx.seed + 7)
+    scores = np.asarray(scores, dtype=np.float64)
+    out = []
+    for _ in range(draws):
+        order = np.lexsort((rng.random(len(scores)), scores))  # ascending score, random among equals
+        strict = np.empty(len(scores))
+        strict[order] = np.arange(len(scores), dtype=np.float64)
+        out.append(ctx.per_query(rset, strict))
+    return np.mean(out, axis=0)
+
+
 @dataclass
 class AuditContext(PolicyView):
     train: RankingSet
@@ -84,6 +108,11 @@ class AuditContext(PolicyView):
     @cached_property
     def baseline_per_query(self) -> np.ndarray | None:
         return None if self.baseline_scores is None else self.per_query(self.test, self.baseline_scores)
+
+    def per_query_random_ties(self, scores: np.ndarray, draws: int) -> np.ndarray:
+        """(Q,) the metric with tied scores put in random order (mean over ``draws`` seeded
+        orders) instead of by row position: a gain made by the file's row order disappears."""
+        return random_tie_metric(self, self.test, scores, draws)
 
     @cached_property
     def chance_per_query(self) -> np.ndarray:
