@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmrank.sequential.module import evaluate_stage
+    from mmrank.sequential.evaluation import evaluate_stage
     from mmrank.sequential.run import load_run, load_sequence_data
 
     ranker, config = load_run(args.run)

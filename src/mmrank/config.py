@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmrank.errors import ConfigError
+from mmrank.models.registry import kinds
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -142,8 +143,9 @@ def validate_config(model_cls: type[BaseModel], data: dict, source: str = "confi
             if err["type"] == "extra_forbidden":
                 what = "unknown key"
             else:
-                what = err["msg"]
-            allowed = _allowed(model_cls, loc)
+                what = err["msg"].removeprefix("Value error, ")
+            # A validator's own message already says what is allowed.
+            allowed = "" if err["type"] == "value_error" else _allowed(model_cls, loc)
             lines.append(f"{source}: {key}: {what}" + (f" — {allowed}" if allowed else ""))
         raise ConfigError("\n".join(lines)) from None
 
@@ -173,14 +175,14 @@ class ModelConfig(Strict):
     """``kind`` names a registered ranker; ``params`` are checked against that ranker's own
     parameters when the model is built (still before training)."""
 
-    kind: Literal["cotrr", "fusion", "lambdamart", "heuristic", "linear_student"]
+    kind: Literal[kinds("rerank")]  # type: ignore[valid-type]  (the registry's rerank kinds)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainSettings(Strict):
     """How a neural ranker is trained (ignored by rankers that fit in closed form / LightGBM)."""
 
-    loss: Literal["combined", "listmle", "focal", "lambdaloss", "ranknet"] = "combined"
+    loss: str = Field("combined", description="a list loss of mmrank.losses.LIST_LOSSES")
     loss_params: dict[str, Any] = Field(default_factory=dict)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -198,7 +200,18 @@ class TrainSettings(Strict):
     deterministic: bool = False
     monitor: str = "ndcg@10"
     threads: int | None = Field(None, ge=1, description="torch CPU threads per process")
-    progress: bool = True
+    progress: bool = Field(True, description="one line per epoch on stderr")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        # The loss table is the one source of names; importing it here (not at module top)
+        # keeps `import mmrank.config` free of torch.
+        from mmrank.losses import LIST_LOSSES
+
+        if value not in LIST_LOSSES:
+            raise ValueError(f"unknown loss {value!r} — allowed: {sorted(LIST_LOSSES)}")
+        return value
 
 
 class CalibrationConfig(Strict):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mmrank.config import config_from_dict
-from mmrank.sequential.run import evaluate_sequential, recommend, train_sequential
+from mmrank.sequential.recommend import recommend
+from mmrank.sequential.run import evaluate_sequential, train_sequential
 
 pytestmark = pytest.mark.slow
 

@@ -75,7 +75,7 @@ def test_heuristic_falls_back_to_baseline_scores_and_round_trips(tmp_path):
     model = HeuristicBaseline(w_conflict=2.0)
     np.testing.assert_allclose(model.score(rset), [0.3, 0.7])
     model.save(tmp_path)
-    assert HeuristicBaseline.load(tmp_path).w_conflict == 2.0
+    assert HeuristicBaseline.load(tmp_path).params.w_conflict == 2.0
     bare = RankingSet(query_ids=["q"], offsets=[0, 1], candidate_ids=["a"], labels=[0])
     with pytest.raises(DataError, match="nothing to score"):
         model.score(bare)

@@ -12,7 +12,8 @@ from mmrank.data.model import RankingSet
 from mmrank.errors import ConfigError, DataError
 from mmrank.metrics import evaluate
 from mmrank.models.baselines import HeuristicBaseline
-from mmrank.models.cotrr import CoTRR, LETOR46_GROUPS, token_layout
+from mmrank.models.cotrr import CoTRR
+from mmrank.models.tokens import LETOR46_GROUPS, token_layout
 from rerank_support import known_function_set
 
 FAST = {"max_epochs": 25, "patience": 25, "lr": 3e-3, "batch_queries": 8, "progress": False, "threads": 1}

@@ -117,7 +117,7 @@ def test_moe_save_load_round_trip(tmp_path):
 
 
 def test_one_evaluation_computes_the_content_tower_once_and_scores_as_chunk_by_chunk():
-    from mmrank.sequential.module import evaluate_stage
+    from mmrank.sequential.evaluation import evaluate_stage
 
     inter, catalogue, _ = grouped_data(n_users=60)
     split = make_split(inter, *loo_rows(inter), catalogue=catalogue)

@@ -10,7 +10,7 @@ from mmrank.data.model import Interactions
 from mmrank.sequential.data import make_split, pad_left
 from mmrank.data.splits import leave_one_out
 from mmrank.sequential.sasrec import SASRecNet, SASRecRanker, sequence_loss
-from mmrank.sequential.module import evaluate_stage, mean_metrics
+from mmrank.sequential.evaluation import evaluate_stage, mean_metrics
 
 torch.set_num_threads(1)
 
@@ -102,7 +102,7 @@ def test_seen_items_never_in_full_ranking_top_k():
     split = counting_split(n_users=40)
     ranker = SASRecRanker(hidden=16, layers=1, heads=1, max_len=20, dropout=0.0).build(split)
     hist = split.history_for("test")
-    from mmrank.sequential.module import seen_csr
+    from mmrank.sequential.evaluation import seen_csr
     indptr, indices = seen_csr(hist)
     scores = ranker.score_users(torch.arange(hist.n_users), hist)
     # Make seen items the model's favourites: masking must still keep them out.

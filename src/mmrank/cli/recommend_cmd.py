@@ -24,7 +24,7 @@ def recommend(
 
     Example: mmrank recommend runs/ml100k_sasrec --user 196 -k 10
     """
-    from mmrank.sequential.run import recommend as top_items
+    from mmrank.sequential.recommend import recommend as top_items
 
     console = Console()
     with console.status("scoring"):

@@ -52,8 +52,8 @@ def train(
         from mmrank.sequential.run import train_sequential
 
         out = out or _default_out(config, getattr(cfg, "name", None))
-        with console.status(f"training {cfg.model.kind}"):
-            metrics = train_sequential(cfg, out, resume)
+        console.print(f"training {cfg.model.kind} → {out}", style="dim")
+        metrics = train_sequential(cfg, out, resume)
         _print_sequential(f"{cfg.model.kind} → {out}", metrics)
         return
     if out is None:
@@ -96,9 +96,6 @@ def _print_table(title: str, names: list[str], columns: dict[str, dict]) -> None
     console.print(table)
 
 
-SEQUENTIAL_KINDS = ("sasrec", "sasrec_moe", "popularity", "most_recent")
-
-
 def _print_sequential(title: str, metrics: dict) -> None:
     """Valid/test columns of a sequential run: every numeric metric both splits report."""
     splits = {s: metrics[s] for s in ("valid", "test") if isinstance(metrics.get(s), dict)}
@@ -124,10 +121,11 @@ def evaluate(
 
     Example: mmrank evaluate runs/cotrr --data $MMRANK_DATA_DIR/ltr/MQ2008/S5.txt --baseline lambdamart
     """
+    from mmrank.models.registry import task_of
     from mmrank.runs import model_kind
 
     kind = model_kind(run)
-    if kind in SEQUENTIAL_KINDS:
+    if task_of(kind) == "sequential":
         from mmrank.sequential.run import evaluate_sequential
 
         with console.status(f"evaluating {kind} (full ranking over all items)"):

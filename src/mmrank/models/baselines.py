@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from mmrank.data.model import RankingSet
 from mmrank.atomic_io import atomic_write_text
+from mmrank.config import Strict
+from mmrank.data.model import RankingSet
 from mmrank.errors import DataError
+from mmrank.models.params import WithParams
 from mmrank.models.storage import read_manifest, sha256_bytes
 
 
@@ -21,7 +24,7 @@ def _write_json(path: Path, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-class HeuristicBaseline:
+class HeuristicBaseline(WithParams):
     """The seeds' V1 scorer: ``cos(query, candidate) + w_c·compliance − w_n·conflict``.
 
     The query/candidate embedding pair is ``query_features[query_feature]`` and
@@ -32,31 +35,13 @@ class HeuristicBaseline:
 
     kind = "heuristic"
 
-    def __init__(
-        self,
-        w_compliance: float = 0.1,
-        w_conflict: float = 0.5,
-        query_feature: str | None = None,
-        candidate_feature: str | None = None,
-        compliance_feature: str = "compliance",
-        conflict_feature: str = "conflict",
-    ) -> None:
-        self.w_compliance = w_compliance
-        self.w_conflict = w_conflict
-        self.query_feature = query_feature
-        self.candidate_feature = candidate_feature
-        self.compliance_feature = compliance_feature
-        self.conflict_feature = conflict_feature
-
-    def get_params(self) -> dict:
-        return {
-            "w_compliance": self.w_compliance,
-            "w_conflict": self.w_conflict,
-            "query_feature": self.query_feature,
-            "candidate_feature": self.candidate_feature,
-            "compliance_feature": self.compliance_feature,
-            "conflict_feature": self.conflict_feature,
-        }
+    class Params(Strict):
+        w_compliance: float = 0.1
+        w_conflict: float = 0.5
+        query_feature: str | None = None
+        candidate_feature: str | None = None
+        compliance_feature: str = "compliance"
+        conflict_feature: str = "conflict"
 
     def fit(self, train: RankingSet, valid: RankingSet | None = None) -> "HeuristicBaseline":
         # Nothing is learned: the weights are the heuristic. fit exists so the baseline can stand
@@ -64,10 +49,10 @@ class HeuristicBaseline:
         return self
 
     def _embedding_pair(self, rset: RankingSet) -> tuple[str, str] | None:
-        if self.query_feature and self.candidate_feature:
-            return self.query_feature, self.candidate_feature
+        if self.params.query_feature and self.params.candidate_feature:
+            return self.params.query_feature, self.params.candidate_feature
         for name, qmat in rset.query_features.items():
-            cand = self.candidate_feature or name
+            cand = self.params.candidate_feature or name
             if cand in rset.features and rset.features[cand].shape[1] == qmat.shape[1]:
                 return name, cand
         return None
@@ -92,10 +77,10 @@ class HeuristicBaseline:
                 "heuristic baseline has nothing to score with: no query/candidate embedding pair and no baseline_score",
                 hint="add query_features with a matching candidate modality, or baseline scores",
             )
-        if self.compliance_feature in rset.features:
-            base = base + self.w_compliance * rset.features[self.compliance_feature][:, 0]
-        if self.conflict_feature in rset.features:
-            base = base - self.w_conflict * rset.features[self.conflict_feature][:, 0]
+        if self.params.compliance_feature in rset.features:
+            base = base + self.params.w_compliance * rset.features[self.params.compliance_feature][:, 0]
+        if self.params.conflict_feature in rset.features:
+            base = base - self.params.w_conflict * rset.features[self.params.conflict_feature][:, 0]
         return base
 
     def save(self, directory: str | Path) -> None:
@@ -106,7 +91,7 @@ class HeuristicBaseline:
         return cls(**read_manifest(directory, cls.kind)["params"])
 
 
-class LambdaMART:
+class LambdaMART(WithParams):
     """LightGBM ``lambdarank`` on the flat feature matrix (all modalities + query features).
 
     Early-stops on validation nDCG@``eval_at`` when a validation set is given. ``deterministic``
@@ -114,48 +99,25 @@ class LambdaMART:
 
     kind = "lambdamart"
 
-    def __init__(
-        self,
-        n_estimators: int = 500,
-        learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_data_in_leaf: int = 20,
-        feature_fraction: float = 1.0,
-        eval_at: int = 10,
-        early_stopping_rounds: int = 50,
-        seed: int = 0,
-        num_threads: int = 0,
-        modalities: list[str] | None = None,
-    ) -> None:
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_data_in_leaf = min_data_in_leaf
-        self.feature_fraction = feature_fraction
-        self.eval_at = eval_at
-        self.early_stopping_rounds = early_stopping_rounds
-        self.seed = seed
-        self.num_threads = num_threads
-        self.modalities = modalities
+    class Params(Strict):
+        n_estimators: int = Field(500, ge=1)
+        learning_rate: float = Field(0.05, gt=0)
+        num_leaves: int = Field(31, ge=2)
+        min_data_in_leaf: int = Field(20, ge=1)
+        feature_fraction: float = Field(1.0, gt=0, le=1)
+        eval_at: int = Field(10, ge=1)
+        early_stopping_rounds: int = Field(50, ge=1)
+        seed: int = 0
+        num_threads: int = Field(0, ge=0)
+        modalities: list[str] | None = None
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
         self.booster_ = None
         self.input_dims_: dict[str, int] | None = None
 
-    def get_params(self) -> dict:
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "eval_at": self.eval_at,
-            "early_stopping_rounds": self.early_stopping_rounds,
-            "seed": self.seed,
-            "num_threads": self.num_threads,
-            "modalities": self.modalities,
-        }
-
     def _dims(self, rset: RankingSet) -> dict[str, int]:
-        names = sorted(rset.features) if self.modalities is None else sorted(self.modalities)
+        names = sorted(rset.features) if self.params.modalities is None else sorted(self.params.modalities)
         missing = [n for n in names if n not in rset.features]
         if missing:
             raise DataError(f"LambdaMART needs modalities {missing} that the data lacks", hint=f"the data has {sorted(rset.features)}")
@@ -170,7 +132,7 @@ class LambdaMART:
                 f"data modalities {dims} differ from the ones the model was trained on {self.input_dims_}",
                 hint="score data with the same modalities and dimensions as the training data",
             )
-        names = sorted(rset.features) if self.modalities is None else sorted(self.modalities)
+        names = sorted(rset.features) if self.params.modalities is None else sorted(self.params.modalities)
         return rset.feature_matrix(names)
 
     @staticmethod
@@ -192,15 +154,15 @@ class LambdaMART:
         params = {
             "objective": "lambdarank",
             "metric": "ndcg",
-            "eval_at": [self.eval_at],
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "seed": self.seed,
+            "eval_at": [self.params.eval_at],
+            "learning_rate": self.params.learning_rate,
+            "num_leaves": self.params.num_leaves,
+            "min_data_in_leaf": self.params.min_data_in_leaf,
+            "feature_fraction": self.params.feature_fraction,
+            "seed": self.params.seed,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": self.num_threads,
+            "num_threads": self.params.num_threads,
             "verbosity": -1,
             # Gains 2^rel - 1 for every grade present, as nDCG with exponential gain expects.
             "label_gain": [float(2**g - 1) for g in range(max(max_label + 1, 32))],
@@ -210,8 +172,8 @@ class LambdaMART:
         if valid is not None and valid.n_queries:
             dvalid = lgb.Dataset(self._matrix(valid), self._int_labels(valid), group=valid.group_sizes, reference=dtrain)
             valid_sets = [dvalid]
-            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-        self.booster_ = lgb.train(params, dtrain, num_boost_round=self.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+            callbacks = [lgb.early_stopping(self.params.early_stopping_rounds, verbose=False)]
+        self.booster_ = lgb.train(params, dtrain, num_boost_round=self.params.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
         return self
 
     def score(self, rset: RankingSet) -> np.ndarray:

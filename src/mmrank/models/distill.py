@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
+from mmrank.config import Strict
 from mmrank.data.model import RankingSet
 from mmrank.errors import DataError
+from mmrank.models.params import WithParams
 from mmrank.models.storage import load_tensors, save_tensors
 
 
@@ -32,18 +35,20 @@ def _centre_per_query(values: np.ndarray, rset: RankingSet) -> np.ndarray:
     return values - (means / sizes[:, None])[qi]
 
 
-class LinearStudent:
+class LinearStudent(WithParams):
+    """A ridge-regression ranker on the flat feature matrix (the distillation student)."""
+
     kind = "linear_student"
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = alpha
+    class Params(Strict):
+        alpha: float = Field(1.0, ge=0, description="ridge penalty")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
         self.coef_: np.ndarray | None = None
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
         self.input_dims_: dict[str, int] | None = None
-
-    def get_params(self) -> dict:
-        return {"alpha": self.alpha}
 
     def _dims(self, rset: RankingSet) -> dict[str, int]:
         return {**{f"features.{k}": v for k, v in sorted(rset.modality_dims.items())},
@@ -63,7 +68,7 @@ class LinearStudent:
         xc = _centre_per_query((x - self.mean_) / self.scale_, train)
         yc = _centre_per_query(target, train)
         d = xc.shape[1]
-        self.coef_ = np.linalg.solve(xc.T @ xc + self.alpha * np.eye(d), xc.T @ yc)
+        self.coef_ = np.linalg.solve(xc.T @ xc + self.params.alpha * np.eye(d), xc.T @ yc)
         return self
 
     def score(self, rset: RankingSet) -> np.ndarray:

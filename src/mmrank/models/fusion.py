@@ -31,7 +31,8 @@ from torch import nn
 
 from mmrank.errors import ConfigError
 from mmrank.losses.infonce import infonce_loss
-from mmrank.models.cotrr import CoTRRNet, CoTRRParams, NeuralRanker
+from mmrank.models.cotrr import CoTRRNet, CoTRRParams
+from mmrank.models.neural import NeuralRanker
 
 
 class _GradReverse(torch.autograd.Function):

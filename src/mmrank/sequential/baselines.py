@@ -16,21 +16,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from safetensors.numpy import load_file, save_file
 
-from mmrank.sequential.data import IdVocab
 from mmrank.atomic_io import atomic_write_text
+from mmrank.config import Strict
+from mmrank.errors import DataError
+from mmrank.models.params import WithParams
+from mmrank.sequential.data import IdVocab
 
 
-class _ItemScoreRanker:
-    kind = ""
-    defaults: dict[str, Any] = {}
+class _ItemScoreRanker(WithParams):
+    """One fixed score per item, the same for every user (seen items masked by the evaluation)."""
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}")
-        self.params = {**self.defaults, **params}
+        super().__init__(**params)
         self.item_scores: np.ndarray | None = None
         self.items: IdVocab | None = None
         self.users: IdVocab | None = None
@@ -58,7 +58,7 @@ class _ItemScoreRanker:
         tmp = directory / ".model.safetensors.tmp"
         save_file({"item_scores": self.item_scores}, str(tmp))
         tmp.replace(directory / "model.safetensors")
-        meta = {"kind": self.kind, "params": self.params, "item_ids": list(self.items.ids),
+        meta = {"kind": self.kind, "params": self.get_params(), "item_ids": list(self.items.ids),
                 "user_ids": list(self.users.ids)}
         atomic_write_text(directory / "model.json", json.dumps(meta, indent=1))
 
@@ -86,13 +86,16 @@ class PopularityRanker(_ItemScoreRanker):
 
 class MostRecentRanker(_ItemScoreRanker):
     kind = "most_recent"
-    defaults = {"window": 5000}
+
+    class Params(Strict):
+        window: int = Field(5000, ge=1, description="most recent training events counted")
 
     def _item_scores(self, split) -> np.ndarray:
         train = split.train
         if train.times is None:
-            raise ValueError("most_recent needs event timestamps in the training histories")
-        recent = train.items[np.argsort(train.times, kind="stable")[-self.params["window"]:]]
+            raise DataError("most_recent needs event timestamps in the training histories",
+                            hint="use data with a timestamp column, or the popularity baseline")
+        recent = train.items[np.argsort(train.times, kind="stable")[-self.params.window:]]
         overall = _counts(train.items, split.n_items)
         # Recent count dominates; overall popularity (scaled below 1) only breaks its ties.
         return _counts(recent, split.n_items) + overall / (overall.max() + 1.0)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mmrank.config import Strict
+from mmrank.models.registry import kinds
 
 
 class SequentialData(Strict):
@@ -34,7 +35,7 @@ class SequentialModel(Strict):
     hidden, layers, heads, max_len, dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
     n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
 
-    kind: Literal["sasrec", "sasrec_moe", "popularity", "most_recent"] = "sasrec"
+    kind: Literal[kinds("sequential")] = "sasrec"  # type: ignore[valid-type]  (the registry's sequential kinds)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -57,7 +58,9 @@ class SequentialTrain(Strict):
     stage_epochs: int = Field(40, ge=1)
     target_ndcg: float | None = Field(None, gt=0, le=1)
     stop_at_target: bool = False
-    progress: bool = False
+    progress: bool = Field(True, description="one line per epoch on stderr")
+    grad_clip: float | None = Field(5.0, gt=0, description="gradient norm clipping (None: off)")
+    deterministic: bool = Field(False, description="deterministic torch kernels (identical metrics run to run)")
 
 
 class SequentialEvaluate(Strict):

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from mmrank.errors import ConfigError
 from mmrank.sequential.sasrec import SASRecNet, SASRecRanker
 
 
@@ -226,9 +228,11 @@ class SASRecMoERanker(SASRecRanker):
 
     kind = "sasrec_moe"
 
-    @classmethod
-    def extra_params(cls) -> dict[str, Any]:
-        return dict(n_experts=3, expert_dropout=0.1, user_gate=False, balance_weight=0.01)
+    class Params(SASRecRanker.Params):
+        n_experts: int = Field(3, ge=1)
+        expert_dropout: float = Field(0.1, ge=0, lt=1)
+        user_gate: bool = False
+        balance_weight: float = Field(0.01, ge=0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -244,12 +248,12 @@ class SASRecMoERanker(SASRecRanker):
 
     def _make_net(self, n_items: int) -> SASRecMoENet:
         if self.item_feats is None:
-            raise ValueError("SASRecMoERanker needs item features: call set_item_features first")
+            raise ConfigError("sasrec_moe needs item features: set data.item_features (or call set_item_features first)")
         p = self.params
         return SASRecMoENet(n_items, {m: torch.from_numpy(v) for m, v in self.item_feats.items()},
                             torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items),
-                            p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"],
-                            p["n_experts"], p["expert_dropout"], p["user_gate"], p["balance_weight"], p["ffn"])
+                            p.hidden, p.layers, p.heads, p.max_len, p.dropout,
+                            p.n_experts, p.expert_dropout, p.user_gate, p.balance_weight, p.ffn)
 
     def _make_net_from_state(self, n_items: int, state: dict) -> SASRecMoENet:
         feats = {m: state[f"feat_{m}"].numpy() for m in self.modalities}

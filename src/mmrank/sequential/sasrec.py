@@ -11,7 +11,7 @@ softmax with N uniform negatives, gBCE (Petrov & Macdonald, RecSys 2023) and BPR
 
 ``SASRecRanker`` wraps the net in the mmrank model protocol (params in the constructor, ``fit``,
 pure scoring, safetensors + JSON storage). It knows nothing about optimisers: ``fit`` hands the
-net to the Lightning module in ``mmrank.sequential.module``.
+net to the Lightning module in ``mmrank.sequential.training``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,20 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from mmrank.sequential.data import IdVocab, pad_left
 from mmrank.atomic_io import atomic_write_text
+from mmrank.config import Strict
+from mmrank.errors import DataError
+from mmrank.models.params import WithParams
+from mmrank.sequential.data import IdVocab, pad_left
 
 LOSSES = ("ce", "sampled_softmax", "gbce", "bpr")
 
@@ -202,7 +206,7 @@ def _sequence_loss(net, inputs, targets, loss, n_negatives, gbce_t, generator) -
     return out + net.aux_loss()
 
 
-class SASRecRanker:
+class SASRecRanker(WithParams):
     """ID-only SASRec in the mmrank model protocol.
 
     ``fit(split)`` trains on a ``SequenceSplit``; ``score_users(users, histories)`` gives
@@ -210,23 +214,25 @@ class SASRecRanker:
     and candidate ids are item ids (for reranking candidate lists)."""
 
     kind = "sasrec"
-    defaults: dict[str, Any] = dict(hidden=64, layers=2, heads=2, max_len=200, dropout=0.2, ffn=None, loss="ce",
-                                    n_negatives=256, gbce_t=0.75)
+
+    class Params(Strict):
+        hidden: int = Field(64, ge=1)
+        layers: int = Field(2, ge=0)
+        heads: int = Field(2, ge=1)
+        max_len: int = Field(200, ge=1, description="positions of history the model reads")
+        dropout: float = Field(0.2, ge=0, lt=1)
+        ffn: int | None = Field(None, ge=1, description="feed-forward width (default hidden; RecBole uses 4 x hidden)")
+        loss: Literal[LOSSES] = "ce"  # type: ignore[valid-type]
+        n_negatives: int = Field(256, ge=1)
+        gbce_t: float = Field(0.75, ge=0, le=1)
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults) - set(self.extra_params())
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}")
-        self.params = {**self.defaults, **self.extra_params(), **params}
+        super().__init__(**params)
         self.net: SASRecNet | None = None
         self.items: IdVocab | None = None
         self.users: IdVocab | None = None
         self.cold_items: np.ndarray | None = None
         self.history: list[dict] = []
-
-    @classmethod
-    def extra_params(cls) -> dict[str, Any]:
-        return {}
 
     # -- building ------------------------------------------------------------------------------
     def build(self, split) -> "SASRecRanker":
@@ -237,17 +243,17 @@ class SASRecRanker:
 
     def _make_net(self, n_items: int) -> SASRecNet:
         p = self.params
-        return SASRecNet(n_items, p["hidden"], p["layers"], p["heads"], p["max_len"], p["dropout"], p["ffn"])
+        return SASRecNet(n_items, p.hidden, p.layers, p.heads, p.max_len, p.dropout, p.ffn)
 
     def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         p = self.params
-        return lambda inputs, targets: sequence_loss(self.net, inputs, targets, p["loss"], p["n_negatives"], p["gbce_t"])
+        return lambda inputs, targets: sequence_loss(self.net, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
 
     def fit(self, split, valid=None, **train_options: Any) -> "SASRecRanker":
         """Train on ``split.train``; early-stop on validation NDCG@10 (``train_options`` go to
-        ``mmrank.sequential.module.fit_net``: epochs, batch_size, lr, ...)."""
+        ``mmrank.sequential.training.fit_net``: epochs, batch_size, lr, ...)."""
         # Imported here: the training stack (Lightning) is only needed to fit, never to score.
-        from mmrank.sequential.module import fit_net
+        from mmrank.sequential.training import fit_net
 
         if self.net is None:
             self.build(split)
@@ -261,8 +267,8 @@ class SASRecRanker:
         self.net.eval()
         # Pad to the batch's longest sequence, not max_len: positions are right-aligned and padding
         # is masked out, so the states are the same and short histories cost less.
-        width = max(1, min(self.params["max_len"], max((len(s) for s in seqs), default=1)))
-        batch = torch.from_numpy(pad_left(seqs, width))
+        width = max(1, min(self.params.max_len, max((len(s) for s in seqs), default=1)))
+        batch = torch.from_numpy(pad_left(seqs, width)).to(next(self.net.parameters()).device)
         return self.net.score_sequences(batch)
 
     def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:
@@ -293,11 +299,11 @@ class SASRecRanker:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         tmp = directory / ".model.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(directory / "model.safetensors")
-        meta = {"kind": self.kind, "params": self.params, "n_items": len(self.items),
+        meta = {"kind": self.kind, "params": self.get_params(), "n_items": len(self.items),
                 "item_ids": list(self.items.ids), "user_ids": list(self.users.ids),
                 "cold_items": np.flatnonzero(self.cold_items).tolist(), "history": self.history,
                 **self.extra_meta()}
@@ -311,7 +317,8 @@ class SASRecRanker:
         directory = Path(directory)
         meta = json.loads((directory / "model.json").read_text())
         if meta["kind"] != cls.kind:
-            raise ValueError(f"{directory}: model kind is {meta['kind']!r}, not {cls.kind!r}")
+            raise DataError(f"model kind is {meta['kind']!r}, not {cls.kind!r}", path=directory,
+                            hint="load a run through mmrank.runs.load_model, which picks the class")
         self = cls(**meta["params"])
         self.items = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
         self.users = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")

@@ -1,18 +1,17 @@
-"""``fit_ranker``: train a NeuralRanker's network with Lightning.
+"""``fit_ranker``: train a NeuralRanker's network through the one Trainer factory
+(``mmrank.train.trainer``: devices, clipping, safetensors checkpoints, resume, determinism,
+per-epoch progress line).
 
-AdamW + ReduceLROnPlateau on validation nDCG@10, gradient clipping and accumulation, mixed
-precision on GPUs, early stopping, checkpoints (safetensors, see ``checkpoint_io``) and resume,
-seeded + optionally deterministic, rich progress bar, CSV + TensorBoard logs (+ MLflow when
-installed). Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP (gloo on CPU, nccl on GPUs); every
-rank ends with the same best weights.
+What is rerank-specific lives here: AdamW + ReduceLROnPlateau on validation nDCG@10 (in
+``RankerModule``), early stopping, the best-on-validation checkpoint, CSV + TensorBoard logs
+(+ MLflow when installed). Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP; every rank ends with
+the same best weights.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,17 @@ import torch
 from mmrank.config import TrainSettings, validate_config
 from mmrank.data.model import RankingSet
 from mmrank.losses import check_loss_params, get_loss
+from mmrank.train.trainer import (
+    CHECKPOINTS,
+    checkpoint_path,
+    is_main_process,
+    make_trainer,
+    require_resume_checkpoint,
+    run_fit,
+    world,
+)
 
-CHECKPOINTS = "checkpoints"
-LAST = "last.ckpt"
-
-
-def world() -> tuple[int, int, int]:
-    """(world_size, global rank, local world size) from the torchrun environment."""
-    ws = int(os.environ.get("WORLD_SIZE", "1"))
-    return ws, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", str(ws)))
-
-
-def is_main_process() -> bool:
-    return world()[1] == 0
-
-
-def _precision(setting: str) -> str:
-    if setting != "auto":
-        return "32-true" if setting == "32" else setting
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+__all__ = ["fit_ranker", "is_main_process", "seed_everything", "world"]
 
 
 def _loggers(log_dir: Path, resume: bool) -> list:
@@ -71,115 +60,101 @@ def _split_validation(train: RankingSet, seed: int) -> tuple[RankingSet, Ranking
     return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
 
 
+def _settings(settings: Any) -> TrainSettings:
+    if settings is None:
+        return TrainSettings()
+    if isinstance(settings, dict):
+        return validate_config(TrainSettings, settings, "train")
+    return settings
+
+
+def _rerank_callbacks(log_dir: Path, monitor: str, patience: int) -> tuple[list, Any]:
+    """Best-on-validation checkpoint and early stopping (the factory adds "last" and the RNG state)."""
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
+
+    best = ModelCheckpoint(dirpath=str(log_dir / CHECKPOINTS), filename="best", monitor=monitor, mode="max", save_top_k=1,
+                           enable_version_counter=False)
+    return [best, EarlyStopping(monitor=monitor, mode="max", patience=patience), LearningRateMonitor(logging_interval="epoch")], best
+
+
 def fit_ranker(ranker, train: RankingSet, valid: RankingSet | None, settings: Any = None, *,
                log_dir: str | Path | None = None, resume: bool = False) -> list[dict]:
-    """Train ``ranker.network_`` in place (built by ``ranker.prepare(train)``); keeps the best
-    validation weights. ``log_dir`` holds checkpoints and logs (a temp dir when None);
-    ``resume`` continues from ``log_dir/checkpoints/last.ckpt``. Returns the epoch history."""
-    import logging
+    """Train ``ranker.network_`` in place (built by ``ranker.prepare(train)``) and keep the best
+    validation weights.
 
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.strategies import DDPStrategy
+    Args:
+        ranker: a NeuralRanker (CoTRR, FusionV2).
+        train / valid: query groups; without ``valid`` 10% of the training queries are held out.
+        settings: ``TrainSettings`` (or a dict of its fields).
+        log_dir: checkpoints and logs (a temp dir when None).
+        resume: continue from ``log_dir/checkpoints/last.ckpt``.
 
-    from mmrank.train.callbacks import RngStateCallback
-    from mmrank.train.checkpoint_io import SafetensorsCheckpointIO, load_state
+    Returns:
+        The per-epoch history (epochs counted from 1).
+    """
     from mmrank.train.data import eval_loader, train_loader
     from mmrank.train.module import RankerModule
 
-    if settings is None:
-        settings = TrainSettings()
-    elif isinstance(settings, dict):
-        settings = validate_config(TrainSettings, settings, "train")
+    settings = _settings(settings)
     check_loss_params(settings.loss, settings.loss_params)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    world_size, rank, local_size = world()
-    # Lightning's INFO lines (GPU available, tips) drown the progress bar; warnings still show.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-
+    world_size, rank, _ = world()
     temp_dir = None
     if log_dir is None:
         temp_dir = log_dir = tempfile.mkdtemp(prefix="mmrank-fit-")
     log_dir = Path(log_dir)
-    ckpt_dir = log_dir / CHECKPOINTS
-    last = ckpt_dir / LAST
-    if resume and not last.exists():
-        from mmrank.errors import DataError
+    if resume:
+        require_resume_checkpoint(log_dir)
 
-        raise DataError("nothing to resume: no training checkpoint", path=last, hint="train without --resume first")
-
-    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    seed_everything(settings.seed)
     if valid is None or valid.n_queries == 0:
         train, valid = _split_validation(train, settings.seed)
     ranker.prepare(train)
     train_data, valid_data = ranker.padded_queries(train), ranker.padded_queries(valid)
     module = RankerModule(ranker.network_, get_loss(settings.loss), settings.loss_params, settings, valid)
-    monitor = module.monitor_key
-
-    best = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode="max", save_top_k=1,
-                           enable_version_counter=False)
-    # "last" is rewritten at the end of every training epoch (after its validation): the point a
-    # resumed run restarts from. (save_last=True would only refresh it when "best" improves.)
-    latest = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1,
-                             save_on_train_epoch_end=True, enable_version_counter=False)
-    callbacks = [best, latest, EarlyStopping(monitor=monitor, mode="max", patience=settings.patience), RngStateCallback(),
-                 LearningRateMonitor(logging_interval="epoch")]
-    if settings.progress:
-        callbacks.append(RichProgressBar(leave=True))
-    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    strategy: Any = "auto"
-    if world_size > 1:
-        strategy = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo", find_unused_parameters=False)
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=local_size if world_size > 1 else 1,
-        num_nodes=max(1, world_size // local_size),
-        strategy=strategy,
-        precision=_precision(settings.precision),
-        max_epochs=settings.max_epochs,
-        min_epochs=settings.min_epochs,
-        gradient_clip_val=settings.grad_clip,
-        accumulate_grad_batches=settings.accumulate,
-        deterministic=settings.deterministic,
-        callbacks=callbacks,
-        logger=_loggers(log_dir, resume),
-        plugins=[SafetensorsCheckpointIO()],
-        default_root_dir=str(log_dir),
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        enable_progress_bar=settings.progress,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-    )
+    callbacks, best = _rerank_callbacks(log_dir, module.monitor_key, settings.patience)
+    trainer = make_trainer(log_dir=log_dir, max_epochs=settings.max_epochs, min_epochs=settings.min_epochs,
+                           callbacks=callbacks, loggers=_loggers(log_dir, resume), grad_clip=settings.grad_clip,
+                           accumulate=settings.accumulate, deterministic=settings.deterministic,
+                           precision=settings.precision, progress=settings.progress)
     loaders = (
         train_loader(train_data, settings.batch_queries, settings.max_list_len, settings.seed, world_size, rank),
         eval_loader(valid_data, ranker.params.score_batch_queries),
     )
-    with warnings.catch_warnings():
-        # Lightning nags about worker counts; query batches are built in-process on purpose
-        # (padding is cheap, workers would copy the data set).
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*isn't a multiple of.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        if resume:  # the checkpoint folder is expected to hold the killed run's files
-            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        trainer.fit(module, *loaders, ckpt_path=str(last) if resume else None)
-
-    # Keep the best validation weights (every rank reads the same file).
+    run_fit(trainer, module, *loaders, resume=resume, log_dir=log_dir)
     trainer.strategy.barrier()
+    _keep_best_weights(ranker, module, best, log_dir)
+    ranker.best_epoch_ = _best_epoch(module.history, module.monitor_key)
+    if temp_dir is not None and world_size == 1:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return module.history
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (and dataloader workers) before any weight is created."""
+    import lightning.pytorch as pl
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def _keep_best_weights(ranker, module, best, log_dir: Path) -> None:
+    """Load the best validation weights (every rank reads the same file) and the whole curve."""
+    from mmrank.train.checkpoint_io import load_state
+
+    last = checkpoint_path(log_dir)
     best_path = best.best_model_path or str(last)
     if best_path and Path(best_path).exists():
         state = load_state(best_path)["state_dict"]
         ranker.network_.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
-        if "mmrank_history" in load_state(last):
+        if last.exists() and "mmrank_history" in load_state(last):
             module.history = load_state(last)["mmrank_history"]
     ranker.network_.eval()
     ranker.history_ = module.history
-    ranker.best_epoch_ = _best_epoch(module.history, monitor)
-    if temp_dir is not None and world_size == 1:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    return module.history
 
 
 def _best_epoch(history: list[dict], monitor: str) -> int | None:

@@ -55,7 +55,7 @@ class RankerModule(pl.LightningModule):
         self.log(self.monitor_key, value, prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self.history.append({
-                "epoch": int(self.current_epoch),
+                "epoch": int(self.current_epoch) + 1,  # counted from 1, as printed
                 "train_loss": float(np.mean(self._train_losses)) if self._train_losses else None,
                 self.monitor_key: float(value),
                 "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),

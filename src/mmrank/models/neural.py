@@ -1,0 +1,239 @@
+"""``NeuralRanker``: the shared shell of the torch rerankers (CoTRR, FusionV2) — parameters,
+token layout, fit (through ``mmrank.train``), pure scoring, MC-dropout uncertainty, attention
+shares, save/load as safetensors + JSON. Subclasses set ``kind``, ``Params`` and ``network_class``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmrank.config import Strict
+from mmrank.data.model import RankingSet
+from mmrank.errors import ConfigError, DataError
+from mmrank.models.params import WithParams
+from mmrank.models.storage import load_tensors, save_tensors
+from mmrank.models.tokens import TokenSpec, token_layout
+
+
+class PaddedQueries:
+    """A RankingSet as one flat ``(N, D)`` input matrix, padded per batch of queries on demand."""
+
+    def __init__(self, x: np.ndarray, rset: RankingSet) -> None:
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.labels = rset.labels.astype(np.float32)
+        self.offsets = rset.offsets
+        self.n_queries = rset.n_queries
+
+    def __len__(self) -> int:
+        return self.n_queries
+
+    def batch(self, qidx: np.ndarray, max_len: int | None = None, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``{"x": (B, L, D), "mask": (B, L), "labels": (B, L), "rows": (B, L) int (-1 = pad)}``.
+        Lists longer than ``max_len`` keep a random ``max_len`` subset (training only)."""
+        rows = []
+        for q in np.asarray(qidx, dtype=np.int64):
+            r = np.arange(self.offsets[q], self.offsets[q + 1])
+            if max_len is not None and len(r) > max_len:
+                r = np.sort((rng or np.random.default_rng()).choice(r, size=max_len, replace=False))
+            rows.append(r)
+        L = max((len(r) for r in rows), default=0)
+        idx = np.full((len(rows), max(L, 1)), -1, dtype=np.int64)
+        for i, r in enumerate(rows):
+            idx[i, : len(r)] = r
+        mask = idx >= 0
+        safe = np.where(mask, idx, 0)
+        return {
+            "x": torch.from_numpy(self.x[safe] * mask[..., None]),
+            "mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(self.labels[safe] * mask),
+            "rows": torch.from_numpy(idx),
+        }
+
+
+class NeuralRanker(WithParams):
+    """Ranker-protocol shell around a torch network: parameters, token layout, fit/score/save/load.
+
+    Subclasses set ``kind``, ``Params`` (a pydantic model) and ``network_class``."""
+
+    kind = "neural"
+    Params: type[Strict] = Strict
+    network_class: type[nn.Module] = nn.Module
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.layout_: list[TokenSpec] | None = None
+        self.network_: nn.Module | None = None
+        self.history_: list[dict] = []
+
+    # -- data → tensors --------------------------------------------------------------------------
+    def _check_dims(self, rset: RankingSet) -> None:
+        for t in self.layout_:
+            mats = rset.features if t.source == "features" else rset.query_features
+            if t.modality not in mats:
+                raise DataError(
+                    f"the model needs {t.source.replace('_', ' ')} {t.modality!r}, which the data lacks",
+                    hint=f"the data has modalities {rset.modality_dims} and query features {rset.query_feature_dims}",
+                )
+        want = self.input_dims()
+        have = {k: v for k, v in {**{f"features.{m}": d for m, d in rset.modality_dims.items()},
+                                  **{f"query_features.{m}": d for m, d in rset.query_feature_dims.items()}}.items() if k in want}
+        if have != want:
+            raise DataError(f"data modality dims {have} differ from the model's {want}", hint="score data with the modalities the model was trained on")
+
+    def input_dims(self) -> dict[str, int]:
+        dims: dict[str, int] = {}
+        for t in self.layout_:
+            key = f"{t.source}.{t.modality}"
+            dims[key] = max(dims.get(key, 0), max(t.columns) + 1)
+        return dims
+
+    def input_matrix(self, rset: RankingSet) -> np.ndarray:
+        """``(N, D)`` float32: every token's columns side by side, query features broadcast."""
+        cols = []
+        for t in self.layout_:
+            if t.source == "features":
+                cols.append(rset.features[t.modality][:, list(t.columns)])
+            else:
+                cols.append(rset.query_features[t.modality][rset.query_index][:, list(t.columns)])
+        return np.concatenate(cols, axis=1).astype(np.float32)
+
+    def padded_queries(self, rset: RankingSet) -> PaddedQueries:
+        self._check_dims(rset)
+        return PaddedQueries(self.input_matrix(rset), rset)
+
+    # -- building ------------------------------------------------------------------------------
+    def network_kwargs(self) -> dict:
+        p = self.params
+        return dict(d_model=p.d_model, n_layers=p.n_layers, n_heads=p.n_heads, ffn_mult=p.ffn_mult, dropout=p.dropout,
+                    list_context=p.list_context, mlp_hidden=p.mlp_hidden, init_temperature=p.init_temperature)
+
+    def _build_network(self) -> nn.Module:
+        if self.params.d_model % self.params.n_heads:
+            raise ConfigError(f"model.params.d_model: {self.params.d_model} is not divisible by n_heads={self.params.n_heads}")
+        return self.network_class([len(t.columns) for t in self.layout_], **self.network_kwargs())
+
+    def prepare(self, train: RankingSet) -> "NeuralRanker":
+        """Build the token layout and a fresh network from the training data (seed torch first)."""
+        p = self.params
+        self.layout_ = token_layout(train, p.token_groups, p.modalities, p.use_query_features)
+        self.network_ = self._build_network()
+        x = self.input_matrix(train)
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        self.network_.in_mean.copy_(torch.from_numpy(mean))
+        self.network_.in_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
+        return self
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.network_.parameters())
+
+    # -- protocol ------------------------------------------------------------------------------
+    def fit(self, train: RankingSet, valid: RankingSet | None = None, settings: Any = None, **fit_options: Any) -> "NeuralRanker":
+        """Train with ``mmrank.train`` (Lightning). Imported here, not at module top, so that loading
+        and scoring a model never imports the training stack (the server stays small)."""
+        from mmrank.train.fit import fit_ranker
+
+        fit_ranker(self, train, valid, settings, **fit_options)
+        return self
+
+    def _require_fitted(self) -> None:
+        if self.network_ is None:
+            raise DataError(f"{self.kind} is not fitted", hint="call fit() or load a trained run")
+
+    def _forward_all(self, rset: RankingSet, fn) -> list:
+        """Apply ``fn(batch) -> (B, L, ...) tensor`` to query chunks; return per-chunk (rows, values)."""
+        self._require_fitted()
+        data = self.padded_queries(rset)
+        out = []
+        bs = self.params.score_batch_queries
+        for start in range(0, rset.n_queries, bs):
+            batch = data.batch(np.arange(start, min(start + bs, rset.n_queries)))
+            values = fn(batch)
+            m = batch["mask"].numpy()
+            out.append((batch["rows"].numpy()[m], values.detach().numpy()[m]))
+        return out
+
+    def _gather(self, rset: RankingSet, chunks: list, trailing: tuple = ()) -> np.ndarray:
+        result = np.zeros((rset.n_candidates,) + trailing, dtype=np.float64)
+        for rows, vals in chunks:
+            result[rows] = vals
+        return result
+
+    @torch.no_grad()
+    def score(self, rset: RankingSet) -> np.ndarray:
+        net = self.network_
+        self._require_fitted()
+        was = net.training
+        net.eval()
+        try:
+            return self._gather(rset, self._forward_all(rset, lambda b: net(b["x"], b["mask"])[0]))
+        finally:
+            net.train(was)
+
+    @torch.no_grad()
+    def score_with_uncertainty(self, rset: RankingSet, n_passes: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """MC-dropout (Gal & Ghahramani 2016): ``n_passes`` stochastic forward passes with dropout
+        on; returns per-candidate ``(mean, std)``. Pure for a given ``seed``."""
+        self._require_fitted()
+        net = self.network_
+        was = net.training
+        net.eval()
+        for m in net.modules():
+            if isinstance(m, (nn.Dropout, nn.MultiheadAttention)):
+                m.train()
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            passes = np.stack([self._gather(rset, self._forward_all(rset, lambda b: net(b["x"], b["mask"])[0])) for _ in range(n_passes)])
+        finally:
+            torch.random.set_rng_state(gen_state)
+            net.train(was)
+        return passes.mean(axis=0), passes.std(axis=0)
+
+    @torch.no_grad()
+    def attention_share(self, rset: RankingSet, by: Literal["modality", "token"] = "modality") -> dict[str, float]:
+        """Mean attention-pool weight each modality (or token) receives over all candidates; the
+        shares sum to 1. Feature-group tokens of one modality add up to that modality's share."""
+        self._require_fitted()
+        net = self.network_
+        was = net.training
+        net.eval()
+        try:
+            chunks = self._forward_all(rset, lambda b: net.encode(net.token_content(b["x"]), b["mask"])["pool_weights"])
+        finally:
+            net.train(was)
+        weights = self._gather(rset, chunks, (len(self.layout_),)).mean(axis=0) if rset.n_candidates else np.zeros(len(self.layout_))
+        share: dict[str, float] = {}
+        for t, w in zip(self.layout_, weights):
+            key = t.name if by == "token" else (t.modality if t.source == "features" else f"query.{t.modality}")
+            share[key] = share.get(key, 0.0) + float(w)
+        return share
+
+    # -- storage -------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        self._require_fitted()
+        tensors = {k: v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
+        meta = {
+            "params": self.get_params(),
+            "layout": [asdict(t) | {"columns": list(t.columns)} for t in self.layout_],
+            "input_dims": self.input_dims(),
+            "n_parameters": self.n_parameters(),
+            "history": self.history_,
+        }
+        save_tensors(directory, self.kind, tensors, meta)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "NeuralRanker":
+        tensors, meta = load_tensors(directory, cls.kind)
+        model = cls(**meta["params"])
+        model.layout_ = [TokenSpec(t["name"], t["modality"], t["source"], tuple(t["columns"])) for t in meta["layout"]]
+        model.network_ = model._build_network()
+        model.network_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
+        model.network_.eval()
+        model.history_ = meta.get("history", [])
+        return model
