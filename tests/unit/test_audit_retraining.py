@@ -87,6 +87,10 @@ def test_modality_ablation_warns_on_a_dead_modality_and_passes_live_ones():
                n_jobs=1)["modality_ablation"]
     assert dead.status == WARN and dead.evidence["dead"] == ["image"]
     assert "image" in dead.advice
+    image = dead.evidence["per_modality"]["image"]
+    assert image["carries_signal"] is False and image["finding"].startswith("image: dead")
+    assert dead.evidence["per_modality"]["text"]["carries_signal"] is True
+    assert all("p_holm" in d for d in image["drop"].values()) and dead.evidence["correction"] == "holm"
 
 
 def test_modality_ablation_can_retrain_without_each_modality():

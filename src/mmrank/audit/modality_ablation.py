@@ -1,11 +1,26 @@
-"""modality_ablation: does each modality measurably matter to the trained model?
+"""modality_ablation: which modalities carry signal, and which does the model use?
 
-Per modality, at evaluation time: (a) replace it by its training mean (the model sees "nothing
-informative" in that slot), (b) shuffle its rows across the test set (right marginal, wrong
-candidate). Optionally (c) retrain without it. ``drop = metric(full) - metric(ablated)`` per
-query, with a paired bootstrap CI95. A modality matters when some ablation drops the metric by
-at least ``min_drop`` with the CI above zero; one that changes nothing measurable is dead
-weight (or the model ignores it): WARN with advice.
+Two different questions, kept apart:
+
+* **carries signal** — a small probe (LambdaMART, ``probe_trees`` trees) trained on that
+  modality *alone* (its candidate columns and its query-side columns of the same name) beats
+  chance (random scores) on the test queries;
+* **used by the model** — at evaluation time the modality is (a) replaced by its training mean,
+  (b) shuffled across test rows, optionally (c) retrained without; its query-side features (the
+  query feature of the same name) are ablated *with* the candidate side, so the model cannot
+  fall back on the copy carried by the query. ``drop = metric(full) - metric(ablated)`` per query.
+
+Every comparison (one signal test per modality, one per ablation) is a one-sided paired
+randomization test; the family is corrected with Holm (``mmrank.stats.holm``) before anything is
+called significant; the CI95 of each difference is reported beside it (uncorrected, for size).
+A modality counts as *signal* / *used* when its Holm-adjusted p < ``alpha`` and the effect is at
+least ``min_drop``.
+
+Findings (WARN for everything but "signal and used"): used without signal ("the model depends on
+a modality that carries no signal on its own — noise it fits, or only an interaction"), signal
+not used ("carries signal the model ignores"), neither ("dead: carries no measurable signal and
+the model does not use it"). A pure-noise modality is therefore never called useful, and the only
+informative modality is never called dead.
 """
 
 from __future__ import annotations
@@ -18,25 +33,54 @@ from mmrank.audit.context import AuditContext
 from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
-from mmrank.stats import paired_bootstrap_ci
+from mmrank.errors import DataError
+from mmrank.stats import holm, paired_bootstrap_ci, randomization_test
 
 NAME = "modality_ablation"
 
 
+def _with(rset: RankingSet, m: str, cand: np.ndarray | None, query: np.ndarray | None) -> RankingSet:
+    from dataclasses import replace
+
+    feats, qfeats = dict(rset.features), dict(rset.query_features)
+    if cand is not None:
+        feats[m] = cand
+    if query is not None and m in qfeats:
+        qfeats[m] = query
+    return replace(rset, features=feats, query_features=qfeats)
+
+
 def replaced_by_mean(test: RankingSet, train: RankingSet, modality: str) -> RankingSet:
-    feats = dict(test.features)
-    feats[modality] = np.broadcast_to(train.features[modality].mean(axis=0), feats[modality].shape).copy()
-    return test.with_features(feats)
+    """``modality`` (candidate side and its query side) replaced by its training mean."""
+    cand = np.broadcast_to(train.features[modality].mean(axis=0), test.features[modality].shape).copy()
+    query = None
+    if modality in test.query_features and modality in train.query_features:
+        query = np.broadcast_to(train.query_features[modality].mean(axis=0), test.query_features[modality].shape).copy()
+    return _with(test, modality, cand, query)
 
 
 def shuffled(test: RankingSet, modality: str, seed: int) -> RankingSet:
-    feats = dict(test.features)
-    feats[modality] = feats[modality][np.random.default_rng(seed).permutation(test.n_candidates)]
-    return test.with_features(feats)
+    """``modality`` rows permuted across test candidates (and its query side across queries)."""
+    rng = np.random.default_rng(seed)
+    cand = test.features[modality][rng.permutation(test.n_candidates)]
+    query = test.query_features[modality][rng.permutation(test.n_queries)] if modality in test.query_features else None
+    return _with(test, modality, cand, query)
 
 
 def without(rset: RankingSet, modality: str) -> RankingSet:
-    return rset.with_features({k: v for k, v in rset.features.items() if k != modality})
+    from dataclasses import replace
+
+    return replace(rset, features={k: v for k, v in rset.features.items() if k != modality},
+                   query_features={k: v for k, v in rset.query_features.items() if k != modality})
+
+
+def only(rset: RankingSet, modality: str) -> RankingSet:
+    """The set restricted to one modality: its candidate columns and its query-side columns."""
+    from dataclasses import replace
+
+    return replace(rset, features={modality: rset.features[modality]},
+                   query_features={k: v for k, v in rset.query_features.items() if k == modality},
+                   baseline_scores=None)
 
 
 def fit_without_and_score(make_model: Callable[[], Any], train: RankingSet, test: RankingSet, modality: str,
@@ -46,14 +90,51 @@ def fit_without_and_score(make_model: Callable[[], Any], train: RankingSet, test
     return np.asarray(model.score(without(test, modality)), float)
 
 
+def probe_scores(train: RankingSet, valid: RankingSet | None, test: RankingSet, modality: str, trees: int,
+                 seed: int) -> np.ndarray | None:
+    """Test scores of a small LambdaMART trained on ``modality`` alone (None: labels it cannot take)."""
+    from mmrank.models.baselines import LambdaMART
+
+    probe = LambdaMART(n_estimators=trees, num_leaves=15, learning_rate=0.1, min_data_in_leaf=20, seed=seed,
+                       num_threads=1)
+    try:
+        probe.fit(only(train, modality), None if valid is None else only(valid, modality))
+    except DataError:
+        return None
+    return np.asarray(probe.score(only(test, modality)), float)
+
+
+def _comparison(ctx: AuditContext, a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean difference a - b with its CI95 and one-sided randomization p (a > b)."""
+    s = ctx.policy["significance"]
+    ci = paired_bootstrap_ci(a, b, **ctx.stats_options()).to_dict()
+    p = randomization_test(a, b, n_resamples=int(s["permutation_resamples"]), alternative="greater", seed=ctx.seed).pvalue
+    return ci | {"p": float(p)}
+
+
+def finding(m: str, signal: bool | None, used: bool) -> str | None:
+    """The words for one modality (None when it carries signal and the model uses it)."""
+    if signal is None:
+        return None if used else f"{m}: the model does not use it (its signal alone could not be probed)"
+    if signal and used:
+        return None
+    if signal:
+        return f"{m}: carries signal on its own, but the model does not use it"
+    if used:
+        return (f"{m}: carries no measurable signal on its own, yet the model depends on it — noise it fits, or "
+                "signal only in interaction with other inputs; never call it useful without a retrain without it")
+    return f"{m}: dead — carries no measurable signal and the model does not use it"
+
+
 def check(ctx: AuditContext) -> CheckResult:
     p = ctx.policy[NAME]
-    min_drop = float(p["min_drop"])
+    min_drop, alpha = float(p["min_drop"]), float(p["alpha"])
     modalities = sorted(set(ctx.test.features) & set(ctx.train.features) - {"conflict", "compliance"})
     if not modalities:
         return CheckResult.skip(NAME, "the data has no candidate modalities")
     keep = ctx.evaluable
     full = ctx.model_per_query[keep]
+    chance = ctx.chance_per_query[keep]
     variants: dict[str, dict[str, np.ndarray]] = {}
     for i, m in enumerate(modalities):
         variants[m] = {
@@ -65,22 +146,41 @@ def check(ctx: AuditContext) -> CheckResult:
         for m, scores in zip(modalities, run_jobs(fit_without_and_score, jobs, engine=ctx.engine,
                                                   n_jobs=ctx.n_jobs, address=ctx.address)):
             variants[m]["retrained_without"] = scores
-    per_modality, dead = {}, []
-    for m, by_kind in variants.items():
-        drops = {kind: paired_bootstrap_ci(full, ctx.per_query(ctx.test, s)[keep], **ctx.stats_options()).to_dict()
-                 for kind, s in by_kind.items()}
-        matters = any(d["low"] > 0 and d["mean"] >= min_drop for d in drops.values())
-        per_modality[m] = {"drop": drops, "matters": matters}
-        if not matters:
-            dead.append(m)
+    tests: list[tuple[str, str, dict]] = []       # (modality, what, comparison)
+    for m in modalities:
+        probe = probe_scores(ctx.train, ctx.valid, ctx.test, m, int(p["probe_trees"]), ctx.seed)
+        if probe is not None:
+            tests.append((m, "signal", _comparison(ctx, ctx.per_query(ctx.test, probe)[keep], chance)))
+        for kind, s in variants[m].items():
+            tests.append((m, kind, _comparison(ctx, full, ctx.per_query(ctx.test, s)[keep])))
+    for (_, _, c), adj in zip(tests, holm([c["p"] for _, _, c in tests])):
+        c["p_holm"] = float(adj)
+    significant = lambda c: c["p_holm"] < alpha and c["mean"] >= min_drop  # noqa: E731
+    per_modality: dict[str, dict] = {m: {"drop": {}, "signal": None} for m in modalities}
+    for m, what, c in tests:
+        if what == "signal":
+            per_modality[m]["signal"] = c
+        else:
+            per_modality[m]["drop"][what] = c
+    findings = []
+    for m, v in per_modality.items():
+        v["carries_signal"] = None if v["signal"] is None else bool(significant(v["signal"]))
+        v["used"] = any(significant(d) for d in v["drop"].values())
+        v["matters"] = v["used"]
+        v["finding"] = finding(m, v["carries_signal"], v["used"])
+        if v["finding"]:
+            findings.append(v["finding"])
     best_drop = {m: max(d["mean"] for d in v["drop"].values()) for m, v in per_modality.items()}
     ctx.extras["ablation"] = {m: {k: d["mean"] for k, d in v["drop"].items()} | {
         f"{k}_ci": [d["low"], d["high"]] for k, d in v["drop"].items()} for m, v in per_modality.items()}
     weakest = min(best_drop, key=best_drop.get)
-    evidence = {"metric": ctx.metric, "full": float(full.mean()), "per_modality": per_modality}
-    rule = f"WARN if a modality's largest drop < {min_drop:g} or its CI95 reaches 0"
-    if dead:
+    evidence = {"metric": ctx.metric, "full": float(full.mean()), "chance": float(chance.mean()),
+                "per_modality": per_modality, "comparisons_corrected": len(tests), "correction": "holm",
+                "findings": findings}
+    rule = (f"per modality: signal = probe on it alone beats chance, used = an ablation drops the metric; each "
+            f"by >= {min_drop:g} with Holm p < {alpha:g} over {len(tests)} comparisons; WARN unless signal and used")
+    if findings:
+        dead = [m for m, v in per_modality.items() if not v["used"]]
         return CheckResult(NAME, WARN, best_drop[weakest], min_drop, rule, evidence | {"dead": dead},
-                           f"removing {', '.join(dead)} changes nothing measurable: the model ignores it or it "
-                           "carries no signal — check its features (constant? misaligned rows?) or drop it")
+                           "; ".join(findings) + " — check these modalities' features, or train without them")
     return CheckResult(NAME, PASS, best_drop[weakest], min_drop, rule, evidence)
