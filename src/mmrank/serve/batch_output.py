@@ -77,10 +77,12 @@ class AtomicLines:
         self.count = 0
 
     def write(self, obj: dict) -> None:
+        """Append ``obj`` as one JSON line (NaN refused: it is not JSON)."""
         self.file.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
         self.count += 1
 
     def commit(self) -> None:
+        """Close and rename the temp file over the target."""
         self.file.close()
         try:
             os.replace(self.tmp, self.path)
@@ -90,5 +92,6 @@ class AtomicLines:
                             hint="was it made a folder while the rerank ran? give another path") from None
 
     def discard(self) -> None:
+        """Close and remove the temp file; the target is left as it was."""
         self.file.close()
         self.tmp.unlink(missing_ok=True)

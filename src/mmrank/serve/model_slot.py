@@ -21,6 +21,8 @@ from mmrank.runs import load_model
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A loaded run: the ranker, where it came from, its id and content version."""
+
     ranker: object
     run_dir: Path
     kind: str

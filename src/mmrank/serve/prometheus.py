@@ -15,6 +15,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServeMetrics:
+    """The server's counters and histograms (docs/serving.md, "GET /metrics")."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry

@@ -46,6 +46,7 @@ class TrafficLayouts:
         self._lock = Lock()
 
     def add(self, layout: Layout) -> None:
+        """Remember ``layout`` (the oldest is forgotten past the limit)."""
         if layout in self._seen:  # the common case: no lock, no reordering needed for a check
             return
         with self._lock:
@@ -54,10 +55,12 @@ class TrafficLayouts:
                 self._seen.popitem(last=False)
 
     def snapshot(self) -> list[Layout]:
+        """The remembered layouts, oldest first."""
         with self._lock:
             return list(self._seen)
 
     def clear(self) -> None:
+        """Forget every layout (after a forced reload: traffic is expected to change)."""
         with self._lock:
             self._seen.clear()
 

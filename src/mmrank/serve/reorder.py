@@ -62,6 +62,7 @@ def n_scored(n: int, top_m: int | None) -> int:
 
 
 def original_order(n: int, reason: str, detail: str = "", status: str = FALLBACK) -> Decision:
+    """The request's own order, no scores, with the reason it was kept."""
     return Decision(np.arange(n), np.full(n, np.nan), status, reason, detail)
 
 

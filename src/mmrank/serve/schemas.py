@@ -19,6 +19,8 @@ Vector = Union[list[float], float]
 
 
 class CandidateIn(BaseModel):
+    """One candidate, native schema or Step5 fields (other fields are kept and passed on)."""
+
     model_config = ConfigDict(extra="allow")
 
     candidate_id: Id = Field(description="unique within the query")
@@ -33,6 +35,8 @@ class CandidateIn(BaseModel):
 
 
 class RerankRequest(BaseModel):
+    """One query, exactly as one line of a JSONL file."""
+
     model_config = ConfigDict(extra="allow")
 
     query_id: Id
@@ -43,6 +47,8 @@ class RerankRequest(BaseModel):
 
 
 class RankedCandidate(BaseModel):
+    """One candidate of the answer, in answer order."""
+
     candidate_id: Id
     score: float | None = Field(description="model score; null when the model gave none for it")
     rank: int = Field(description="1-based position in this response")
@@ -54,6 +60,8 @@ Reason = Literal[ALL_REASONS]
 
 
 class RerankResponse(BaseModel):
+    """The answer to /rerank: always a permutation of the request's candidates."""
+
     query_id: Id
     status: Status
     reason: Reason = Field(description="why this order: see docs/serving.md, 'Statuses and reasons'")
@@ -65,6 +73,8 @@ class RerankResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
+    """What is served and since when; names no server path (it is open without a token)."""
+
     status: Literal["ok"]
     model_id: str
     model_kind: str
@@ -77,15 +87,21 @@ class HealthResponse(BaseModel):
 
 
 class ReloadRequest(BaseModel):
+    """Which run folder (under the models root) to serve from now on."""
+
     run_dir: str = Field(min_length=1, description="run folder under the server's models root (relative to it)")
     force: bool = Field(False, description="swap even when the new model fails the check that it can score current traffic")
 
 
 class FieldError(BaseModel):
+    """One field that failed (dotted path, ``body`` for the body as a whole) and why."""
+
     field: str
     message: str
 
 
 class ErrorResponse(BaseModel):
+    """Every non-200 answer: what is wrong and what to do, and the fields concerned."""
+
     detail: str
     errors: list[FieldError] = []

@@ -14,6 +14,7 @@ from mmrank.serve.reorder import MODEL_ERROR, ModelOutput
 
 
 def supports_uncertainty(ranker) -> bool:
+    """True when the ranker has MC-dropout ``score_with_uncertainty``."""
     return callable(getattr(ranker, "score_with_uncertainty", None))
 
 

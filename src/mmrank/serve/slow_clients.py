@@ -34,19 +34,23 @@ class ReadTimeoutH11Protocol(H11Protocol):
     read_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """A new connection: its first request's headers are due within the deadline."""
         super().connection_made(transport)
         self._arm_read_timer()
 
     def on_response_complete(self) -> None:
+        """An answer is out: the next request's headers are due within the deadline."""
         super().on_response_complete()
         self._arm_read_timer()
 
     def data_received(self, data: bytes) -> None:
+        """Bytes in; once the headers are complete the header deadline no longer applies."""
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # headers complete: the body has its own deadline
             self._disarm_read_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: no timer may fire on it."""
         self._disarm_read_timer()
         super().connection_lost(exc)
 
