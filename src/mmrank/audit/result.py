@@ -60,6 +60,27 @@ class CheckResult:
         return cls(name, SKIP, rule="not applicable", evidence=evidence, advice=provide or "")
 
 
+def display_value(check: dict) -> str:
+    """What a report shows as a check's value: Δ with its CI95 when the check measured a
+    difference (significance), else the value (``—`` when none)."""
+    ci = (check.get("evidence") or {}).get("delta_ci")
+    if isinstance(ci, dict) and ci.get("mean") is not None and ci.get("low") is not None and ci.get("high") is not None:
+        return f"Δ {ci['mean']:+.4f} [CI95 {ci['low']:+.4f}, {ci['high']:+.4f}]"
+    v = check.get("value")
+    return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+
+def systems_line(meta: dict) -> str:
+    """``model NAME (RUN) vs baseline NAME (RUN)`` from an audit's meta, for report headers."""
+    def one(name_key: str, spec_keys: tuple[str, ...]) -> str:
+        name = meta.get(name_key) or "none"
+        spec = next((meta[k] for k in spec_keys if meta.get(k)), None)
+        return f"{name} ({spec})" if spec and str(spec) != str(name) else str(name)
+
+    return (f"model {one('model', ('model_run', 'model_spec'))} vs baseline "
+            f"{one('baseline', ('baseline_run', 'baseline_spec'))}")
+
+
 def _finite_or_none(x: float | None):
     if x is None:
         return None

@@ -18,12 +18,14 @@ _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim",
 
 
 def print_audit(report: dict) -> None:
-    table = Table(title="mmrank audit", show_lines=False)
+    from mmrank.audit.result import display_value, systems_line
+
+    table = Table(title="mmrank audit: " + systems_line(report.get("meta", {})), show_lines=False)
     for col in ("check", "status", "value", "threshold", "rule"):
         table.add_column(col, no_wrap=col != "rule", overflow="fold")
     for c in report["checks"]:
         fmt = lambda x: "—" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))  # noqa: E731
-        table.add_row(c["name"], f"[{_STYLE[c['status']]}]{c['status']}[/]", fmt(c.get("value")),
+        table.add_row(c["name"], f"[{_STYLE[c['status']]}]{c['status']}[/]", display_value(c),
                       fmt(c.get("threshold")), c.get("rule") or "")
     console.print(table)
     console.print(f"verdict: [{_STYLE[report['verdict']]}] {report['verdict']} [/]")
@@ -61,11 +63,9 @@ def audit_cmd(
 
     Example: mmrank audit --model runs/ml100k_moe --baseline runs/ml100k_sasrec --out audit_moe/
     """
-    from mmrank.audit import audit
+    from mmrank.audit.files import audit_files
     from mmrank.audit.policy import load_policy
-    from mmrank.audit.rankers import resolve_ranker
     from mmrank.audit.recommender_runner import is_sequential_run
-    from mmrank.data.formats import load_ranking
     from mmrank.errors import ConfigError
 
     pol = load_policy(policy)
@@ -74,25 +74,15 @@ def audit_cmd(
     if train is None or test is None:
         raise ConfigError("--train and --test are required to audit a reranker — or pass a sequential run "
                           "directory as --model for a recommendation audit")
+    from mmrank.audit import CHECKS
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
-        step = progress.add_task("reading data", total=None)
-        train_set = load_ranking(train, format)
-        test_set = load_ranking(test, format)
-        valid_set = load_ranking(valid, format) if valid else None
-        progress.update(step, description=f"training {model}")
-        fitted, factory, fit_options = resolve_ranker(model, config, train_set, valid_set)
-        progress.update(step, description=f"training baseline {baseline}")
-        base, _, _ = resolve_ranker(baseline, None, train_set, valid_set)
-        from mmrank.audit import CHECKS
-
-        progress.update(step, total=len(CHECKS), completed=0, description="auditing")
-        report = audit(fitted, base, train=train_set, test=test_set, valid=valid_set, make_model=factory, fit_options=fit_options, policy=pol,
-                       engine=engine, n_jobs=jobs, address=address,
-                       run_dir=model if Path(model).is_dir() else None,
-                       progress=lambda name: progress.update(step, advance=1, description=f"check {name}"))
-    report.meta.update({"model_spec": model, "baseline_spec": baseline,
-                        "files": {"train": str(train), "test": str(test), "valid": str(valid) if valid else None}})
+        task = progress.add_task("reading data", total=len(CHECKS))
+        report = audit_files(model, baseline, train=train, test=test, valid=valid, format=format, config=config,
+                             policy=pol, engine=engine, n_jobs=jobs, address=address,
+                             step=lambda text: progress.update(task, description=text),
+                             progress=lambda name: progress.update(task, advance=1, description=f"check {name}"))
     _finish(out, report)
 
 

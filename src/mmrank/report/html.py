@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from mmrank.atomic_io import atomic_write_text
+from mmrank.audit.result import display_value, systems_line
 from mmrank.errors import DataError
 from mmrank.report import plots
 
@@ -42,7 +43,8 @@ def render(audit: dict) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>mmrank audit: {e(verdict)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>mmrank integrity audit</h1><div class='verdict' id='verdict' style='background:{_COLORS.get(verdict, '#4a5568')}'>{e(verdict)}</div>",
+        f"<h1>mmrank integrity audit</h1><p id='systems'>{e(systems_line(audit.get('meta', {})))}</p>"
+        f"<div class='verdict' id='verdict' style='background:{_COLORS.get(verdict, '#4a5568')}'>{e(verdict)}</div>",
         "<h2>Reasons</h2><ul id='reasons'>", *[f"<li>{e(r)}</li>" for r in audit.get("reasons", [])], "</ul>",
         "<h2>Checks</h2><table id='checks'><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>rule</th><th>advice</th></tr>",
     ]
@@ -50,7 +52,7 @@ def render(audit: dict) -> str:
         reason = c.get("evidence", {}).get("reason", "") if c["status"] == "SKIP" else ""
         parts.append(
             f"<tr><td>{e(c['name'])}</td><td class='status' style='color:{_COLORS.get(c['status'], '#000')}'>{e(c['status'])}</td>"
-            f"<td>{_fmt(c.get('value'))}</td><td>{_fmt(c.get('threshold'))}</td><td>{e(c.get('rule') or '')}</td>"
+            f"<td>{e(display_value(c))}</td><td>{_fmt(c.get('threshold'))}</td><td>{e(c.get('rule') or '')}</td>"
             f"<td>{e(c.get('advice') or reason)}</td></tr>")
     parts.append("</table><h2>Plots</h2><div id='plots'>")
     extras = audit.get("extras", {})
