@@ -21,6 +21,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,38 @@ def model_kind(run_dir: str | Path) -> str:
 
 
 def load_model(run_dir: str | Path):
-    """The trained Ranker of a run (checksums verified by the model's own ``load``)."""
+    """The trained model of a run directory of either task (reranker or sequential recommender),
+    through the one registry; checksums are verified by the model's own ``load``."""
     from mmrank.models.registry import model_class
 
     run_dir = _require_run(run_dir)
     return model_class(model_kind(run_dir)).load(run_dir)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run directory: its model, resolved config and metrics."""
+
+    path: Path
+    kind: str
+    task: str
+    model: Any
+    config: dict
+    metrics: dict
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Everything a finished run directory holds that a user reads first.
+
+    Example:
+        >>> run = load_run("runs/cotrr")  # doctest: +SKIP
+        >>> run.task, run.metrics["test"]["ndcg@10"]  # doctest: +SKIP
+    """
+    from mmrank.models.registry import task_of
+
+    run_dir = _require_run(run_dir)
+    kind = model_kind(run_dir)
+    return Run(run_dir, kind, task_of(kind), load_model(run_dir), load_run_config(run_dir), load_metrics(run_dir))
 
 
 def load_calibrator(run_dir: str | Path):

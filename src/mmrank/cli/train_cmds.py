@@ -116,8 +116,13 @@ def evaluate(
     baseline: Optional[str] = typer.Option(None, "--baseline", help="lambdamart | heuristic | another RUN directory"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to report (repeatable; default nDCG@1/5/10, MAP, MRR)"),
     out: Optional[Path] = typer.Option(None, "--out", help="where metrics.json + per_query.parquet go (default RUN/eval/<data>)"),
+    allow_trained_on: bool = typer.Option(False, "--allow-trained-on",
+                                          help="evaluate even if the data overlaps what the run trained or validated on "
+                                               "(the overlap is printed and recorded in metrics.json)"),
 ) -> None:
     """Evaluate a trained run on data, next to a baseline, with a paired randomization test.
+
+    Data the run was trained or validated on is refused (exit 2): its metrics would be leaked.
 
     Example: mmrank evaluate runs/cotrr --data $MMRANK_DATA_DIR/ltr/MQ2008/S5.txt --baseline lambdamart
     """
@@ -139,7 +144,13 @@ def evaluate(
     from mmrank.train.rerank_run import evaluate_rerank
 
     with console.status("scoring" + (f" and fitting baseline {baseline}" if baseline else "")):
-        result = evaluate_rerank(run, data, format, baseline, list(metric) if metric else None, out)
+        result = evaluate_rerank(run, data, format, baseline, list(metric) if metric else None, out,
+                                 allow_trained_on=allow_trained_on)
+    overlap = result.get("trained_on_overlap")
+    if isinstance(overlap, dict) and "warning" in overlap:
+        console.print(f"warning: {overlap['warning']}", style="bold yellow", markup=False)
+    elif isinstance(overlap, str):
+        console.print(f"note: training overlap {overlap}", style="yellow", markup=False)
     names = [k for k in result["model"] if k != "run"]
     columns = {kind: result["model"]}
     if "baseline" in result:
