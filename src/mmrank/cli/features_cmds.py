@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from mmrank.cli.app import data_app
 from mmrank.errors import ConfigError
-
-DATASETS = ("ml100k",)
+from mmrank.features.pipeline import DATASETS
 
 
 @contextmanager
@@ -73,54 +77,19 @@ def features(
 
     Example: mmrank data features --dataset ml100k --data-dir ../shared/data --out out/ml100k
     """
-    from mmrank.data.ml100k_items import build_item_features, save_item_features
-    from mmrank.data.ml100k_rerank_task import (
-        RerankTaskConfig,
-        rerank_task_files,
-        rerank_task_key,
-        write_rerank_task,
-    )
-    from mmrank.features.cache import cached_outputs, default_cache_dir
-    from mmrank.features.build_report import FeaturesReport
-    from mmrank.features.text import TextEncoder
-    from mmrank.features.visual import VisualEncoder
+    from mmrank.features.cache import default_cache_dir
+    from mmrank.features.pipeline import FeatureOptions, build_ml100k
 
     if dataset not in DATASETS:
         raise ConfigError(f"--dataset {dataset!r} is not known — use one of {', '.join(DATASETS)}")
-    if task_format not in ("parquet", "jsonl"):
-        raise ConfigError(f"--task-format {task_format!r} — use parquet or jsonl")
-    task_config = RerankTaskConfig(context_k=context_k, n_negatives=negatives, negatives=negative_sampling, seed=seed)
-    task_config.check()
-    console = Console(stderr=True)
-    cache_dir = None if no_cache else (cache or default_cache_dir())
-    report = FeaturesReport()
-    started = time.perf_counter()
-    text_encoder = TextEncoder(text_model, batch_size=batch_size, num_threads=threads)
-    visual_encoder = VisualEncoder(_parse_bins(hsv_bins))
-    clip_encoder = None
-    if clip_model:
-        from mmrank.features.clip import ClipEncoder
-
-        if clip_pretrained is None and not clip_model.startswith("local-dir:"):
-            raise ConfigError("--clip-model needs --clip-pretrained PATH (or a local-dir: model) — "
-                              "randomly initialised CLIP vectors carry no meaning")
-        clip_encoder = ClipEncoder(clip_model, clip_pretrained)
-    with _progress_bars(console) as progress:
-        items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, cache_dir, progress,
-                                          clip_encoder=clip_encoder)
-    save_item_features(items, out, info)
-
-    t0 = time.perf_counter()
-    names = rerank_task_files(task_format)
-    key = rerank_task_key(data_dir, out / "items.safetensors", task_config, task_format)
-    with console.status("building the reranking task"):
-        task_hit = cached_outputs(cache_dir, key, out / "rerank", names,
-                                  lambda folder: write_rerank_task(data_dir, items, folder, task_config, task_format))
-    task_info = json.loads((out / "rerank" / "task.json").read_text())
-    report.timings_s["task"] = time.perf_counter() - t0
-    report.timings_s["total"] = time.perf_counter() - started
-    report.write(out / "features_report.json")
-    _print_summary(report, task_info, out, cache_dir, task_hit)
+    options = FeatureOptions(cache_dir=None if no_cache else (cache or default_cache_dir()), text_model=text_model,
+                             batch_size=batch_size, hsv_bins=_parse_bins(hsv_bins), clip_model=clip_model,
+                             clip_pretrained=clip_pretrained, threads=threads, negatives=negatives,
+                             negative_sampling=negative_sampling, context_k=context_k, seed=seed, task_format=task_format)
+    options.check()
+    with _progress_bars(Console(stderr=True)) as progress:
+        built = build_ml100k(data_dir, out, options, progress)
+    _print_summary(built.report, built.task_info, out, built.cache_dir, built.task_cache_hit)
 
 
 def _print_summary(report, task_info: dict, out: Path, cache_dir: Path | None, task_hit: bool) -> None:

@@ -1,0 +1,119 @@
+"""Building a data set's features end to end, as a library call (the CLI only parses and prints).
+
+``build_ml100k(data_dir, out, options)``: item modalities (text, image, meta, optionally CLIP) with
+the cache, then the ML-100K reranking task (cached as a whole), then ``features_report.json``.
+Protocol: docs/ml100k_tasks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mmrank.errors import ConfigError
+
+DATASETS = ("ml100k",)
+TASK_FORMATS = ("parquet", "jsonl")
+
+
+@dataclass
+class FeatureOptions:
+    """How to build the features. ``cache_dir`` None computes everything and caches nothing."""
+
+    cache_dir: Path | None = None
+    text_model: str | None = None
+    batch_size: int = 64
+    hsv_bins: tuple[int, int, int] = (8, 4, 4)
+    clip_model: str | None = None
+    clip_pretrained: str | None = None
+    threads: int | None = None
+    negatives: int = 20
+    negative_sampling: str = "popularity"
+    context_k: int = 10
+    seed: int = 0
+    task_format: str = "parquet"
+
+    def check(self) -> None:
+        """ConfigError for a value that cannot work, before any input is read."""
+        if self.task_format not in TASK_FORMATS:
+            raise ConfigError(f"--task-format {self.task_format!r} — use parquet or jsonl")
+        if len(self.hsv_bins) != 3 or min(self.hsv_bins) < 1:
+            raise ConfigError(f"--hsv-bins {self.hsv_bins!r}: expected three positive integers H,S,V — e.g. 8,4,4")
+        if self.clip_model and self.clip_pretrained is None and not self.clip_model.startswith("local-dir:"):
+            raise ConfigError("--clip-model needs --clip-pretrained PATH (or a local-dir: model) — "
+                              "randomly initialised CLIP vectors carry no meaning")
+
+
+@dataclass
+class FeatureBuild:
+    """What a build produced: the per-item report, the task's counts, whether the task was cached."""
+
+    report: object
+    task_info: dict
+    task_cache_hit: bool
+    out: Path
+    cache_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+
+
+def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions | None = None,
+                 progress: Callable | None = None) -> FeatureBuild:
+    """Item features and the ML-100K reranking task into ``out``.
+
+    Args:
+        data_dir: the folder holding ``ml-100k/`` and ``ml-100k-mm/``.
+        out: writes ``items.safetensors`` + ``items.json``, ``rerank/{train,valid,test}.*`` +
+            ``rerank/task.json``, ``features_report.json``.
+        options: encoders, cache and task settings.
+        progress: ``progress(label, total) -> advance(n)`` for progress bars (None: silent).
+
+    Returns:
+        ``FeatureBuild`` (the report's counts add up: items = ok + missing + failed per modality).
+    """
+    from mmrank.data.ml100k_items import build_item_features, save_item_features
+    from mmrank.data.ml100k_rerank_task import (
+        RerankTaskConfig,
+        rerank_task_files,
+        rerank_task_key,
+        write_rerank_task,
+    )
+    from mmrank.features.build_report import FeaturesReport
+    from mmrank.features.cache import cached_outputs
+    from mmrank.features.text import TextEncoder
+    from mmrank.features.visual import VisualEncoder
+
+    options = options or FeatureOptions()
+    options.check()
+    data_dir, out = Path(data_dir), Path(out)
+    task_config = RerankTaskConfig(context_k=options.context_k, n_negatives=options.negatives,
+                                   negatives=options.negative_sampling, seed=options.seed)
+    task_config.check()
+    report = FeaturesReport()
+    started = time.perf_counter()
+    text_encoder = TextEncoder(options.text_model, batch_size=options.batch_size, num_threads=options.threads)
+    visual_encoder = VisualEncoder(tuple(options.hsv_bins))
+    clip_encoder = None
+    if options.clip_model:
+        from mmrank.features.clip import ClipEncoder
+
+        clip_encoder = ClipEncoder(options.clip_model, options.clip_pretrained)
+    items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, options.cache_dir,
+                                      progress or _silent, clip_encoder=clip_encoder)
+    save_item_features(items, out, info)
+    t0 = time.perf_counter()
+    names = rerank_task_files(options.task_format)
+    key = rerank_task_key(data_dir, out / "items.safetensors", task_config, options.task_format)
+    task_hit = cached_outputs(options.cache_dir, key, out / "rerank", names,
+                              lambda folder: write_rerank_task(data_dir, items, folder, task_config, options.task_format))
+    task_info = json.loads((out / "rerank" / "task.json").read_text())
+    report.timings_s["task"] = time.perf_counter() - t0
+    report.timings_s["total"] = time.perf_counter() - started
+    report.write(out / "features_report.json")
+    return FeatureBuild(report, task_info, task_hit, out, options.cache_dir, list(names))
+
+
+def _silent(label: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
