@@ -223,9 +223,9 @@ def test_expert_usage_warns_on_a_collapsed_router_only():
     ranker = SASRecMoERanker(hidden=8, layers=1, heads=1, max_len=READS, n_experts=3)
     ranker.set_item_features(*_aligned(split))
     ranker.build(split)
-    router = ranker.net.moe.towers["text"].router
+    router = ranker.net_.moe.towers["text"].router
     with torch.no_grad():
-        for tower in ranker.net.moe.towers.values():
+        for tower in ranker.net_.moe.towers.values():
             tower.router.weight.zero_()
             tower.router.bias.zero_()
     balanced = expert_usage.check(context(ranker, split))

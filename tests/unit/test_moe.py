@@ -125,8 +125,8 @@ def test_one_evaluation_computes_the_content_tower_once_and_scores_as_chunk_by_c
     ranker = SASRecMoERanker(hidden=8, layers=1, heads=1, max_len=12)
     ranker.set_item_features(feats, {"text": np.ones(split.n_items + 1, bool)}).build(split)
     calls = []
-    content = ranker.net._content
-    ranker.net._content = lambda: calls.append(1) or content()
+    content = ranker.net_._content
+    ranker.net_._content = lambda: calls.append(1) or content()
     per_user = evaluate_stage(ranker, split, "test", chunk_size=8)  # 8 chunks of users
     assert len(calls) == 1
     hist = split.history_for("test")

@@ -125,18 +125,18 @@ def test_save_load_round_trip_scores_identically(tmp_path):
     hist = split.history_for("test")
     users = torch.arange(5)
     assert torch.equal(ranker.score_users(users, hist), again.score_users(users, hist))
-    assert list(again.items.ids) == list(split.items.ids)
+    assert list(again.items_.ids) == list(split.items.ids)
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
 
 
 def test_feed_forward_width_is_a_parameter_and_survives_save_load(tmp_path):
     split = counting_split(n_users=30)
     ranker = SASRecRanker(hidden=16, layers=1, heads=1, max_len=20, ffn=64).build(split)
-    assert ranker.net.encoder.layers[0].linear1.out_features == 64
-    assert SASRecRanker(hidden=16).build(split).net.encoder.layers[0].linear1.out_features == 16
+    assert ranker.net_.encoder.layers[0].linear1.out_features == 64
+    assert SASRecRanker(hidden=16).build(split).net_.encoder.layers[0].linear1.out_features == 16
     ranker.save(tmp_path)
     again = SASRecRanker.load(tmp_path)
-    assert again.net.encoder.layers[0].linear1.out_features == 64
+    assert again.net_.encoder.layers[0].linear1.out_features == 64
     hist = split.history_for("test")
     assert torch.equal(ranker.score_users(torch.arange(5), hist), again.score_users(torch.arange(5), hist))
 
@@ -166,8 +166,8 @@ def test_batched_evaluation_equals_scoring_each_user_alone():
     for u in batched["users"]:
         seq = torch.from_numpy(pad_left([hist.of(int(u))], 20))  # full width, one user
         with torch.no_grad():
-            ranker.net.eval()
-            scores = ranker.net.score_sequences(seq)
+            ranker.net_.eval()
+            scores = ranker.net_.score_sequences(seq)
         seen = np.concatenate([[0], hist.of(int(u))])
         one = full_ranking_metrics(lambda rows: scores, 1, [split.test_target[u]], [0, len(seen)], seen, (10,))
         for k in alone:

@@ -31,35 +31,35 @@ class _ItemScoreRanker(WithParams):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.item_scores: np.ndarray | None = None
-        self.items: IdVocab | None = None
-        self.users: IdVocab | None = None
-        self.history: list[dict] = []
+        self.item_scores_: np.ndarray | None = None
+        self.items_: IdVocab | None = None
+        self.users_: IdVocab | None = None
+        self.history_: list[dict] = []
 
     def fit(self, split, valid=None, **_: Any):
-        self.items, self.users = split.items, split.users
-        self.item_scores = self._item_scores(split).astype(np.float64)
-        self.item_scores[0] = -np.inf
+        self.items_, self.users_ = split.items, split.users
+        self.item_scores_ = self._item_scores(split).astype(np.float64)
+        self.item_scores_[0] = -np.inf
         return self
 
     def _item_scores(self, split) -> np.ndarray:
         raise NotImplementedError
 
     def score_users(self, users: torch.Tensor, histories=None) -> torch.Tensor:
-        return torch.from_numpy(self.item_scores).expand(len(users), -1)
+        return torch.from_numpy(self.item_scores_).expand(len(users), -1)
 
     def score(self, rset) -> np.ndarray:
-        cand = self.items.encode(rset.candidate_ids, "<RankingSet candidate_ids>")
-        return self.item_scores[cand].copy()
+        cand = self.items_.encode(rset.candidate_ids, "<RankingSet candidate_ids>")
+        return self.item_scores_[cand].copy()
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / ".model.safetensors.tmp"
-        save_file({"item_scores": self.item_scores}, str(tmp))
+        save_file({"item_scores": self.item_scores_}, str(tmp))
         tmp.replace(directory / "model.safetensors")
-        meta = {"kind": self.kind, "params": self.get_params(), "item_ids": list(self.items.ids),
-                "user_ids": list(self.users.ids)}
+        meta = {"kind": self.kind, "params": self.get_params(), "item_ids": list(self.items_.ids),
+                "user_ids": list(self.users_.ids)}
         atomic_write_text(directory / "model.json", json.dumps(meta, indent=1))
 
     @classmethod
@@ -67,9 +67,9 @@ class _ItemScoreRanker(WithParams):
         directory = Path(directory)
         meta = json.loads((directory / "model.json").read_text())
         self = cls(**meta["params"])
-        self.items = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
-        self.users = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")
-        self.item_scores = load_file(str(directory / "model.safetensors"))["item_scores"]
+        self.items_ = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
+        self.users_ = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")
+        self.item_scores_ = load_file(str(directory / "model.safetensors"))["item_scores"]
         return self
 
 

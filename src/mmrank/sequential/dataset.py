@@ -78,7 +78,7 @@ def split_for(ranker, seq: SequenceData) -> SequenceSplit:
     """The data's leave-one-out split in the ranker's own dense ids (re-encoded through its
     vocabularies when the data's differ; an id the model never saw raises ``UnknownIdError``)."""
     split = seq.split
-    if list(split.items.ids) != list(ranker.items.ids) or list(split.users.ids) != list(ranker.users.ids):
+    if list(split.items.ids) != list(ranker.items_.ids) or list(split.users.ids) != list(ranker.users_.ids):
         split = _reencode(seq, ranker)
     return split
 
@@ -89,17 +89,17 @@ def _reencode(seq: SequenceData, ranker) -> SequenceSplit:
     s = seq.split
     src = seq.inter_path
     users_raw = s.users.ids
-    uidx = ranker.users.encode(users_raw, src)
+    uidx = ranker.users_.encode(users_raw, src)
     train_pairs = [(users_raw[u], s.items.ids[i - 1]) for u in range(s.train.n_users) for i in s.train.of(u)]
     inter = Interactions([p[0] for p in train_pairs], [p[1] for p in train_pairs],
                          np.arange(len(train_pairs), dtype=np.float64))
-    hist = build_histories(inter, ranker.users, ranker.items, src)
+    hist = build_histories(inter, ranker.users_, ranker.items_, src)
 
     def remap(targets: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(ranker.users), dtype=np.int64)
+        out = np.zeros(len(ranker.users_), dtype=np.int64)
         have = targets > 0
-        out[uidx[have]] = ranker.items.encode(s.items.ids[targets[have] - 1], src)
+        out[uidx[have]] = ranker.items_.encode(s.items.ids[targets[have] - 1], src)
         return out
 
-    return SequenceSplit(ranker.users, ranker.items, hist, remap(s.valid_target), remap(s.test_target),
-                         ranker.cold_items)
+    return SequenceSplit(ranker.users_, ranker.items_, hist, remap(s.valid_target), remap(s.test_target),
+                         ranker.cold_items_)

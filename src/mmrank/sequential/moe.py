@@ -251,7 +251,7 @@ class SASRecMoERanker(SASRecRanker):
             raise ConfigError("sasrec_moe needs item features: set data.item_features (or call set_item_features first)")
         p = self.params
         return SASRecMoENet(n_items, {m: torch.from_numpy(v) for m, v in self.item_feats.items()},
-                            torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items),
+                            torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items_),
                             p.hidden, p.layers, p.heads, p.max_len, p.dropout,
                             p.n_experts, p.expert_dropout, p.user_gate, p.balance_weight, p.ffn)
 
@@ -269,19 +269,19 @@ class SASRecMoERanker(SASRecRanker):
 
     # -- audit hooks ------------------------------------------------------------------------------
     def expert_usage(self) -> dict[str, list[float]]:
-        return self.net.expert_usage()
+        return self.net_.expert_usage()
 
     def expert_top1_share(self) -> dict[str, list[float]]:
         """Per modality, the share of items whose most probable expert is each expert."""
         return {m: (torch.bincount(p.argmax(1), minlength=p.shape[1]) / max(len(p), 1)).tolist()
-                for m, p in self.net.routing_probabilities().items()}
+                for m, p in self.net_.routing_probabilities().items()}
 
     def modality_share(self) -> dict[str, float]:
-        return self.net.modality_share()
+        return self.net_.modality_share()
 
     def set_ablation(self, modalities) -> None:
         """Treat ``modalities`` as missing for every item when scoring (an eval-time ablation)."""
         unknown = set(modalities) - set(self.modalities)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
-        self.net.ablate = set(modalities)
+        self.net_.ablate = set(modalities)

@@ -17,10 +17,10 @@ def recommend(run_dir: str | Path, user: str, k: int = 10, data: str | Path | No
     ranker, config = load_run(run_dir)
     seq = load_sequence_data(data or config.data.path)
     s = seq.split
-    u_own = ranker.users.encode([user], f"--user (users of {run_dir})")[0]
+    u_own = ranker.users_.encode([user], f"--user (users of {run_dir})")[0]
     u_data = s.users.encode([user], seq.inter_path)[0]
     full = s.history_for("test").append(s.test_target).of(u_data)
-    history = ranker.items.encode(s.items.ids[full - 1], seq.inter_path)
+    history = ranker.items_.encode(s.items.ids[full - 1], seq.inter_path)
     scores = ranker.score_users(torch.tensor([u_own]), _OneUser(u_own, history))[0].double()
     scores[torch.from_numpy(history)] = float("-inf")
     scores[0] = float("-inf")
@@ -30,7 +30,7 @@ def recommend(run_dir: str | Path, user: str, k: int = 10, data: str | Path | No
         titles = dict(zip(seq.catalogue.item_ids, seq.catalogue.titles))
     out = []
     for r, (score, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-        item = str(ranker.items.ids[idx - 1])
+        item = str(ranker.items_.ids[idx - 1])
         out.append({"rank": r, "item_id": item, "title": titles.get(item, item), "score": score})
     return out
 

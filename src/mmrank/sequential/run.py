@@ -136,9 +136,9 @@ def _fit(ranker, config: SequentialConfig, data: SequenceData, out: Path, resume
     if config.train.schedule == "staged":
         if config.model.kind != "sasrec_moe":
             raise ConfigError("train.schedule: staged needs model.kind sasrec_moe — use joint for sasrec")
-        ranker.history = fit_staged(ranker, data.split, _train_options(config, out / LOGS, resume), config.train.stage_epochs)
+        ranker.history_ = fit_staged(ranker, data.split, _train_options(config, out / LOGS, resume), config.train.stage_epochs)
     else:
-        ranker.history = fit_net(ranker, data.split, **_train_options(config, out / LOGS / "train", resume))
+        ranker.history_ = fit_net(ranker, data.split, **_train_options(config, out / LOGS / "train", resume))
 
 
 def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = False) -> dict:
@@ -174,7 +174,7 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
         metrics["modality_share"] = ranker.modality_share()
-    history = getattr(ranker, "history", [])
+    history = getattr(ranker, "history_", [])
     if history:
         metrics["epochs"] = len(history)
         reached = [r["reached_target_seconds"] for r in history if "reached_target_seconds" in r]

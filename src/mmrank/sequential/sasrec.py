@@ -228,17 +228,17 @@ class SASRecRanker(WithParams):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.net: SASRecNet | None = None
-        self.items: IdVocab | None = None
-        self.users: IdVocab | None = None
-        self.cold_items: np.ndarray | None = None
-        self.history: list[dict] = []
+        self.net_: SASRecNet | None = None
+        self.items_: IdVocab | None = None
+        self.users_: IdVocab | None = None
+        self.cold_items_: np.ndarray | None = None
+        self.history_: list[dict] = []
 
     # -- building ------------------------------------------------------------------------------
     def build(self, split) -> "SASRecRanker":
         """Create the net for a split's vocabularies (without training)."""
-        self.items, self.users, self.cold_items = split.items, split.users, split.cold_items
-        self.net = self._make_net(len(split.items))
+        self.items_, self.users_, self.cold_items_ = split.items, split.users, split.cold_items
+        self.net_ = self._make_net(len(split.items))
         return self
 
     def _make_net(self, n_items: int) -> SASRecNet:
@@ -247,7 +247,7 @@ class SASRecRanker(WithParams):
 
     def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         p = self.params
-        return lambda inputs, targets: sequence_loss(self.net, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
+        return lambda inputs, targets: sequence_loss(self.net_, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
 
     def fit(self, split, valid=None, **train_options: Any) -> "SASRecRanker":
         """Train on ``split.train``; early-stop on validation NDCG@10 (``train_options`` go to
@@ -255,21 +255,21 @@ class SASRecRanker(WithParams):
         # Imported here: the training stack (Lightning) is only needed to fit, never to score.
         from mmrank.sequential.training import fit_net
 
-        if self.net is None:
+        if self.net_ is None:
             self.build(split)
-        self.history = fit_net(self, split, **train_options)
+        self.history_ = fit_net(self, split, **train_options)
         return self
 
     # -- scoring (pure) ------------------------------------------------------------------------
     @torch.no_grad()
     def score_histories(self, seqs: list[np.ndarray]) -> torch.Tensor:
         """Scores ``(b, n_items+1)`` of the next item after each dense-id sequence."""
-        self.net.eval()
+        self.net_.eval()
         # Pad to the batch's longest sequence, not max_len: positions are right-aligned and padding
         # is masked out, so the states are the same and short histories cost less.
         width = max(1, min(self.params.max_len, max((len(s) for s in seqs), default=1)))
-        batch = torch.from_numpy(pad_left(seqs, width)).to(next(self.net.parameters()).device)
-        return self.net.score_sequences(batch)
+        batch = torch.from_numpy(pad_left(seqs, width)).to(next(self.net_.parameters()).device)
+        return self.net_.score_sequences(batch)
 
     def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:
         return self.score_histories([histories.of(int(u)) for u in users])
@@ -278,8 +278,8 @@ class SASRecRanker(WithParams):
     def scoring_session(self):
         """A block of ``score_users`` calls with fixed weights (one evaluation): the item side is
         computed once for all of them instead of once per chunk."""
-        self.net.eval()
-        with torch.no_grad(), self.net.item_side_cache():
+        self.net_.eval()
+        with torch.no_grad(), self.net_.item_side_cache():
             yield
 
     def score(self, rset) -> np.ndarray:
@@ -288,10 +288,10 @@ class SASRecRanker(WithParams):
         out = np.empty(rset.n_candidates, dtype=np.float64)
         for q in range(rset.n_queries):
             text = rset.query_texts[q] if rset.query_texts is not None else ""
-            seq = self.items.encode(str(text or "").split(), "<RankingSet query_texts>")
+            seq = self.items_.encode(str(text or "").split(), "<RankingSet query_texts>")
             scores = self.score_histories([seq])[0]
             a, b = rset.offsets[q], rset.offsets[q + 1]
-            cand = self.items.encode(rset.candidate_ids[a:b], "<RankingSet candidate_ids>")
+            cand = self.items_.encode(rset.candidate_ids[a:b], "<RankingSet candidate_ids>")
             out[a:b] = scores[torch.from_numpy(cand)].double().numpy()
         return out
 
@@ -299,13 +299,13 @@ class SASRecRanker(WithParams):
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
         tmp = directory / ".model.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(directory / "model.safetensors")
-        meta = {"kind": self.kind, "params": self.get_params(), "n_items": len(self.items),
-                "item_ids": list(self.items.ids), "user_ids": list(self.users.ids),
-                "cold_items": np.flatnonzero(self.cold_items).tolist(), "history": self.history,
+        meta = {"kind": self.kind, "params": self.get_params(), "n_items": len(self.items_),
+                "item_ids": list(self.items_.ids), "user_ids": list(self.users_.ids),
+                "cold_items": np.flatnonzero(self.cold_items_).tolist(), "history": self.history_,
                 **self.extra_meta()}
         atomic_write_text(directory / "model.json", json.dumps(meta, indent=1))
 
@@ -320,16 +320,16 @@ class SASRecRanker(WithParams):
             raise DataError(f"model kind is {meta['kind']!r}, not {cls.kind!r}", path=directory,
                             hint="load a run through mmrank.runs.load_model, which picks the class")
         self = cls(**meta["params"])
-        self.items = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
-        self.users = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")
-        self.cold_items = np.zeros(meta["n_items"] + 1, dtype=bool)
-        self.cold_items[meta["cold_items"]] = True
-        self.history = meta.get("history", [])
+        self.items_ = IdVocab(np.array(meta["item_ids"], dtype=object), 1, "item")
+        self.users_ = IdVocab(np.array(meta["user_ids"], dtype=object), 0, "user")
+        self.cold_items_ = np.zeros(meta["n_items"] + 1, dtype=bool)
+        self.cold_items_[meta["cold_items"]] = True
+        self.history_ = meta.get("history", [])
         self.restore_meta(meta)
         state = load_file(str(directory / "model.safetensors"))
-        self.net = self._make_net_from_state(meta["n_items"], state)
-        self.net.load_state_dict(state)
-        self.net.eval()
+        self.net_ = self._make_net_from_state(meta["n_items"], state)
+        self.net_.load_state_dict(state)
+        self.net_.eval()
         return self
 
     def restore_meta(self, meta: dict) -> None:

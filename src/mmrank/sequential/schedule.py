@@ -24,7 +24,7 @@ def _is_gate_or_content(name: str) -> bool:
 def fit_staged(ranker: SASRecMoERanker, split: SequenceSplit, options: dict, stage_epochs: int) -> list[dict]:
     """The seeds' schedule: pretrain SASRec (IDs only) -> pretrain the content tower (transformer
     frozen, content scores) -> joint (gates + content, transformer frozen) -> end to end."""
-    net = ranker.net
+    net = ranker.net_
     started = time.perf_counter()
     stages = [
         ("pretrain_sasrec", "id", "id", lambda n: not _is_gate_or_content(n), 1.0),

@@ -152,7 +152,7 @@ class FullRankingValidation(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         t0 = time.perf_counter()
         metrics = mean_metrics(evaluate_stage(self.ranker, self.split, "valid"))
-        self.ranker.net.train()
+        self.ranker.net_.train()
         ndcg = metrics["ndcg@10"]
         elapsed = time.perf_counter() - self.started
         loss = trainer.callback_metrics.get("train_loss")
@@ -170,7 +170,7 @@ class FullRankingValidation(L.Callback):
                 self.stopped = True
         if ndcg > self.best:
             self.best, self.bad_epochs = ndcg, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.ranker.net.state_dict().items()}
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.ranker.net_.state_dict().items()}
         else:
             self.bad_epochs += 1
             self.stopped = self.stopped or self.bad_epochs >= self.patience
@@ -184,10 +184,10 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
             epoch_offset: int = 0, started: float | None = None, progress: bool = False,
             log_dir: str | None = None, resume: bool = False, grad_clip: float | None = 5.0,
             deterministic: bool = False) -> list[dict]:
-    """Train ``ranker.net`` on ``split.train`` and load the best validation weights back.
+    """Train ``ranker.net_`` on ``split.train`` and load the best validation weights back.
 
     Args:
-        ranker: a built SASRec-family ranker (``ranker.net``, ``ranker.loss_fn()``).
+        ranker: a built SASRec-family ranker (``ranker.net_``, ``ranker.loss_fn()``).
         split: the leave-one-out split (validation = full ranking of ``valid`` targets).
         epochs / batch_size / lr / weight_decay / patience / seed / crop: the loop.
         target_ndcg / stop_at_target: record (and optionally stop at) the time validation NDCG@10
@@ -211,7 +211,7 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
     started = time.perf_counter() if started is None else started
     data = _UserBatches(split.train, ranker.params.max_len, crop, seed)
     loader = DataLoader(data, batch_size=batch_size, sampler=_EpochShuffle(data, seed), collate_fn=data.collate)
-    module = SequentialModule(ranker.net, ranker.loss_fn(), lr, weight_decay, trainable)
+    module = SequentialModule(ranker.net_, ranker.loss_fn(), lr, weight_decay, trainable)
     temp_dir = None if log_dir else tempfile.mkdtemp(prefix="mmrank-seq-")
     log_dir = Path(log_dir or temp_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +225,7 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
                            label=stage_name if stage_name != "train" else "")
     run_fit(trainer, module, loader, resume=resume, log_dir=log_dir)
     if validation.best_state is not None:
-        ranker.net.load_state_dict(validation.best_state)
+        ranker.net_.load_state_dict(validation.best_state)
     _finish(ranker, validation)
     _save_finished_stage(ranker, validation.history, log_dir)
     if temp_dir is not None:
@@ -234,9 +234,9 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
 
 
 def _finish(ranker, validation: FullRankingValidation) -> None:
-    for p in ranker.net.parameters():
+    for p in ranker.net_.parameters():
         p.requires_grad_(True)
-    ranker.net.cpu().eval()
+    ranker.net_.cpu().eval()
     if validation.reached_at is not None:
         for row in validation.history:
             if row["seconds"] >= validation.reached_at:
@@ -251,7 +251,7 @@ def _save_finished_stage(ranker, history: list[dict], log_dir: Path) -> None:
     from mmrank.atomic_io import atomic_write_text
 
     tmp = log_dir / f".{FINAL_WEIGHTS}.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in ranker.net.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ranker.net_.state_dict().items()}, str(tmp))
     tmp.replace(log_dir / FINAL_WEIGHTS)
     atomic_write_text(log_dir / FINAL_META, json.dumps({"history": history}))
 
@@ -259,8 +259,8 @@ def _save_finished_stage(ranker, history: list[dict], log_dir: Path) -> None:
 def _load_finished_stage(ranker, log_dir: Path) -> list[dict]:
     from safetensors.torch import load_file
 
-    ranker.net.load_state_dict(load_file(str(log_dir / FINAL_WEIGHTS)))
-    ranker.net.eval()
+    ranker.net_.load_state_dict(load_file(str(log_dir / FINAL_WEIGHTS)))
+    ranker.net_.eval()
     return json.loads((log_dir / FINAL_META).read_text())["history"]
 
 
