@@ -279,6 +279,7 @@ def test_rerank_and_serve_agree_on_top_m(run_dir, tmp_path):
     (["serve", "--rollout", "150"], "--rollout 150 is not a percentage"),
     (["rerank", "--top-m", "0", "--in", "IN", "--out", "OUT"], "--top-m 0 must be at least 1"),
     (["rerank", "--in", "IN", "--out", "DIR"], "is a directory"),
+    (["rerank", "--in", "IN", "--out", "/dev/null"], "is not a regular file"),  # never renamed over
     (["rerank", "--model", "MISSING", "--in", "IN", "--out", "OUT"], "run directory not found"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(run_dir, tmp_path, args, message):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import typer
 from rich.console import Console
@@ -49,18 +51,25 @@ def _log_events_to_stderr() -> None:
     log.setLevel(logging.INFO)
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM raises SystemExit(143) like Ctrl-C raises KeyboardInterrupt, so the batch rerank
-    removes its temp files and leaves the previous output in place (Python's default would die
-    at once, leaving them behind)."""
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """While inside: SIGTERM raises SystemExit(143) like Ctrl-C raises KeyboardInterrupt, so the
+    batch rerank removes its temp files and leaves the previous output in place (Python's default
+    would die at once, leaving them behind). The previous handler is restored on the way out."""
     import signal
     import threading
 
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 TOP_M_HELP = ("Rerank only the first M candidates of each query; the rest keep their order after them "
@@ -108,8 +117,7 @@ def _rerank(model: Path, in_path: Path, out_path: Path, quarantine: Path | None,
     loaded = load_run(model)
     _warn_if_no_uncertainty(console, loaded, policy)
     size = in_path.stat().st_size if in_path.is_file() else None
-    _stop_on_sigterm()
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+    with _stop_on_sigterm(), Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task(f"reranking {in_path.name}", total=size)
         summary = rerank_file(loaded.ranker, in_path, out_path, policy, quarantine_path=quarantine,

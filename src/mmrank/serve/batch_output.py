@@ -29,6 +29,8 @@ def check_output_path(path: Path, option: str) -> None:
     """DataError before any work when ``path`` cannot be an output file (a folder, or under a file)."""
     if path.is_dir():
         raise DataError(f"{option} {path} is a directory", hint=f"give {option} a file path, e.g. {path / 'reranked.jsonl'}")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: renaming over it would replace it
+        raise DataError(f"{option} {path} is not a regular file", hint=f"give {option} the path of a file to (over)write")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -70,11 +70,10 @@ def resolve_under(root: Path, run_dir: str) -> Path | None:
     when it is outside or does not exist — the caller answers both alike."""
     try:
         candidate = (root / run_dir).resolve()
-    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        inside = root in candidate.parents and candidate.is_dir()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes, names too long
         return None
-    if root not in candidate.parents or not candidate.is_dir():
-        return None
-    return candidate
+    return candidate if inside else None
 
 
 def compatibility_problems(old_ranker, new_ranker, traffic: list[Layout]) -> list[str]:
