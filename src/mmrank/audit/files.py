@@ -19,13 +19,15 @@ def audit_files(
     model: str, baseline: str, *, train: str | Path, test: str | Path, valid: str | Path | None = None,
     format: str | None = None, config: str | Path | None = None, policy: dict | str | Path | None = None,
     engine: str = "joblib", n_jobs: int | None = None, address: str | None = None,
-    step: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None,
+    checks: list[str] | None = None, step: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Audit ``model`` against ``baseline`` on ranking files.
 
     Args:
         model, baseline: a model kind or a run directory written by ``mmrank train``.
         train, test, valid: ranking files (LETOR/LibSVM, JSONL, Parquet).
+        checks: the checks to run (default: all).
         step: called with a description before each stage (reading, fitting, auditing).
         progress: called with each check's name before it runs.
     Returns:
@@ -44,7 +46,7 @@ def audit_files(
     model_run = str(model) if Path(model).is_dir() else None
     report = audit(fitted, base, train=train_set, test=test_set, valid=valid_set, make_model=factory,
                    fit_options=fit_options, policy=policy, engine=engine, n_jobs=n_jobs, address=address,
-                   run_dir=model_run, progress=progress)
+                   run_dir=model_run, checks=checks, progress=progress)
     report.meta.update({
         "model_spec": str(model), "baseline_spec": str(baseline), "model_run": model_run,
         "baseline_run": str(baseline) if Path(baseline).is_dir() else None,

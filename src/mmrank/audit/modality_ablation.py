@@ -2,9 +2,11 @@
 
 Two different questions, kept apart:
 
-* **carries signal** — a small probe (LambdaMART, ``probe_trees`` trees) trained on that
-  modality *alone* (its candidate columns and its query-side columns of the same name) beats
-  chance (random scores) on the test queries;
+* **carries signal** — a small probe (LambdaMART, ``probe_trees`` trees) trained on the training
+  set with that modality *alone* (its candidate columns and its query-side columns of the same
+  name) beats chance (random scores) on the held-out queries: validation and test together (the
+  probe never sees either; this is a question about the data, not about the model's gain, and
+  a test set of ~90 queries alone cannot show a weak but real modality);
 * **used by the model** — at evaluation time the modality is (a) replaced by its training mean,
   (b) shuffled across test rows, optionally (c) retrained without; its query-side features (the
   query feature of the same name) are ablated *with* the candidate side, so the model cannot
@@ -18,8 +20,10 @@ least ``min_drop``.
 
 Findings (WARN for everything but "signal and used"): used without signal ("the model depends on
 a modality that carries no signal on its own — noise it fits, or only an interaction"), signal
-not used ("carries signal the model ignores"), neither ("dead: carries no measurable signal and
-the model does not use it"). A pure-noise modality is therefore never called useful, and the only
+not used ("carries signal the model ignores"), neither: **dead** only when absence is shown (the
+CI95 upper bounds of its signal and of every ablation drop lie below ``dead_below``), otherwise
+"not shown either way" (a weak modality on a small test set: the ML-100K task's ``pop`` on 170
+held-out queries). A pure-noise modality is therefore never called useful, and the only
 informative modality is never called dead.
 """
 
@@ -90,18 +94,33 @@ def fit_without_and_score(make_model: Callable[[], Any], train: RankingSet, test
     return np.asarray(model.score(without(test, modality)), float)
 
 
-def probe_scores(train: RankingSet, valid: RankingSet | None, test: RankingSet, modality: str, trees: int,
-                 seed: int) -> np.ndarray | None:
-    """Test scores of a small LambdaMART trained on ``modality`` alone (None: labels it cannot take)."""
+def probe_scores(train: RankingSet, held_out: RankingSet, modality: str, trees: int, seed: int) -> np.ndarray | None:
+    """Scores on ``held_out`` of a small LambdaMART trained on ``modality`` alone (fixed number of
+    trees, no early stopping; None: labels LambdaMART cannot take)."""
     from mmrank.models.baselines import LambdaMART
 
     probe = LambdaMART(n_estimators=trees, num_leaves=15, learning_rate=0.1, min_data_in_leaf=20, seed=seed,
                        num_threads=1)
     try:
-        probe.fit(only(train, modality), None if valid is None else only(valid, modality))
+        probe.fit(only(train, modality))
     except DataError:
         return None
-    return np.asarray(probe.score(only(test, modality)), float)
+    return np.asarray(probe.score(only(held_out, modality)), float)
+
+
+def held_out_for_probe(ctx: AuditContext) -> tuple[RankingSet, np.ndarray]:
+    """(validation + test queries, their chance metric) restricted to queries with something to find."""
+    from mmrank.data.model import concat_ranking_sets
+
+    parts = [ctx.test] if ctx.valid is None or set(ctx.valid.features) != set(ctx.test.features) else [ctx.valid, ctx.test]
+    try:
+        held = concat_ranking_sets(parts) if len(parts) > 1 else ctx.test
+    except DataError:
+        held = ctx.test
+    rng = np.random.default_rng(ctx.seed + 3)
+    draws = int(ctx.policy["label_permutation_control"]["chance_draws"])
+    chance = np.mean([ctx.per_query(held, rng.random(held.n_candidates)) for _ in range(draws)], axis=0)
+    return held, chance
 
 
 def _comparison(ctx: AuditContext, a: np.ndarray, b: np.ndarray) -> dict:
@@ -112,18 +131,21 @@ def _comparison(ctx: AuditContext, a: np.ndarray, b: np.ndarray) -> dict:
     return ci | {"p": float(p)}
 
 
-def finding(m: str, signal: bool | None, used: bool) -> str | None:
-    """The words for one modality (None when it carries signal and the model uses it)."""
-    if signal is None:
-        return None if used else f"{m}: the model does not use it (its signal alone could not be probed)"
+def finding(m: str, signal: bool | None, used: bool, absent: bool) -> str | None:
+    """The words for one modality (None when it carries signal and the model uses it).
+
+    ``absent``: its signal and every ablation drop are shown negligible (CI95 high < dead_below)."""
     if signal and used:
         return None
     if signal:
-        return f"{m}: carries signal on its own, but the model does not use it"
+        return f"{m}: carries signal on its own, but the model does not measurably use it"
     if used:
         return (f"{m}: carries no measurable signal on its own, yet the model depends on it — noise it fits, or "
                 "signal only in interaction with other inputs; never call it useful without a retrain without it")
-    return f"{m}: dead — carries no measurable signal and the model does not use it"
+    if absent:
+        return f"{m}: dead — shown to carry no signal and to change nothing when removed"
+    return (f"{m}: not shown either way — no measurable signal or use, but the intervals are too wide to call it "
+            "dead: evaluate on more queries")
 
 
 def check(ctx: AuditContext) -> CheckResult:
@@ -147,10 +169,13 @@ def check(ctx: AuditContext) -> CheckResult:
                                                   n_jobs=ctx.n_jobs, address=ctx.address)):
             variants[m]["retrained_without"] = scores
     tests: list[tuple[str, str, dict]] = []       # (modality, what, comparison)
+    held, held_chance = held_out_for_probe(ctx)
+    held_keep = ~np.isnan(held_chance)
     for m in modalities:
-        probe = probe_scores(ctx.train, ctx.valid, ctx.test, m, int(p["probe_trees"]), ctx.seed)
+        probe = probe_scores(ctx.train, held, m, int(p["probe_trees"]), ctx.seed)
         if probe is not None:
-            tests.append((m, "signal", _comparison(ctx, ctx.per_query(ctx.test, probe)[keep], chance)))
+            probe_pq = ctx.per_query(held, probe)
+            tests.append((m, "signal", _comparison(ctx, probe_pq[held_keep], held_chance[held_keep])))
         for kind, s in variants[m].items():
             tests.append((m, kind, _comparison(ctx, full, ctx.per_query(ctx.test, s)[keep])))
     for (_, _, c), adj in zip(tests, holm([c["p"] for _, _, c in tests])):
@@ -162,12 +187,14 @@ def check(ctx: AuditContext) -> CheckResult:
             per_modality[m]["signal"] = c
         else:
             per_modality[m]["drop"][what] = c
+    dead_below = float(p["dead_below"])
     findings = []
     for m, v in per_modality.items():
         v["carries_signal"] = None if v["signal"] is None else bool(significant(v["signal"]))
         v["used"] = any(significant(d) for d in v["drop"].values())
         v["matters"] = v["used"]
-        v["finding"] = finding(m, v["carries_signal"], v["used"])
+        absent = v["signal"] is not None and all(c["high"] < dead_below for c in [v["signal"], *v["drop"].values()])
+        v["finding"] = finding(m, v["carries_signal"], v["used"], absent)
         if v["finding"]:
             findings.append(v["finding"])
     best_drop = {m: max(d["mean"] for d in v["drop"].values()) for m, v in per_modality.items()}

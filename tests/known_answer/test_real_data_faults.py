@@ -1,0 +1,148 @@
+"""Known answers planted on REAL data: MQ2008 folds and ML-100K. Each fault class is flagged by
+the check made for it (FAIL for leaks, WARN for modality findings) and the verdict is NO_GO for
+every leak; the fault's size changes with the seed so no threshold is tuned to one case. The
+clean data beside each fault stays quiet (false alarms over whole audits:
+benchmarks/audit_false_alarms.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from known_answer.real_faults import (
+    CoarseRidge,
+    label_sorted,
+    loo_context,
+    ml100k_events,
+    noise_items,
+    noised,
+    plant_test_item_in_history,
+    with_copies,
+    with_label_noise_column,
+)
+from mmrank.audit import FAIL, NO_GO, PASS, WARN, audit
+from mmrank.data.formats import load_ranking
+from mmrank.models.baselines import LambdaMART
+
+FAST = {"significance": {"bootstrap_resamples": 1000, "permutation_resamples": 1000}}
+
+
+def fold(mq2008_folds, i: int):
+    d = mq2008_folds / f"Fold{i}"
+    return tuple(load_ranking(d / f) for f in ("train.txt", "vali.txt", "test.txt"))
+
+
+def lambdamart(train, valid, trees: int = 60):
+    return LambdaMART(n_estimators=trees, num_leaves=15, learning_rate=0.1, num_threads=1).fit(train, valid)
+
+
+@pytest.mark.parametrize("seed,n_copies,noise", [(0, 5, 0.005), (1, 15, 0.01), (2, 40, 0.03)])
+def test_training_queries_copied_under_new_ids_with_noise(mq2008_folds, seed, n_copies, noise):
+    train, valid, test = fold(mq2008_folds, seed + 1)
+    leaky = with_copies(test, train, n_copies, noise, seed)
+    model = lambdamart(train, valid)
+    report = audit(model, None, train=train, valid=valid, test=leaky, policy=FAST, n_jobs=1,
+                   checks=["provenance", "split_overlap", "near_duplicates"])
+    assert report["split_overlap"].status == PASS          # noise breaks every exact hash ...
+    assert report["provenance"].status == PASS
+    nd = report["near_duplicates"]                           # ... the nearest-neighbour rule does not
+    assert nd.status == FAIL and nd.evidence["copied_queries"] == n_copies, nd.evidence
+    assert report.verdict == NO_GO
+    clean = audit(model, None, train=train, valid=valid, test=test, policy=FAST, n_jobs=1, checks=["near_duplicates"])
+    assert clean["near_duplicates"].status == PASS and clean["near_duplicates"].evidence["largest_twin_share"] < 0.5
+
+
+@pytest.mark.parametrize("seed,sigma", [(0, 0.5), (1, 0.65), (3, 0.8)])
+def test_soft_label_leak_column(mq2008_folds, seed, sigma):
+    train, valid, test = fold(mq2008_folds, seed + 1)
+    leaked = [with_label_noise_column(r, sigma, seed * 10 + j) for j, r in enumerate((train, valid, test))]
+    model = lambdamart(leaked[0], leaked[1], trees=100)
+    res = audit(model, None, train=leaked[0], valid=leaked[1], test=leaked[2], policy=FAST, n_jobs=1,
+                checks=["feature_label_leakage"])
+    check = res["feature_label_leakage"]
+    best = check.evidence["top_features"][0]
+    assert best["feature"] == "zleak[0]" and 0.78 < best["ndcg"] < 0.95     # the issue's 0.80-0.92 range
+    assert best["ndcg"] < 0.95 and check.status == FAIL, check.evidence      # below the absolute rule: relative rule
+    assert check.evidence["lift"]["share"] >= 0.6 and res.verdict == NO_GO
+    clean = audit(lambdamart(train, valid, trees=100), None, train=train, valid=valid, test=test, policy=FAST,
+                  n_jobs=1, checks=["feature_label_leakage"])
+    assert clean["feature_label_leakage"].status == PASS
+
+
+def test_run_trained_on_its_test_file_is_no_go_and_evaluate_refuses(mq2008_folds, tmp_path):
+    from mmrank.audit.files import audit_files
+    from mmrank.config import config_from_dict
+    from mmrank.errors import DataError
+    from mmrank.train.rerank_run import evaluate_rerank, train_rerank
+
+    d = mq2008_folds / "Fold5"
+    cfg = config_from_dict({"data": {"train": [str(d / "train.txt"), str(d / "test.txt")], "valid": str(d / "vali.txt")},
+                            "model": {"kind": "lambdamart", "params": {"n_estimators": 30, "num_threads": 1}},
+                            "calibration": {"method": "none"}})
+    train_rerank(cfg, tmp_path / "run")
+    report = audit_files(str(tmp_path / "run"), "heuristic", train=d / "train.txt", valid=d / "vali.txt",
+                         test=d / "test.txt", policy=FAST, n_jobs=1, checks=["provenance", "split_overlap"])
+    prov = report["provenance"]
+    assert report["split_overlap"].status == PASS            # --train alone hides the leak
+    assert prov.status == FAIL and prov.evidence["test_overlap"]["affected"] == prov.evidence["test_overlap"]["total"]
+    assert report.verdict == NO_GO and "trained on its test data" in prov.advice
+    with pytest.raises(DataError, match="--allow-trained-on"):
+        evaluate_rerank(tmp_path / "run", d / "test.txt", out=tmp_path / "e")
+    # audited with the run's real training data, the check still fails: the test file is in it
+    assert prov.evidence["train_is_the_runs_training_data"] is False
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tie_order_leak_fails_the_permutation_control(mq2008_folds, seed):
+    train, valid, test = fold(mq2008_folds, seed + 2)
+    leaky = label_sorted(test)
+    model = CoarseRidge(decimals=seed).fit(train)
+    res = audit(model, None, train=train, test=leaky, policy=FAST, n_jobs=1, checks=["label_permutation_control"])
+    check = res["label_permutation_control"]
+    assert check.status == FAIL, check.evidence
+    assert res.verdict == NO_GO
+
+
+@pytest.fixture(scope="module")
+def ml100k(data_dir):
+    return ml100k_events(data_dir)
+
+
+@pytest.mark.parametrize("seed,share", [(0, 0.1), (1, 0.5), (2, 1.0)])
+def test_test_item_planted_in_the_training_history(ml100k, seed, share):
+    from mmrank.audit.recommender_runner import audit_recommender_context
+    from mmrank.audit.policy import load_policy
+
+    leaked, planted = plant_test_item_in_history(ml100k, share, seed)
+    policy = load_policy(FAST)
+    report = audit_recommender_context(loo_context(leaked, policy),
+                                       ["held_out_leakage", "temporal_leakage", "significance"])
+    held = report["held_out_leakage"]
+    assert held.status == FAIL and held.evidence["held_out_in_training"] == len(planted)
+    assert report["temporal_leakage"].status == PASS        # an earlier copy looks legal in time order
+    assert report.verdict == NO_GO
+    if share == 1.0:  # the issue's case: the own-history scorer looks perfect on the leaked split
+        assert report["significance"].evidence["model_mean"] > 0.99
+    clean = audit_recommender_context(loo_context(ml100k, policy), ["held_out_leakage"])
+    assert clean["held_out_leakage"].status == PASS
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ml100k_task_noise_modalities_vs_the_one_real_modality(ml100k, seed):
+    from mmrank.data.ml100k_rerank_task import RerankTaskConfig, build_rerank_task
+
+    items = noise_items(np.unique(ml100k.item_ids), {"text": 8 + 8 * seed, "image": 8, "meta": 4}, seed)
+    sets, _ = build_rerank_task(ml100k, items, RerankTaskConfig(n_negatives=20, max_targets=10, seed=seed))
+    sets = {k: noised(v, ("text", "image", "meta"), seed * 3 + i) for i, (k, v) in enumerate(sets.items())}
+    model = lambdamart(sets["train"], sets["valid"], trees=80)
+    res = audit(model, None, train=sets["train"], valid=sets["valid"], test=sets["test"], policy=FAST, n_jobs=1,
+                checks=["modality_ablation"])
+    check = res["modality_ablation"]
+    per = check.evidence["per_modality"]
+    # the ML-100K task is hard (LambdaMART ~ chance + 0.01-0.04 on 89 test queries): pop's signal is
+    # real but not shown at this size — it must then be "not shown", never "dead"
+    assert not (per["pop"]["finding"] or "").startswith("pop: dead")
+    for m in ("text", "image", "meta"):                                                     # never "useful"
+        assert per[m]["carries_signal"] is False and not per[m]["finding"].startswith(f"{m}: carries signal")
+        assert "depends on it" not in per[m]["finding"] or "never call it useful" in per[m]["finding"]
+    assert check.status == WARN
