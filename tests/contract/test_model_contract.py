@@ -67,7 +67,7 @@ def fitted(kind: str):
         rng = np.random.default_rng(0)
         model.set_item_features({"text": rng.normal(size=(split.n_items + 1, 5)).astype(np.float32)},
                                 {"text": np.ones(split.n_items + 1, dtype=bool)})
-    out = model.fit(split, **SEQUENTIAL_FIT) if kind in ("sasrec", "sasrec_moe") else model.fit(split)
+    out = model.fit(split, **SEQUENTIAL_FIT) if hasattr(model, "loss_fn") else model.fit(split)  # learned vs counted
     return model, out, split
 
 
