@@ -246,6 +246,7 @@ TASKS = {
 
 
 def config_class(task: str) -> type[BaseModel]:
+    """The config class of a task name (``rerank``, ``sequential``); ConfigError otherwise."""
     import importlib
 
     if task not in TASKS:
@@ -262,6 +263,7 @@ def load_config(path: str | Path, sets: list[str] | None = None) -> BaseModel:
 
 
 def config_from_dict(data: dict, source: str = "config") -> BaseModel:
+    """Validate an already-parsed config mapping (``${ENV}`` expanded) against its task's class."""
     return validate_config(config_class(data.get("task", "rerank")), expand_env(data), source)
 
 

@@ -57,10 +57,12 @@ def _jsonable(v: Any):
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (numpy scalars/arrays and paths converted)."""
     return atomic_write_text(path, _json(obj))
 
 
 def read_json(path: str | Path) -> Any:
+    """Parse a run file's JSON; DataError naming the file when it is missing or broken."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -70,6 +72,7 @@ def read_json(path: str | Path) -> Any:
 
 # -- fingerprints -------------------------------------------------------------------------------
 def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -78,6 +81,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def git_sha() -> str | None:
+    """The commit of the installed source tree, or None outside a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -86,6 +90,7 @@ def git_sha() -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Versions of the packages that decide a run's numbers (None for any not installed)."""
     out = {}
     for name in PACKAGES:
         try:
@@ -111,6 +116,9 @@ def split_fingerprint(parts: dict[str, RankingSet], files: dict[str, list[str]] 
 
 
 def make_fingerprint(parts: dict[str, RankingSet], files: dict[str, list[str]] | None, seed: int | None) -> dict:
+    """``fingerprint.json`` of a rerank run: per-split hashes and sizes, source file sha256s,
+    git sha, package versions, Python version and seed.
+    """
     return {
         "splits": split_fingerprint(parts, files),
         "git_sha": git_sha(),
@@ -167,6 +175,7 @@ def _require_run(run_dir: str | Path) -> Path:
 
 
 def model_kind(run_dir: str | Path) -> str:
+    """The ``kind`` a finished run's ``model.json`` names (a key of the model registry)."""
     return read_json(_require_run(run_dir) / MODEL_JSON).get("kind")
 
 
@@ -206,6 +215,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def load_calibrator(run_dir: str | Path):
+    """The run's fitted score → probability calibrator, or None when it has none."""
     from mmrank.calibrate import load_calibrator as _load
 
     path = Path(run_dir) / CALIBRATOR
@@ -213,10 +223,12 @@ def load_calibrator(run_dir: str | Path):
 
 
 def load_metrics(run_dir: str | Path) -> dict:
+    """The run's ``metrics.json`` as a dict."""
     return read_json(Path(run_dir) / METRICS)
 
 
 def load_run_config(run_dir: str | Path) -> dict:
+    """The run's resolved ``config.yaml`` as a dict (not validated: read what was trained)."""
     import yaml
 
     path = Path(run_dir) / CONFIG

@@ -24,6 +24,9 @@ from mmrank.cli import audit_cmds  # noqa: F401,E402
 
 
 def main() -> None:
+    """The `mmrank` entry point: runs the Typer app; an MmrankError prints one line and exits
+    with its code (2 for bad input or config).
+    """
     try:
         app()
     except MmrankError as e:

@@ -140,6 +140,9 @@ def _duplicates(keys: np.ndarray) -> int:
 
 
 def ranking_summary(rset) -> dict:
+    """Counts `mmrank data inspect` prints for ranking data: queries, candidates, label
+    histogram, group sizes, modalities, duplicate (query, candidate) pairs, domains.
+    """
     sizes = rset.group_sizes
     pair_keys = np.char.add(np.char.add(rset.query_index.astype(str), "\x1f"), rset.candidate_ids.astype(str))
     per_domain = Counter(str(d) for d in rset.domains)
@@ -164,6 +167,9 @@ def ranking_summary(rset) -> dict:
 
 
 def interactions_summary(inter, items) -> dict:
+    """Counts `mmrank data inspect` prints for interaction data: users, items, events,
+    duplicates, time range, item modalities.
+    """
     keys = np.char.add(np.char.add(inter.user_ids.astype(str), "\x1f"), inter.item_ids.astype(str))
     out = {
         "kind": "interactions",

@@ -69,9 +69,11 @@ class IdVocab:
         return np.asarray(out, dtype=np.int64)
 
     def decode(self, dense: Iterable[int]) -> np.ndarray:
+        """Raw ids of dense indices (the inverse of ``encode``)."""
         return self.ids[np.asarray(list(dense), dtype=np.int64) - self.offset]
 
     def fingerprint(self) -> str:
+        """A hash of the ids in order: two vocabularies with one fingerprint encode alike."""
         return hash_ids(self.ids)
 
 
@@ -85,12 +87,15 @@ class Histories:
 
     @property
     def n_users(self) -> int:
+        """Number of users (rows of the CSR)."""
         return len(self.indptr) - 1
 
     def of(self, user: int) -> np.ndarray:
+        """Dense item ids of one user's history, oldest first (a view, not a copy)."""
         return self.items[self.indptr[user] : self.indptr[user + 1]]
 
     def lengths(self) -> np.ndarray:
+        """History length of every user, ``(n_users,)`` int."""
         return np.diff(self.indptr)
 
     def append(self, extra: np.ndarray) -> "Histories":
@@ -160,9 +165,13 @@ class SequenceSplit:
 
     @property
     def n_items(self) -> int:
+        """Number of catalogue items (dense item ids run 1..n_items; 0 is padding)."""
         return len(self.items)
 
     def history_for(self, stage: str) -> Histories:
+        """The histories a model may read when predicting ``stage``'s targets: training events
+        for ``valid``; training events plus each user's valid target for ``test``.
+        """
         if stage == "valid":
             return self.train
         if stage == "test":
@@ -170,6 +179,7 @@ class SequenceSplit:
         raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
 
     def target_for(self, stage: str) -> np.ndarray:
+        """Dense target item per user for ``stage`` (``valid`` or ``test``); 0 where a user has none."""
         return self.valid_target if stage == "valid" else self.test_target
 
 

@@ -157,10 +157,16 @@ class SASRecMoENet(SASRecNet):
         return a * id_table + (1 - a) * content
 
     def input_embeddings(self, seq: torch.Tensor) -> torch.Tensor:
+        """Input vectors of a padded item sequence: ID embeddings fused with the items' content
+        vectors (per ``input_mode``); ``(b, L, hidden)``.
+        """
         id_table, content, *_ = self._item_tables()
         return F.embedding(seq, self._fused_inputs(id_table, content))
 
     def logits(self, h: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of ``candidates`` (or every item) for states ``h``: ID scores, content scores or
+        both fused by the score gate (per ``score_mode``).
+        """
         id_table, content, per_modality, gate_logits, mask = self._item_tables()
         items = None if candidates is None else candidates
         s_id = h @ id_table.T if items is None else torch.einsum("md,mkd->mk", h, id_table[items])
@@ -195,6 +201,7 @@ class SASRecMoENet(SASRecNet):
         return (weights * per_mod_scores).sum(-1)
 
     def aux_loss(self) -> torch.Tensor:
+        """The load-balancing loss of the experts' routers (weighted by ``balance_weight``)."""
         if (self.score_mode == "id" and self.input_mode == "id") or not self._last_probs:
             return super().aux_loss()
         losses = [load_balancing_loss(p) for p in self._last_probs.values() if len(p)]
@@ -241,6 +248,12 @@ class SASRecMoERanker(SASRecRanker):
         self.modalities: list[str] = []
 
     def set_item_features(self, feats: dict[str, np.ndarray], mask: dict[str, np.ndarray]) -> "SASRecMoERanker":
+        """Item modality matrices ``{name: (n_items+1, d)}`` and masks ``{name: (n_items+1,)}``
+        aligned with the split's dense ids (row 0 padding); call before ``build``/``fit``.
+
+        Returns:
+            self, for chaining.
+        """
         self.modalities = sorted(feats)
         self.item_feats = {m: np.asarray(feats[m], dtype=np.float32) for m in self.modalities}
         self.item_mask = np.stack([np.asarray(mask[m], dtype=bool) for m in self.modalities], 1)
@@ -262,13 +275,16 @@ class SASRecMoERanker(SASRecRanker):
         return self._make_net(n_items)
 
     def extra_meta(self) -> dict:
+        """What ``model.json`` stores beyond SASRec's: the modality names."""
         return {"modalities": self.modalities}
 
     def restore_meta(self, meta: dict) -> None:
+        """Read back what ``extra_meta`` stored."""
         self.modalities = list(meta["modalities"])
 
     # -- audit hooks ------------------------------------------------------------------------------
     def expert_usage(self) -> dict[str, list[float]]:
+        """Per modality, the mean routing probability of each expert over all items."""
         return self.net_.expert_usage()
 
     def expert_top1_share(self) -> dict[str, list[float]]:
@@ -277,6 +293,7 @@ class SASRecMoERanker(SASRecRanker):
                 for m, p in self.net_.routing_probabilities().items()}
 
     def modality_share(self) -> dict[str, float]:
+        """Mean gate weight each modality gets in the fused content vector (sums to 1)."""
         return self.net_.modality_share()
 
     def set_ablation(self, modalities) -> None:

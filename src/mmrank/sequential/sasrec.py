@@ -246,6 +246,9 @@ class SASRecRanker(WithParams):
         return SASRecNet(n_items, p.hidden, p.layers, p.heads, p.max_len, p.dropout, p.ffn)
 
     def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``loss(inputs, targets)`` of the configured kind (ce, sampled_softmax, gbce, bpr) for
+        ``fit_net``; every position of every window is a target.
+        """
         p = self.params
         return lambda inputs, targets: sequence_loss(self.net_, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
 
@@ -272,6 +275,9 @@ class SASRecRanker(WithParams):
         return self.net_.score_sequences(batch)
 
     def score_users(self, users: torch.Tensor, histories) -> torch.Tensor:
+        """Scores ``(len(users), n_items + 1)`` of the next item for dense ``users`` given
+        ``histories`` (column 0 is padding).
+        """
         return self.score_histories([histories.of(int(u)) for u in users])
 
     @contextlib.contextmanager
@@ -297,6 +303,9 @@ class SASRecRanker(WithParams):
 
     # -- storage ---------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` (weights) and ``model.json`` (kind, params, vocabularies,
+        cold items, history) into ``directory``; ``model.json`` last.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
@@ -310,10 +319,12 @@ class SASRecRanker(WithParams):
         atomic_write_text(directory / "model.json", json.dumps(meta, indent=1))
 
     def extra_meta(self) -> dict:
+        """Subclass hook: more fields for ``model.json``."""
         return {}
 
     @classmethod
     def load(cls, directory: str | Path) -> "SASRecRanker":
+        """The ranker ``save`` wrote (DataError when the folder holds another kind)."""
         directory = Path(directory)
         meta = json.loads((directory / "model.json").read_text())
         if meta["kind"] != cls.kind:
@@ -333,6 +344,7 @@ class SASRecRanker(WithParams):
         return self
 
     def restore_meta(self, meta: dict) -> None:
+        """Subclass hook: read back what ``extra_meta`` stored."""
         pass
 
     def _make_net_from_state(self, n_items: int, state: dict) -> SASRecNet:

@@ -101,11 +101,13 @@ class SequentialModule(L.LightningModule):
             p.requires_grad_(trainable is None or trainable(name))
 
     def training_step(self, batch, batch_idx):
+        """The ranker's loss on one batch of (inputs, targets) windows."""
         loss = self.loss_fn(*batch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
 
     def configure_optimizers(self):
+        """AdamW over the trainable parameters only (staged schedules freeze the rest)."""
         params = [p for p in self.net.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
@@ -131,14 +133,17 @@ class FullRankingValidation(L.Callback):
 
     @property
     def state_key(self) -> str:
+        """One key per stage, so the staged schedule's callbacks never read each other's state."""
         return f"FullRankingValidation[{self.stage_name}]"
 
     def state_dict(self) -> dict:
+        """What the checkpoint keeps: best weights and score, patience count, history, target time."""
         return {"best": self.best, "best_state": self.best_state, "bad_epochs": self.bad_epochs,
                 "history": self.history, "reached_at": self.reached_at, "stopped": self.stopped,
                 "elapsed": time.perf_counter() - self.started}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a killed run's validation state (and rewrite epochs.jsonl up to it)."""
         self.best, self.best_state, self.bad_epochs = state["best"], state["best_state"], state["bad_epochs"]
         self.history, self.reached_at, self.stopped = list(state["history"]), state["reached_at"], state["stopped"]
         self.started = time.perf_counter() - state["elapsed"]
@@ -146,10 +151,12 @@ class FullRankingValidation(L.Callback):
             Path(self.log_path).write_text("".join(json.dumps(row) + "\n" for row in self.history))
 
     def on_train_start(self, trainer, pl_module) -> None:
+        """Stop at once when resumed from the checkpoint of the epoch that ended the run."""
         if self.stopped:  # resumed from the checkpoint of the epoch that stopped the run
             trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Validate (full ranking), record the epoch, keep the best weights, decide on stopping."""
         t0 = time.perf_counter()
         metrics = mean_metrics(evaluate_stage(self.ranker, self.split, "valid"))
         self.ranker.net_.train()

@@ -15,6 +15,7 @@ class RngStateCallback(Callback):
     this a resumed run would diverge from an uninterrupted one after the first step."""
 
     def state_dict(self) -> dict:
+        """The python, numpy and torch RNG states, JSON/tensor-encodable."""
         py = random.getstate()
         np_state = np.random.get_state()
         return {
@@ -24,6 +25,7 @@ class RngStateCallback(Callback):
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the RNG states a checkpoint carries."""
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
         n = state["numpy"]

@@ -85,6 +85,7 @@ def save_state(checkpoint: dict, path: str | Path) -> None:
 
 
 def load_state(path: str | Path) -> dict:
+    """Read a checkpoint ``save_state`` wrote; DataError for any other file."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -103,10 +104,13 @@ class SafetensorsCheckpointIO(CheckpointIO):
     """Lightning plugin: ``Trainer(plugins=[SafetensorsCheckpointIO()])``."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        """Lightning hook: write the checkpoint dict as safetensors + JSON."""
         save_state(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:  # never unpickles anyway
+        """Lightning hook: read a checkpoint back (never unpickles)."""
         return load_state(path)
 
     def remove_checkpoint(self, path) -> None:
+        """Lightning hook: delete a superseded checkpoint file."""
         Path(path).unlink(missing_ok=True)

@@ -38,6 +38,9 @@ class PadBatch:
 
 
 def train_loader(data, batch_queries: int, max_len: int | None, seed: int, world_size: int, rank: int) -> DataLoader:
+    """Shuffled query batches whose order depends only on (seed, epoch): the same for a
+    resumed, a torchrun and an uninterrupted run. Lists longer than ``max_len`` are subsampled.
+    """
     sampler = DistributedSampler(QueryIndices(len(data)), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     return DataLoader(QueryIndices(len(data)), batch_size=batch_queries, sampler=sampler, collate_fn=PadBatch(data, max_len, seed))
 
@@ -45,4 +48,5 @@ def train_loader(data, batch_queries: int, max_len: int | None, seed: int, world
 def eval_loader(data, batch_queries: int) -> DataLoader:
     # Every process scores the whole validation set: validation metrics are then identical on
     # every rank with no gather, and equal to a single-process run's.
+    """Query batches in order, every query once (validation and scoring)."""
     return DataLoader(QueryIndices(len(data)), batch_size=batch_queries, shuffle=False, collate_fn=PadBatch(data, None, 0))

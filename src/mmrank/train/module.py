@@ -29,6 +29,7 @@ class RankerModule(pl.LightningModule):
         self._train_losses: list[float] = []
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """List loss (+ the network's auxiliary losses) on one padded batch of queries."""
         scores, aux = self.net(batch["x"], batch["mask"])
         rank_loss = self.loss_fn(scores.float(), batch["labels"], batch["mask"], **self.loss_params)
         loss = rank_loss + sum(aux.values(), torch.zeros((), device=rank_loss.device))
@@ -40,12 +41,14 @@ class RankerModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Score one validation batch; rows are gathered for the epoch-end metric."""
         scores, _ = self.net(batch["x"], batch["mask"])
         m = batch["mask"].cpu().numpy()
         self._val_rows.append(batch["rows"].cpu().numpy()[m])
         self._val_scores.append(scores.float().cpu().numpy()[m])
 
     def on_validation_epoch_end(self) -> None:
+        """The monitored metric over the whole validation set (logged; one history row per epoch)."""
         scores = np.zeros(self.valid.n_candidates)
         for rows, vals in zip(self._val_rows, self._val_scores):
             scores[rows] = vals
@@ -63,6 +66,7 @@ class RankerModule(pl.LightningModule):
         self._train_losses = []
 
     def configure_optimizers(self):
+        """AdamW + ReduceLROnPlateau on the monitored validation metric."""
         s = self.settings
         opt = torch.optim.AdamW(self.net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=s.lr_factor, patience=s.lr_patience)
@@ -70,7 +74,9 @@ class RankerModule(pl.LightningModule):
 
     # The per-epoch history travels in the checkpoint so a resumed run reports the whole curve.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the per-epoch history in the checkpoint (a resumed run reports the whole curve)."""
         checkpoint["mmrank_history"] = list(self.history)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the history a checkpoint carries."""
         self.history = list(checkpoint.get("mmrank_history", []))
