@@ -26,6 +26,8 @@ from mmrank.serve.batch_output import AtomicLines, check_output_path
 from mmrank.serve.reorder import FALLBACK, MODEL_ERROR, NON_FINITE, SHADOW, TIMEOUT, WRONG_LENGTH, Decision, ranked_entries
 
 
+NOT_WRITABLE = ("a number is too large for a float (it reads as infinity) and cannot be written back as JSON",
+                "write numbers within ±1.8e308")
 # Exit codes of `mmrank rerank` (docs/serving.md, "Exit codes"); 2 is a usage/data error (nothing written).
 EXIT_OK, EXIT_PARTIAL, EXIT_NOTHING_RERANKED = 0, 3, 4
 # Fallbacks because the model failed (the others — outside_rollout, uncertainty — are the policy's choice).
@@ -153,11 +155,15 @@ def _rerank_lines(ranker, source, in_path: Path, out: AtomicLines, bad: AtomicLi
     """Read ``source`` line by line: each line judged on its own, good ones scored
     ``chunk_size`` at a time into ``out``, bad ones into ``bad`` with their ``path:line``."""
     summary = BatchSummary()
-    chunk: list[tuple[dict, object]] = []
+    chunk: list[tuple[dict, object, int, bytes]] = []
 
     def flush() -> None:
-        for (obj, _), decision in zip(chunk, decide_many(ranker, [q for _, q in chunk], policy)):
-            out.write(reranked_object(obj, decision))
+        for (obj, _, no, raw), decision in zip(chunk, decide_many(ranker, [c[1] for c in chunk], policy)):
+            try:
+                out.write(reranked_object(obj, decision))
+            except ValueError:  # a number JSON cannot hold (1e400 reads as infinity): the line is bad
+                bad.write(_quarantine_row(in_path, no, BadRecord(*NOT_WRITABLE), raw))
+                continue
             summary.status[decision.status] += 1
             summary.reasons[decision.reason] += 1
         chunk.clear()
@@ -167,7 +173,7 @@ def _rerank_lines(ranker, source, in_path: Path, out: AtomicLines, bad: AtomicLi
             summary.lines_in += 1
             try:
                 obj = parse_line(_utf8(raw))
-                chunk.append((obj, ranking_set_of(obj)))
+                chunk.append((obj, ranking_set_of(obj), no, raw))
             except BadRecord as e:
                 bad.write(_quarantine_row(in_path, no, e, raw))
             if len(chunk) >= chunk_size:

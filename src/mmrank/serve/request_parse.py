@@ -8,7 +8,9 @@ event loop: the app runs them inline for small bodies and in a worker thread for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from itertools import chain
 
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -42,17 +44,40 @@ def error_response(status: int, detail: str, errors: list[FieldError] | None = N
 
 def invalid_response(errors: list[dict]) -> JSONResponse:
     """422 naming each field that failed validation (``candidates.0.candidate_id: Field required``);
-    a body that is not JSON at all is named ``body`` with the parser's reason."""
-    fields = [_field_error(err) for err in errors]
-    return error_response(422, "; ".join(f"{e.field}: {e.message}" for e in fields[:5]), fields)
+    a body that is not JSON at all is named ``body`` with the parser's reason, and the several
+    errors pydantic gives for a union field (one per member type) are said once."""
+    fields: dict[str, FieldError] = {}
+    expected: dict[str, list[str]] = {}
+    for err in errors:
+        field, member = _location(err)
+        if member is not None:  # "query_id.str: ...; query_id.int: ..." → "query_id: must be a string or ..."
+            kinds = expected.setdefault(field, [])
+            kinds.append(_UNION_MEMBERS.get(member, member))
+            fields[field] = FieldError(field=field, message="must be " + " or ".join(dict.fromkeys(kinds)))
+        elif field not in fields:
+            fields[field] = _field_error(err, field)
+    found = list(fields.values())
+    return error_response(422, "; ".join(f"{e.field}: {e.message}" for e in found[:5]), found)
 
 
-def _field_error(err: dict) -> FieldError:
+# pydantic's tag of each member type of the schema's unions, in words
+_UNION_MEMBERS = {"str": "a string", "int": "a number", "float": "a number", "list[float]": "a list of numbers"}
+
+
+def _location(err: dict) -> tuple[str, str | None]:
+    """(dotted field, the union member the error is about or None); ``body`` for the whole body."""
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    for k, part in enumerate(loc):
+        if part in _UNION_MEMBERS:
+            return ".".join(loc[:k]) or "body", part
+    return ".".join(loc) or "body", None
+
+
+def _field_error(err: dict, field: str) -> FieldError:
     if err.get("type") == "json_invalid":  # loc is ("body", <byte offset>): not a field
         reason = (err.get("ctx") or {}).get("error", "")
         return FieldError(field="body", message=f"not valid JSON ({reason}) — send one JSON object".replace(" ()", ""))
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-    return FieldError(field=loc or "body", message=str(err.get("msg", "invalid")))
+    return FieldError(field=field, message=str(err.get("msg", "invalid")))
 
 
 def parse_request(body: bytes, max_candidates: int) -> ParsedQuery | JSONResponse:
@@ -69,9 +94,20 @@ def parse_request(body: bytes, max_candidates: int) -> ParsedQuery | JSONRespons
     except ValidationError as e:
         return invalid_response(e.errors())
     try:
-        return ParsedQuery(obj, ranking_set_of(obj))
+        query = ranking_set_of(obj)
     except BadRecord as bad:
         return _bad_record(bad)
+    if _infinite_id(obj):  # echoed back it would be `Infinity`: not JSON
+        return _bad_record(BadRecord(INFINITE_ID, "write ids within ±1.8e308, or as strings"))
+    return ParsedQuery(obj, query)
+
+
+INFINITE_ID = "an id is a number too large for a float (it reads as infinity)"
+
+
+def _infinite_id(obj: dict) -> bool:
+    ids = chain((obj["query_id"],), (c["candidate_id"] for c in obj["candidates"]))
+    return any(type(v) is float and math.isinf(v) for v in ids)
 
 
 def _bad_record(bad: BadRecord) -> JSONResponse:

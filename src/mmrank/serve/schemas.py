@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mmrank.serve.reorder import ALL_REASONS, FALLBACK, RERANKED, SHADOW
 
@@ -90,7 +90,7 @@ class ReloadRequest(BaseModel):
     """Which run folder (under the models root) to serve from now on."""
 
     run_dir: str = Field(min_length=1, description="run folder under the server's models root (relative to it)")
-    force: bool = Field(False, description="swap even when the new model fails the check that it can score current traffic")
+    force: StrictBool = Field(False, description="swap even when the new model fails the check that it can score current traffic")
 
 
 class FieldError(BaseModel):
