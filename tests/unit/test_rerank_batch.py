@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -335,8 +336,10 @@ def test_output_files_keep_the_umask_mode_and_stale_temp_files_are_removed(run_d
     assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
 
 
-def test_sigterm_leaves_the_previous_output_and_no_temp_file(run_dir, tmp_path):
-    """SIGTERM mid-run: the CLI removes its temp files and exits 143; the old output stays."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_rerank_leaves_the_previous_output_and_no_temp_file(run_dir, tmp_path, sig):
+    """SIGTERM mid-run: the CLI removes its temp files and exits 143. kill -9: the temp file stays
+    until the next run for the same output, which removes it. The old output stays either way."""
     line = json.dumps(step5_query(np.random.default_rng(9), "q", 50, dims={"image": 6, "text": 4})).encode()
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"\n".join(line.replace(b'"q"', f'"q{i}"'.encode(), 1) for i in range(20000)) + b"\n")
@@ -350,8 +353,15 @@ def test_sigterm_leaves_the_previous_output_and_no_temp_file(run_dir, tmp_path):
         time.sleep(0.05)
     assert proc.poll() is None, "the rerank finished before it could be stopped: give it a longer file"
     time.sleep(0.3)
-    proc.terminate()
+    proc.send_signal(sig)
     proc.communicate(timeout=60)
-    assert proc.returncode == 143
     assert out.read_text() == "previous result\n"
-    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")) and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+    left = list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and not left
+    else:
+        assert proc.returncode == -signal.SIGKILL and temp_path(out, proc.pid) in left and temp_path(out, proc.pid).stat().st_size > 0
+        small = write_lines(tmp_path / "small.jsonl", [step5_query(np.random.default_rng(10), "s", 3)])
+        assert cli("--model", str(run_dir), "--in", str(small), "--out", str(out)).exit_code == 0
+        assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")) and read_out(out)[0]["query_id"] == "s"
+    assert not list(tmp_path.glob(".*"))  # no hidden file of any kind
