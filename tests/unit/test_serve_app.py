@@ -373,3 +373,22 @@ def test_messages_say_what_is_wrong(run_dir):
     assert empty_qid.status_code == 422 and empty_qid.json()["detail"].startswith("query_id is an empty string — give every query")
     assert no_cid.status_code == 422
     assert "candidate 0 candidate_id is an empty string — give every candidate a candidate_id" in no_cid.json()["detail"]
+
+
+class RaisesWithPath:
+    """A model whose error names the file it read: the answer must not show the server's path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def score(self, rset):
+        raise OSError(f"cannot read {self.root / 'run_x' / 'model.safetensors'}")
+
+
+def test_a_model_error_detail_shows_no_server_path(tmp_path):
+    ranker = RaisesWithPath(tmp_path)
+    slot = ModelSlot(LoadedModel(ranker=ranker, run_dir=tmp_path / "run_x", kind="t", model_id="t:run_x", version="v", loaded_at=time.time()))
+    with TestClient(create_app(slot, ServeConfig(policy=RerankPolicy(timeout_ms=5000)))) as c:
+        body = c.post("/rerank", json=step5_query(np.random.default_rng(16), "q", 3, labels=False)).json()
+    assert body["reason"] == "model_error" and "<models-root>/run_x/model.safetensors" in body["detail"]
+    assert str(tmp_path) not in body["detail"]

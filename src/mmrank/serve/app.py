@@ -184,7 +184,7 @@ def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decisi
         "query_id": parsed.obj["query_id"],
         "status": decision.status,
         "reason": decision.reason,
-        "detail": decision.detail,
+        "detail": without_paths(decision.detail, state.models_root) if decision.detail else "",  # open without a token
         "uncertainty": decision.uncertainty,
         "model_id": loaded.model_id,
         "model_version": loaded.version,
