@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -278,6 +279,7 @@ def test_rerank_and_serve_agree_on_top_m(run_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["serve", "--port", "99999"], "--port 99999 is not a TCP port"),
     (["serve", "--rollout", "150"], "--rollout 150 is not a percentage"),
+    (["serve", "--read-timeout-s", "0"], "--read-timeout-s must be positive, got 0"),
     (["rerank", "--top-m", "0", "--in", "IN", "--out", "OUT"], "--top-m 0 must be at least 1"),
     (["rerank", "--in", "IN", "--out", "DIR"], "is a directory"),
     (["rerank", "--in", "IN", "--out", "/dev/null"], "is not a regular file"),  # never renamed over
@@ -313,6 +315,15 @@ def test_real_cli_gives_one_line_not_a_traceback(run_dir, tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "outdir"] and not any((tmp_path / "outdir").iterdir())
+
+
+def test_serve_on_a_port_in_use_is_an_error_line_and_exit_2(run_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = mmrank("serve", "--model", str(run_dir), "--port", str(taken.getsockname()[1]))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot listen on 127.0.0.1:"), proc.stderr
 
 
 def test_output_files_keep_the_umask_mode_and_stale_temp_files_are_removed(run_dir, tmp_path):

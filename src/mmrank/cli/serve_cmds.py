@@ -169,8 +169,10 @@ def serve(
 def _check_serve_numbers(port: int, timeout_ms: float, max_candidates: int, max_body_mb: float, read_timeout_s: float) -> None:
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a TCP port — use 1..65535")
-    if timeout_ms <= 0 or max_candidates < 1 or max_body_mb <= 0 or read_timeout_s <= 0:
-        raise ConfigError("--timeout-ms, --max-candidates, --max-body-mb and --read-timeout-s must be positive")
+    for option, value in (("--timeout-ms", timeout_ms), ("--max-candidates", max_candidates),
+                          ("--max-body-mb", max_body_mb), ("--read-timeout-s", read_timeout_s)):
+        if value <= 0:
+            raise ConfigError(f"{option} must be positive, got {value:g} — give a number above 0")
 
 
 def _read_token(token_file: Path | None) -> str | None:
