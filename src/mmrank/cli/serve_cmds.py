@@ -73,7 +73,7 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 
 TOP_M_HELP = ("Rerank only the first M candidates of each query; the rest keep their order after them "
-              "(default: all, as `mmrank serve`).")
+              "(default: all, the same in `mmrank rerank` and `mmrank serve`).")
 
 
 @app.command("rerank")
