@@ -34,6 +34,18 @@ class DataError(MmrankError):
         super().__init__(self.format())
 
     def format(self) -> str:
+        """Render the error as the one line the CLI prints: ``path:line: message — hint``.
+
+        The location part is left out when no path is known, ``:line`` only when a line is known,
+        and ``— hint`` only when a hint was given.
+
+        Returns:
+            The formatted message (also the exception's ``str()``).
+
+        Example:
+            >>> DataError("score is not a number", path="runs.jsonl", line=3, hint="fix the row").format()
+            'runs.jsonl:3: score is not a number — fix the row'
+        """
         where = ""
         if self.path is not None:
             where = self.path if self.line is None else f"{self.path}:{self.line}"
