@@ -112,14 +112,21 @@ class RankingSet:
     # -- sizes -------------------------------------------------------------------------
     @property
     def n_queries(self) -> int:
+        """Number of query groups ``Q``."""
         return len(self.query_ids)
 
     @property
     def n_candidates(self) -> int:
+        """Number of candidate rows ``N`` over all queries."""
         return len(self.candidate_ids)
 
     @property
     def group_sizes(self) -> np.ndarray:
+        """Candidates per query.
+
+        Returns:
+            (Q,) int64, ``offsets[i + 1] - offsets[i]``; may contain zeros (a query with no candidates).
+        """
         return np.diff(self.offsets)
 
     @property
@@ -129,16 +136,40 @@ class RankingSet:
 
     @property
     def modality_dims(self) -> dict[str, int]:
+        """Width of each candidate modality matrix.
+
+        Returns:
+            ``{name: d}`` for every ``features[name]`` of shape ``(N, d)``, in insertion order.
+        """
         return {k: int(v.shape[1]) for k, v in self.features.items()}
 
     @property
     def query_feature_dims(self) -> dict[str, int]:
+        """Width of each per-query feature matrix.
+
+        Returns:
+            ``{name: d}`` for every ``query_features[name]`` of shape ``(Q, d)``.
+        """
         return {k: int(v.shape[1]) for k, v in self.query_features.items()}
 
     def __len__(self) -> int:
         return self.n_queries
 
     def query(self, i: int) -> Query:
+        """Return query ``i`` with its candidates, as views into this set's arrays (no copies).
+
+        Args:
+            i: query position in ``0 .. Q-1`` (not the query id); negative indices are not supported.
+
+        Returns:
+            A :class:`Query` whose per-candidate arrays have length ``group_sizes[i]`` and whose
+            ``query_features[name]`` is the ``(d,)`` row of that query. Writing into them writes into
+            this set.
+
+        Example:
+            >>> q = rs.query(0)  # doctest: +SKIP
+            >>> q.candidate_ids, q.labels  # doctest: +SKIP
+        """
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return Query(
             query_id=str(self.query_ids[i]),
@@ -178,9 +209,35 @@ class RankingSet:
         )
 
     def with_labels(self, labels: np.ndarray) -> "RankingSet":
+        """Return a copy of the set with the labels replaced (the other arrays are shared, not copied).
+
+        Used e.g. to binarise or permute labels for an audit without touching the original.
+
+        Args:
+            labels: (N,) new labels, cast to float64.
+
+        Returns:
+            A new, re-validated RankingSet.
+
+        Raises:
+            DataError: when ``labels`` does not have shape ``(N,)``.
+        """
         return replace(self, labels=np.asarray(labels, dtype=np.float64))
 
     def with_features(self, features: dict[str, np.ndarray]) -> "RankingSet":
+        """Return a copy of the set whose candidate modalities are exactly ``features``.
+
+        Modalities not in ``features`` are dropped; the other arrays are shared, not copied.
+
+        Args:
+            features: ``{name: (N, d) array}``; 1-D arrays become ``(N, 1)``, values are cast to float32.
+
+        Returns:
+            A new, re-validated RankingSet.
+
+        Raises:
+            DataError: when a matrix does not have ``N`` rows or is not 1-D/2-D.
+        """
         return replace(self, features=dict(features))
 
     # -- views for models --------------------------------------------------------------
@@ -222,6 +279,11 @@ class RankingSet:
         return hash_ids(np.concatenate([self.query_ids, ["|"], self.candidate_ids]))
 
     def summary(self) -> dict:
+        """Return the set's sizes as a JSON-ready dict for reports and logs.
+
+        Returns:
+            ``{"queries": Q, "candidates": N, "modalities": {name: d}, "query_features": {name: d}}``.
+        """
         return {
             "queries": self.n_queries,
             "candidates": self.n_candidates,
@@ -294,13 +356,23 @@ class Interactions:
 
     @property
     def n_users(self) -> int:
+        """Number of distinct user ids (computed with ``np.unique`` on each call)."""
         return len(np.unique(self.user_ids))
 
     @property
     def n_items(self) -> int:
+        """Number of distinct item ids that occur in the events (computed on each call)."""
         return len(np.unique(self.item_ids))
 
     def take(self, rows: np.ndarray) -> "Interactions":
+        """Return the events at ``rows`` as a new Interactions (fancy-indexed copies).
+
+        Args:
+            rows: (k,) int positions, or an (n,) bool mask; order and repeats are kept.
+
+        Returns:
+            A new Interactions with ``k`` events.
+        """
         rows = np.asarray(rows)
         return Interactions(
             self.user_ids[rows],
@@ -315,6 +387,14 @@ class Interactions:
         return self.take(order)
 
     def fingerprint(self) -> str:
+        """Hash the events (user, item, timestamp to 6 decimals) in their current order.
+
+        Ratings are not part of it, so the hash identifies which events were used, not their values;
+        call it on :meth:`sorted` output when the order should not matter.
+
+        Returns:
+            The sha256 hex digest.
+        """
         return hash_ids(
             f"{u}\t{i}\t{t:.6f}" for u, i, t in zip(self.user_ids, self.item_ids, self.timestamps)
         )
@@ -354,7 +434,20 @@ class ItemFeatures:
 
     @property
     def modality_dims(self) -> dict[str, int]:
+        """Width of each item modality matrix.
+
+        Returns:
+            ``{name: d}`` for every ``features[name]`` of shape ``(n_items, d)``.
+        """
         return {k: int(v.shape[1]) for k, v in self.features.items()}
 
     def row_of(self) -> dict[str, int]:
+        """Map each item id to its row in the feature matrices.
+
+        Built afresh on every call, so keep the result when looking up many ids. With duplicate ids the
+        last row wins.
+
+        Returns:
+            ``{item_id: row}``.
+        """
         return {iid: i for i, iid in enumerate(self.item_ids)}
