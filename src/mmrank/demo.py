@@ -129,6 +129,7 @@ def audit_demo(result: DemoResult, out: Path, seed: int, say: Callable[[str], No
         run_dir=result.run_dirs["cotrr"],
         progress=lambda name: say(f"audit: {name}"),
     )
+    report.meta.update({"model_run": str(result.run_dirs["cotrr"]), "baseline_run": str(result.run_dirs["lambdamart"])})
     out.mkdir(parents=True, exist_ok=True)
     report.save(out / "audit.json")
     return report, write_report(out, report.to_dict())

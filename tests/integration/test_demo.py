@@ -34,5 +34,9 @@ def test_demo_trains_evaluates_audits_and_reports(tmp_path):
     assert audit["verdict"] in {"GO", "PAUSE_AND_FIX", "NO_GO"}
     statuses = {c["name"]: c["status"] for c in audit["checks"]}
     assert statuses["split_overlap"] == "PASS"  # train and test share no query
+    assert statuses["provenance"] == "PASS"     # the CoTRR run never saw the test queries
+    # issue 11: independent training seeds per permuted retrain — no false WARN on LightGBM's own data
+    assert statuses["label_permutation_control"] == "PASS", audit["checks"]
+    assert "cotrr" in audit["meta"]["model_run"] and "lambdamart" in audit["meta"]["baseline_run"]
     assert (out / "audit" / "report.html").stat().st_size > 10_000
     assert "verdict" in res.output and "cotrr" in res.output

@@ -67,3 +67,14 @@ def test_html_has_verdict_first_every_threshold_and_the_plots_it_has_data_for(tm
 def test_report_of_a_folder_without_audit_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="mmrank audit"):
         write_report(tmp_path)
+
+
+def test_significance_row_shows_delta_and_its_ci_and_the_header_names_both_systems():
+    sig = CheckResult("significance", "PASS", 0.031, 0.0, "PASS if Δ's CI95 low > 0",
+                      evidence={"delta_ci": {"mean": 0.031, "low": 0.012, "high": 0.05}})
+    audit = {"verdict": "GO", "reasons": [], "checks": [sig.to_dict()], "policy": load_policy(), "extras": {},
+             "meta": {"model": "CoTRR", "model_run": "runs/cotrr", "baseline": "LambdaMART", "baseline_spec": "lambdamart"}}
+    html = render(audit)
+    assert "Δ +0.0310 [CI95 +0.0120, +0.0500]" in html
+    assert "model CoTRR (runs/cotrr) vs baseline LambdaMART (lambdamart)" in html
+    assert html.index("id='systems'") < html.index("id='verdict'")
