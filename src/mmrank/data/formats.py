@@ -90,6 +90,18 @@ def _read_head(path: Path, n: int = 4096) -> bytes:
 
 
 def resolve_format(path: str | Path, format: str | None) -> str:
+    """Return the format to read ``path`` with: the given name (case-insensitive), else detected.
+
+    Args:
+        path: the data file or folder (used for detection and in error messages).
+        format: a name from ``ALL_FORMATS``, or None to call :func:`detect_format`.
+
+    Returns:
+        The lower-case format name.
+
+    Raises:
+        DataError: when ``format`` is not a known name, or detection fails.
+    """
     if format is None:
         return detect_format(path)
     name = format.lower()
@@ -99,6 +111,14 @@ def resolve_format(path: str | Path, format: str | None) -> str:
 
 
 def is_interaction_format(name: str) -> bool:
+    """Tell whether a format name holds user-item interactions rather than ranking queries.
+
+    Args:
+        name: a lower-case format name, e.g. from :func:`resolve_format`.
+
+    Returns:
+        True for ``recbole``, ``movielens`` and ``mmrec``; False otherwise (also for unknown names).
+    """
     return name in INTERACTION_FORMATS
 
 
@@ -275,6 +295,17 @@ def format_label(x: float) -> str:
 
 
 def label_value(x: float) -> int | float:
+    """Return a label as a JSON number: an ``int`` when integral (``2``, not ``2.0``), else the float.
+
+    The ``2**53`` bound keeps the int exact (larger floats are not exactly integers in general).
+    :func:`format_label` is the text counterpart.
+
+    Args:
+        x: the label.
+
+    Returns:
+        ``int`` or ``float``.
+    """
     x = float(x)
     return int(x) if x.is_integer() and abs(x) < 2**53 else x
 
@@ -301,6 +332,20 @@ class SchemaTracker:
         self.schema: tuple | None = None
 
     def problem(self, modalities, query_features, has_baseline: bool) -> tuple[str, str] | None:
+        """Compare one record's schema with the first accepted record's.
+
+        Names are compared as sorted sets, so their order within a record does not matter. Before any
+        record is accepted every schema is fine.
+
+        Args:
+            modalities: the record's candidate modality names.
+            query_features: the record's query feature names.
+            has_baseline: whether the record carries a baseline score.
+
+        Returns:
+            None when the schema matches, else ``(message, hint)`` for the first difference (modalities,
+            then query features, then baseline scores), ready for ``BadRecord(message, hint)``.
+        """
         schema = (tuple(sorted(modalities)), tuple(sorted(query_features)), bool(has_baseline))
         if self.schema is None or self.schema == schema:
             return None
@@ -315,9 +360,23 @@ class SchemaTracker:
                 "give every candidate a baseline score, or none")
 
     def accept(self, modalities, query_features, has_baseline: bool) -> None:
+        """Record a good record's schema as the reference, if none is set yet (later calls are no-ops).
+
+        Readers call it only after a record passed all checks, so one bad first record cannot make
+        every good record after it look wrong.
+
+        Args:
+            modalities: the record's candidate modality names.
+            query_features: the record's query feature names.
+            has_baseline: whether the record carries a baseline score.
+        """
         if self.schema is None:
             self.schema = (tuple(sorted(modalities)), tuple(sorted(query_features)), bool(has_baseline))
 
 
 def empty_ranking_set() -> RankingSet:
+    """Return a RankingSet with no queries, no candidates and no modalities.
+
+    Readers return it when every record was quarantined, so callers still get a valid set.
+    """
     return RankingSet(query_ids=[], offsets=[0], candidate_ids=[], labels=[])

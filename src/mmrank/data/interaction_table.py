@@ -47,6 +47,14 @@ Line = tuple[int, "str | None", bytes]  # (1-based line number, decoded text or 
 
 
 def drop_bom(data: bytes) -> bytes:
+    """Strip a leading UTF-8 byte-order mark, if any (files saved on Windows often start with one).
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        ``data`` without its first 3 bytes when they are ``EF BB BF``, else ``data`` unchanged.
+    """
     return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
 
@@ -61,6 +69,17 @@ def text_lines(data: bytes, encoding: str = "utf-8", first_lineno: int = 1) -> l
 
 
 def quarantined_text(line: Line) -> str:
+    """Return a line's text as it goes into the quarantine file, cut to ``MAX_RAW_CHARS``.
+
+    An undecodable line is decoded with replacement characters instead, so quarantining never
+    fails on the bytes it is quarantining.
+
+    Args:
+        line: ``(line number, decoded text or None, raw bytes)``.
+
+    Returns:
+        At most ``MAX_RAW_CHARS`` characters.
+    """
     _, text, raw = line
     return (raw_text(raw) if text is None else text)[:MAX_RAW_CHARS]
 
@@ -117,6 +136,17 @@ class ParsedInteractions:
 
 
 def finite_number(text: str) -> float | None:
+    """Parse a field as a finite float, or return None when it is not one.
+
+    Uses Python's ``float()``, so surrounding whitespace, exponents and digit underscores
+    (``"1_000"``) are accepted; ``nan``, ``inf`` and non-numbers give None.
+
+    Args:
+        text: the field text.
+
+    Returns:
+        The value, or None.
+    """
     try:
         v = float(text)
     except ValueError:

@@ -68,6 +68,24 @@ def _flags_problem(fields: list[str]) -> str | None:
 
 
 def read_u_item(path: Path, report: ReadReport) -> ItemFeatures:
+    """Read MovieLens' ``u.item`` (``|``-separated, Latin-1) into titles and a ``meta`` modality.
+
+    Bad rows (field count not 24, a genre flag not 0/1, empty or repeated id) go to ``report``
+    (which raises in strict mode). The release year is the 4-digit number at the end of the
+    release-date field; rows without one get the median year and ``release_year_unknown = 1``.
+
+    Args:
+        path: the ``u.item`` file.
+        report: the report to count records and problems in (this file's own report; the caller
+            merges it into the ``u.data`` one).
+
+    Returns:
+        ``ItemFeatures`` with ``meta`` of shape ``(n_items, 21)`` float32, columns
+        ``MOVIELENS_META_COLUMNS``, and ``titles`` as written (e.g. ``"Toy Story (1995)"``).
+
+    Raises:
+        DataError: when the file cannot be read, or on the first bad row in strict mode.
+    """
     lines = text_lines(read_bytes(path), encoding="latin-1")
     ids, rows = parse_item_rows(lines, sep="|", n_fields=_ITEM_FIELDS, id_col=0, report=report,
                                 row_problem=_flags_problem)

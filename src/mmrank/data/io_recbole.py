@@ -129,6 +129,25 @@ def meta_columns(item_path: str | Path) -> list[str]:
 
 
 def read_recbole_items(path: Path, report: ReadReport) -> ItemFeatures:
+    """Read a RecBole ``.item`` file into ``ItemFeatures`` (titles and a ``meta`` modality).
+
+    The ``meta`` columns are those described in the module docstring (``meta_columns()`` gives
+    their names); the modality is left out when the file has no numeric, year or genre column.
+    Bad rows (wrong field count, a ``float`` value that is not a finite float32, empty or repeated
+    id) go to ``report``.
+
+    Args:
+        path: the ``.item`` file.
+        report: this file's own report; the caller merges it into the ``.inter`` one.
+
+    Returns:
+        ``ItemFeatures`` aligned with the accepted item ids; ``titles`` is None without a
+        ``movie_title`` / ``title`` column.
+
+    Raises:
+        DataError: when the header is missing, unreadable or has no ``item_id`` column, or on the
+            first bad row in strict mode.
+    """
     ids, titles, columns, meta = _item_table(path, report)
     return ItemFeatures(
         item_ids=np.array(ids, dtype=object),

@@ -46,6 +46,17 @@ Progress = Callable[[str, int], Callable[[int], None]]
 
 
 def no_progress(label: str, total: int) -> Callable[[int], None]:
+    """The silent ``Progress``: ignore the step's label and size, return an advance that does nothing.
+
+    The default for library and test callers; the CLI passes a rich progress bar instead.
+
+    Args:
+        label: what the step is doing (unused).
+        total: how many units the step has (unused).
+
+    Returns:
+        ``advance(n)``, a no-op.
+    """
     return lambda n: None
 
 
@@ -68,6 +79,16 @@ def read_items_table(mm_dir: str | Path) -> tuple[pd.DataFrame, int]:
 
 
 def overview_of(value) -> str:
+    """Return an item's overview text, or ``""`` when it is missing or blank.
+
+    pandas reads an empty CSV cell as ``NaN`` (a float), so a plain truthiness test is not enough.
+
+    Args:
+        value: the ``overview`` cell.
+
+    Returns:
+        The overview unchanged (not stripped), or ``""``.
+    """
     return value if isinstance(value, str) and value.strip() else ""
 
 
@@ -79,6 +100,14 @@ def item_text(title: str, genre_flags, overview: str) -> str:
 
 
 def item_texts(table: pd.DataFrame) -> list[str]:
+    """Build the text each item is embedded from, in table order (see :func:`item_text`).
+
+    Args:
+        table: the item table from :func:`read_items_table`.
+
+    Returns:
+        One ``"<title>. Genres: a, b. <overview>"`` string per row.
+    """
     flags = table[list(GENRES)].to_numpy()
     return [item_text(str(t), f, overview_of(o)) for t, f, o in zip(table["title"], flags, table["overview"])]
 

@@ -59,6 +59,16 @@ class RerankTaskConfig:
     seed: int = 0
 
     def check(self) -> None:
+        """Reject settings the task protocol cannot work with, before any data is read.
+
+        ``seed`` is not checked (any int works).
+
+        Raises:
+            ConfigError: when the cut quantiles are not ``0 < valid < test < 1``,
+                ``train_cut_fraction`` is outside (0, 1), ``context_k`` / ``min_history`` /
+                ``max_targets`` is below 1, ``n_negatives`` is negative, or ``negatives`` is neither
+                ``"popularity"`` nor ``"uniform"``.
+        """
         if not 0.0 < self.valid_quantile < self.test_quantile < 1.0:
             raise ConfigError("need 0 < valid_quantile < test_quantile < 1")
         if not 0.0 < self.train_cut_fraction < 1.0:
@@ -266,6 +276,15 @@ def _stamp(t: float) -> dict:
 
 
 def rerank_task_files(fmt: str = "parquet") -> list[str]:
+    """List the files :func:`write_rerank_task` writes into its output folder.
+
+    Args:
+        fmt: the ranking format (file extension) the splits are written in.
+
+    Returns:
+        ``["train.<fmt>", "valid.<fmt>", "test.<fmt>", "task.json"]``; a cached task counts as
+        complete only when all of them exist.
+    """
     return [f"{split}.{fmt}" for split in SPLITS] + ["task.json"]
 
 

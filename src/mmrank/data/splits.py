@@ -54,6 +54,11 @@ class Split:
 
     @property
     def sizes(self) -> dict[str, int]:
+        """Number of ids in each part.
+
+        Returns:
+            ``{part: count}``, e.g. ``{"train": 800, "valid": 100, "test": 100}``.
+        """
         return {name: int(len(ids)) for name, ids in self.parts.items()}
 
     @property
@@ -67,6 +72,15 @@ class Split:
 
     # -- storage -----------------------------------------------------------------------
     def to_json(self) -> str:
+        """Serialise the split as indented JSON: unit, method, params, data fingerprint, sizes,
+        fingerprint and every part's ids in order.
+
+        The fingerprint is written alongside the ids so that :meth:`from_json` can tell an edited or
+        damaged file from a good one. ``sizes`` is informational and not checked on reading.
+
+        Returns:
+            The JSON text.
+        """
         return json.dumps(
             {
                 "unit": self.unit,
@@ -103,10 +117,37 @@ class Split:
         return split
 
     def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically (a crash never leaves half a split file).
+
+        Args:
+            path: destination file.
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> split = query_grouped_split(rset, seed=0)  # doctest: +SKIP
+            >>> split.save("run/split.json"); Split.load("run/split.json").sizes  # doctest: +SKIP
+        """
         return atomic_write_text(path, self.to_json())
 
     @staticmethod
     def load(path: str | Path) -> "Split":
+        """Read a split file written by :meth:`save`, verifying its fingerprint.
+
+        The returned object is a ``RankingSplit`` or an ``InteractionSplit``, chosen by the file's
+        ``unit``.
+
+        Args:
+            path: the split JSON file.
+
+        Returns:
+            The split.
+
+        Raises:
+            DataError: when the file cannot be read or is not UTF-8, is not a split file, or its ids
+                no longer match its stored fingerprint.
+        """
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:

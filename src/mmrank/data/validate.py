@@ -29,6 +29,10 @@ class Problem:
     record: str = ""
 
     def format(self) -> str:
+        """Render the problem as the CLI's one-line message ``path:line: message — hint``.
+
+        The raw ``record`` is not part of it; it goes to the quarantine file only.
+        """
         return DataError(self.message, path=self.path, line=self.line, hint=self.hint).format()
 
 
@@ -44,10 +48,12 @@ class ReadReport:
 
     @property
     def records_quarantined(self) -> int:
+        """Number of records set aside as bad (one per problem)."""
         return len(self.problems)
 
     @property
     def ok(self) -> bool:
+        """True when no record was quarantined."""
         return not self.problems
 
     def bad(self, line: int | None, message: str, hint: str, record: str = "") -> None:
@@ -58,6 +64,14 @@ class ReadReport:
         self.problems.append(problem)
 
     def check_counts(self) -> None:
+        """Check the reader's bookkeeping: ``records_in == records_read + records_quarantined``.
+
+        This guards the promise that nothing is dropped silently; a mismatch is a bug in the reader,
+        not in the user's data, hence not a ``DataError``.
+
+        Raises:
+            AssertionError: when the counts do not add up.
+        """
         if self.records_in != self.records_read + self.records_quarantined:
             raise AssertionError(
                 f"reader bug: {self.records_in} records in, {self.records_read} read, "
@@ -76,6 +90,11 @@ class ReadReport:
         return atomic_write_text(path, "".join(r + "\n" for r in rows))
 
     def summary(self) -> dict:
+        """Return the counts as a JSON-ready dict (without the problems themselves).
+
+        Returns:
+            ``{"path", "records_in", "records_read", "records_quarantined"}``.
+        """
         return {
             "path": self.path,
             "records_in": self.records_in,
@@ -148,4 +167,15 @@ class QueryChecker:
 
 
 def is_finite_number(x) -> bool:
+    """Tell whether a parsed JSON value is a usable number.
+
+    ``bool`` is refused although it subclasses ``int``: ``true`` in a label column is a data mistake,
+    not the number 1. Numeric strings are refused too.
+
+    Args:
+        x: any value, typically from ``json.loads``.
+
+    Returns:
+        True for finite ``int`` / ``float`` values (numpy scalars other than float64 are refused).
+    """
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
