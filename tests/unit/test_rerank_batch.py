@@ -376,3 +376,15 @@ def test_a_stopped_rerank_leaves_the_previous_output_and_no_temp_file(run_dir, t
         assert cli("--model", str(run_dir), "--in", str(small), "--out", str(out)).exit_code == 0
         assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}")) and read_out(out)[0]["query_id"] == "s"
     assert not list(tmp_path.glob(".*"))  # no hidden file of any kind
+
+
+def test_atomic_writers_remove_what_a_killed_writer_left_and_spare_live_ones(tmp_path):
+    from mmrank.atomic_io import atomic_write_text
+
+    out = tmp_path / "metrics.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".metrics.json.{dead}.abc123{TEMP_SUFFIX}"
+    live = tmp_path / f".metrics.json.{os.getppid()}.def456{TEMP_SUFFIX}"
+    stale.write_text("half"), live.write_text("busy")
+    atomic_write_text(out, "{}")
+    assert out.read_text() == "{}" and not stale.exists() and live.exists()

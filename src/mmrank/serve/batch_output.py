@@ -15,14 +15,10 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from mmrank.atomic_io import TEMP_SUFFIX, remove_stale_temp_files, temp_path
 from mmrank.errors import DataError
 
-TEMP_SUFFIX = ".mmrank-tmp"
-
-
-def temp_path(path: Path, pid: int | None = None) -> Path:
-    """Where the writer of ``path`` in process ``pid`` (default: this one) keeps its temp file."""
-    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}{TEMP_SUFFIX}")
+__all__ = ["TEMP_SUFFIX", "AtomicLines", "check_output_path", "remove_stale_temp_files", "temp_path"]
 
 
 def check_output_path(path: Path, option: str) -> None:
@@ -36,29 +32,6 @@ def check_output_path(path: Path, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise DataError(f"{option} {path}: {parent} is a file, not a folder", hint=f"give {option} a path inside a folder")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def remove_stale_temp_files(path: Path) -> list[Path]:
-    """Remove the temp files earlier runs for ``path`` left behind (their process is gone)."""
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
-        pid = tmp.name[len(path.name) + 2 : -len(TEMP_SUFFIX)]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
 
 
 class AtomicLines:
