@@ -35,6 +35,7 @@ class FeatureIssue:
     reason: str
 
     def to_dict(self) -> dict:
+        """Return the issue as a JSON-ready dict (modality, item_id, path, state, reason)."""
         return {"modality": self.modality, "item_id": self.item_id, "path": self.path,
                 "state": self.state, "reason": self.reason}
 
@@ -49,6 +50,11 @@ class ModalityCounts:
     computed: int = 0
 
     def to_dict(self) -> dict:
+        """Return the counts as a JSON-ready dict.
+
+        Returns:
+            ``{"items", "ok", "missing", "failed", "cache_hits", "computed"}``.
+        """
         return dict(self.__dict__)
 
 
@@ -61,6 +67,14 @@ class FeaturesReport:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def modality(self, name: str) -> ModalityCounts:
+        """Return the counts of modality ``name``, creating zero counts on first use.
+
+        Args:
+            name: the modality, e.g. ``"image"``.
+
+        Returns:
+            The live :class:`ModalityCounts` (callers add ``cache_hits`` / ``computed`` to it).
+        """
         return self.counts.setdefault(name, ModalityCounts())
 
     def record(self, modality: str, item_id: str, state: str, reason: str = "", path: str | None = None) -> None:
@@ -74,6 +88,14 @@ class FeaturesReport:
             self.issues.append(FeatureIssue(modality, str(item_id), path, state, reason))
 
     def warn(self, modality: str, item_id: str, reason: str, path: str | None = None) -> None:
+        """List a degraded input that was still encoded (state ``"warning"``); the counts do not change.
+
+        Args:
+            modality: the modality, e.g. ``"text"``.
+            item_id: the item.
+            reason: what is degraded, e.g. ``"empty overview: text built from title and genres only"``.
+            path: the input file, if any.
+        """
         self.issues.append(FeatureIssue(modality, str(item_id), path, "warning", reason))
 
     def record_mask(self, modality: str, item_ids, mask: np.ndarray, problems: dict[int, tuple[str, str]],
@@ -88,16 +110,41 @@ class FeaturesReport:
                 self.record(modality, iid, state, reason, path=path)
 
     def check_counts(self) -> None:
+        """Check that every modality's ``items == ok + missing + failed``.
+
+        A mismatch means a bug in the code that filled the report, not bad data, hence an assertion.
+
+        Raises:
+            AssertionError: when the counts of a modality do not add up.
+        """
         for name, c in self.counts.items():
             if c.items != c.ok + c.missing + c.failed:
                 raise AssertionError(f"features report bug: {name}: {c.items} items != "
                                      f"{c.ok} ok + {c.missing} missing + {c.failed} failed")
 
     def issues_of(self, modality: str | None = None, state: str | None = None) -> list[FeatureIssue]:
+        """Filter the listed issues by modality and/or state.
+
+        Args:
+            modality: keep only this modality; None for all.
+            state: keep only ``"missing"``, ``"failed"`` or ``"warning"``; None for all.
+
+        Returns:
+            The matching issues in the order they were recorded.
+        """
         return [i for i in self.issues
                 if (modality is None or i.modality == modality) and (state is None or i.state == state)]
 
     def to_dict(self) -> dict:
+        """Return the report as a JSON-ready dict, after checking its counts.
+
+        Returns:
+            ``{"counts": {modality: counts}, "issues": [...], "timings_s": {step: seconds}}`` with
+            timings rounded to 0.1 ms.
+
+        Raises:
+            AssertionError: when the counts do not add up (see :meth:`check_counts`).
+        """
         self.check_counts()
         return {
             "counts": {k: v.to_dict() for k, v in self.counts.items()},
@@ -106,4 +153,12 @@ class FeaturesReport:
         }
 
     def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as indented UTF-8 JSON, atomically.
+
+        Args:
+            path: destination file, e.g. ``features_report.json``.
+
+        Returns:
+            The path written.
+        """
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")

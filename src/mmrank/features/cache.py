@@ -57,9 +57,32 @@ class FeatureCache:
         self._described = False
 
     def path(self, key: str) -> Path:
+        """Return where the vector of ``key`` is (or would be) stored.
+
+        The first two hex digits pick a subfolder so that no folder holds more than ~1/256 of the
+        entries (large flat folders are slow on many file systems).
+
+        Args:
+            key: a :func:`content_key` hex digest.
+
+        Returns:
+            ``<dir>/<key[:2]>/<key>.npy``; the file need not exist.
+        """
         return self.dir / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
+        """Load the cached vector of ``key``, or None on a miss.
+
+        A file that is absent, truncated or not a plain NPY array (pickles are refused) is a miss, so
+        the caller recomputes it instead of failing. The shape is not checked here;
+        :func:`cached_compute` treats a vector of the wrong shape as a miss too.
+
+        Args:
+            key: a :func:`content_key` hex digest.
+
+        Returns:
+            The stored vector (float32 as written by :meth:`put`), or None.
+        """
         path = self.path(key)
         try:
             return np.load(path, allow_pickle=False)
@@ -67,6 +90,16 @@ class FeatureCache:
             return None  # absent or unreadable: recompute
 
     def put(self, key: str, vector: np.ndarray) -> None:
+        """Store ``vector`` under ``key`` atomically, as float32 NPY.
+
+        The first call also writes ``encoder.json`` naming the encoder, so a cache folder can be
+        identified by a person. Concurrent writers of the same key are harmless: each writes a
+        complete file and equal keys hold equal vectors.
+
+        Args:
+            key: a :func:`content_key` hex digest.
+            vector: (dim,) vector; cast to float32.
+        """
         if not self._described:
             atomic_write_text(self.dir / "encoder.json",
                               json.dumps({"encoder_id": self.encoder_id, "version": self.version}) + "\n")

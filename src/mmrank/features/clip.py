@@ -54,6 +54,18 @@ def register_model_config(name: str, config: dict) -> None:
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hash a file's full contents with sha256, reading it in chunks.
+
+    Used for checkpoint identity: unlike the text encoder's cheap folder fingerprint, CLIP weights
+    are hashed in full, so two checkpoints that differ anywhere get different cache folders.
+
+    Args:
+        path: the file.
+        chunk: read size in bytes (4 MiB), to bound memory on multi-GB checkpoints.
+
+    Returns:
+        The hex digest (64 characters).
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -160,6 +172,21 @@ class ClipEncoder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def encode_texts(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed texts with the text tower, in batches of ``batch_size``, in input order.
+
+        Texts are tokenised with the architecture's open_clip tokenizer, which cuts them to its context
+        length (77 tokens for the standard models). The model is loaded on first use.
+
+        Args:
+            texts: the texts.
+            on_batch: called with the batch size after each batch (for progress bars).
+
+        Returns:
+            (n, dim) float32, L2-normalised when ``normalize`` is set; ``(0, dim)`` for no texts.
+
+        Raises:
+            ConfigError: when the model or its weights cannot be loaded.
+        """
         import torch
 
         self._load()
@@ -198,10 +225,47 @@ class ClipEncoder:
         self, texts: Sequence[str | None], cache: FeatureCache | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> CachedResult:
+        """Text-tower vectors of ``texts`` through the cache; ``None`` or blank texts are ``missing``.
+
+        Only the distinct texts not in ``cache`` are encoded.
+
+        Args:
+            texts: one text (or None) per row.
+            cache: from :meth:`text_cache`, or None to encode everything.
+            on_batch: progress callback, see :meth:`encode_texts`.
+
+        Returns:
+            A :class:`CachedResult` with ``matrix (n, dim)`` float32 and ``mask (n,)`` bool.
+
+        Example:
+            >>> enc = ClipEncoder("ViT-B-32", pretrained="/models/clip_vit_b32.safetensors")  # doctest: +SKIP
+            >>> res = enc.encode_texts_cached(["a dog", None], enc.text_cache("/tmp/c"))  # doctest: +SKIP
+            >>> res.mask  # doctest: +SKIP
+            array([ True, False])
+        """
         return cached_texts(texts, lambda todo: self.encode_texts(todo, on_batch), self.dim, cache)
 
     def image_cache(self, root: str | Path) -> FeatureCache:
+        """Open the cache of this encoder's image-tower vectors under ``root``.
+
+        Image and text vectors live in separate folders (``encoder_id`` + ``":image"`` / ``":text"``)
+        because both are keyed by content hash and must never be confused.
+
+        Args:
+            root: cache root.
+
+        Returns:
+            A :class:`FeatureCache` for :meth:`encode_image_files`.
+        """
         return FeatureCache(root, self.encoder_id + ":image", CLIP_FEATURES_VERSION)
 
     def text_cache(self, root: str | Path) -> FeatureCache:
+        """Open the cache of this encoder's text-tower vectors under ``root`` (see :meth:`image_cache`).
+
+        Args:
+            root: cache root.
+
+        Returns:
+            A :class:`FeatureCache` for :meth:`encode_texts_cached`.
+        """
         return FeatureCache(root, self.encoder_id + ":text", CLIP_FEATURES_VERSION)

@@ -124,6 +124,13 @@ class DedupResult:
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """Describe the result as a JSON-ready dict, with file paths in place of indices.
+
+        Returns:
+            ``{"files": n, "settings": {...}, "clusters": {method: [[path, ...], ...]},
+            "duplicates": {method: files beyond the first of each cluster}, "unreadable":
+            [{"path", "reason"}, ...]}``; ``duplicates`` counts how many files could be removed.
+        """
         return {
             "files": len(self.paths),
             "settings": self.settings,

@@ -81,6 +81,15 @@ class TextEncoder:
 
     @property
     def model(self):
+        """The loaded ``SentenceTransformer``, created on first use (so cached runs never load it).
+
+        Loading forces Hugging Face offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``, unless
+        already set), silences transformers' weight-loading progress bar, and, when ``num_threads`` was
+        given, calls ``torch.set_num_threads`` (which affects the whole process).
+
+        Returns:
+            The model, in eval mode, on ``device``.
+        """
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -146,4 +155,21 @@ class TextEncoder:
         return cached_texts(texts, lambda todo: self.encode(todo, on_batch), self.dim, cache)
 
     def cache_for(self, root: str | Path) -> FeatureCache:
+        """Open this encoder's vector cache under ``root``.
+
+        The cache folder is chosen by ``encoder_id`` (model name, folder fingerprint, normalisation)
+        and ``TEXT_FEATURES_VERSION``, so vectors of another model or setting are never reused.
+
+        Args:
+            root: cache root, e.g. :func:`mmrank.features.cache.default_cache_dir`.
+
+        Returns:
+            A :class:`FeatureCache` to pass to :meth:`encode_cached`.
+
+        Example:
+            >>> enc = TextEncoder()  # doctest: +SKIP
+            >>> res = enc.encode_cached(["Toy Story (1995). Genres: Animation."], enc.cache_for("/tmp/c"))  # doctest: +SKIP
+            >>> res.matrix.shape, res.mask  # doctest: +SKIP
+            ((1, 384), array([ True]))
+        """
         return FeatureCache(root, self.encoder_id, TEXT_FEATURES_VERSION)

@@ -41,6 +41,19 @@ class ImageReadError(Exception):
 
 
 def visual_feature_names(hsv_bins: Sequence[int] = DEFAULT_HSV_BINS) -> list[str]:
+    """Name each entry of the visual feature vector, in vector order.
+
+    Args:
+        hsv_bins: histogram bins for hue, saturation and value.
+
+    Returns:
+        The 7 base names (``BASE_FEATURES``), then ``hsv_h0 ..``, ``hsv_s0 ..``, ``hsv_v0 ..``;
+        ``7 + sum(hsv_bins)`` names (23 with the default ``(8, 4, 4)``).
+
+    Example:
+        >>> visual_feature_names((2, 1, 1))[-4:]
+        ['hsv_h0', 'hsv_h1', 'hsv_s0', 'hsv_v0']
+    """
     names = list(BASE_FEATURES)
     for channel, n in zip("hsv", hsv_bins):
         names += [f"hsv_{channel}{i}" for i in range(int(n))]
@@ -141,6 +154,23 @@ class VisualEncoder:
         return result
 
     def cache_for(self, root: str | Path) -> FeatureCache:
+        """Open this encoder's vector cache under ``root``.
+
+        The folder is chosen by ``encoder_id`` (histogram bins, ``max_side``) and
+        ``VISUAL_FEATURES_VERSION``, so vectors made with other settings are never reused.
+
+        Args:
+            root: cache root, e.g. :func:`mmrank.features.cache.default_cache_dir`.
+
+        Returns:
+            A :class:`FeatureCache` to pass to :meth:`encode_files`.
+
+        Example:
+            >>> enc = VisualEncoder()  # doctest: +SKIP
+            >>> res = enc.encode_files(["posters/1.jpg", None], enc.cache_for("/tmp/c"))  # doctest: +SKIP
+            >>> res.matrix.shape, res.mask, res.problems  # doctest: +SKIP
+            ((2, 23), array([ True, False]), {1: ('missing', 'no image for this item')})
+        """
         return FeatureCache(root, self.encoder_id, VISUAL_FEATURES_VERSION)
 
 
@@ -178,4 +208,17 @@ def decode_images(datas: Sequence[bytes]) -> tuple[list[Image.Image | None], dic
 
 
 def unreadable_rows(paths: Sequence, reasons: dict[int, str]) -> dict[int, str]:
+    """Pick the rows whose file exists but could not be read (permissions, I/O error).
+
+    :func:`read_image_files` gives those rows no content, so :func:`cached_compute` would call them
+    ``missing``; :meth:`VisualEncoder.encode_files` uses this to relabel them ``failed``, since the
+    input is there and someone should look at it.
+
+    Args:
+        paths: the image paths (unused; kept for symmetry with :func:`read_image_files`).
+        reasons: ``{row: reason}`` from :func:`read_image_files`.
+
+    Returns:
+        ``{row: reason}`` for reasons starting with ``"cannot read file"``.
+    """
     return {row: r for row, r in reasons.items() if r.startswith("cannot read file")}
