@@ -225,7 +225,22 @@ class DistillConfig(Strict):
 
 
 class EvaluateConfig(Strict):
+    """Metrics reported after training (names as ``mmrank.metrics.parse_metric`` reads them)."""
+
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"])
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        # Checked with the config, not after training: a typo must not cost a whole run.
+        from mmrank.metrics import parse_metric
+
+        for name in names:
+            try:
+                parse_metric(name)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return names
 
 
 class RerankConfig(Strict):

@@ -114,3 +114,8 @@ def test_presets_validate_and_build(name, monkeypatch):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     assert cfg.data.test == "/somewhere/ltr/MQ2008/S5.txt"
     build_ranker(cfg.model.kind, cfg.model.params)
+
+
+def test_a_misspelt_metric_is_refused_with_the_config_before_any_data_is_read(cfg_file):
+    with pytest.raises(ConfigError, match=r"evaluate.metrics: unknown metric 'ndgc@5'"):
+        load_config(cfg_file, ["evaluate.metrics=[ndcg@10,ndgc@5]"])
