@@ -34,6 +34,25 @@ def loss_options(name: str) -> list[str]:
 
 
 def get_loss(name: str) -> Callable:
+    """Look up a list loss by its config name (``train.loss``).
+
+    Args:
+        name: one of ``LIST_LOSSES``: ``combined``, ``listmle``, ``focal``, ``lambdaloss``,
+            ``ranknet``. (``infonce_loss`` is not a list loss and has no name here.)
+
+    Returns:
+        The loss function, called as ``fn(scores, labels, mask, **loss_params)``.
+
+    Raises:
+        ConfigError: when ``name`` is not a known loss.
+
+    Example:
+        >>> import torch
+        >>> fn = get_loss("ranknet")
+        >>> s, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+        >>> round(float(fn(s, y, torch.tensor([[True, True, False]]))), 4)
+        0.3133
+    """
     try:
         return LIST_LOSSES[name]
     except KeyError:

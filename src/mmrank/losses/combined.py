@@ -28,7 +28,34 @@ def combined_loss(
     relevance_threshold: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Shapes: ``scores (B, L)``, ``labels (B, L)``, ``mask (B, L)`` bool. Returns a scalar."""
+    """The default objective ``w_listmle · ListMLE(s / T) + w_focal · Focal(s / T)``.
+
+    ListMLE alone fixes only the order of scores, not their level; the focal term anchors them as
+    relevance logits so calibration and thresholds stay meaningful. A weight of 0 skips its term
+    entirely (it is not computed).
+
+    Args:
+        scores: (B, L) float model scores.
+        labels: (B, L) graded relevance.
+        mask: (B, L) bool, True for real candidates.
+        w_listmle: weight of :func:`listmle_loss`.
+        w_focal: weight of :func:`focal_loss`.
+        temperature: fixed divisor of the scores before both terms.
+        label_smoothing: passed to the focal term.
+        gamma: focal focusing exponent.
+        alpha: focal weight of relevant candidates.
+        relevance_threshold: smallest label the focal term counts as relevant.
+        generator: RNG for ListMLE's random tie-breaking.
+
+    Returns:
+        A scalar tensor, differentiable in ``scores``.
+
+    Example:
+        >>> import torch
+        >>> s, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+        >>> round(float(combined_loss(s, y, torch.tensor([[True, True, False]]))), 4)
+        0.2202
+    """
     s = scores / temperature
     total = s.new_zeros(())
     if w_listmle:

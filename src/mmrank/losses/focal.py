@@ -24,10 +24,29 @@ def focal_loss(
     relevance_threshold: float = 1.0,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Mean focal loss over real candidates.
+    """Mean focal loss over all real candidates of the batch (pointwise; queries are not weighed).
 
-    Shapes: ``scores (B, L)`` logits, ``labels (B, L)`` graded, ``mask (B, L)`` bool.
-    ``label_smoothing`` ε maps targets {0, 1} to {ε/2, 1 − ε/2}. Returns a scalar.
+    The target is binary, ``label >= relevance_threshold``; the ``(1 − p_t)^γ`` factor shrinks the
+    loss of candidates that are already classified well, so training focuses on hard ones. Computed
+    from ``logsigmoid`` for numerical stability at large ``|scores|``.
+
+    Args:
+        scores: (B, L) float logits.
+        labels: (B, L) graded relevance.
+        mask: (B, L) bool, True for real candidates.
+        gamma: focusing exponent γ; 0 gives α-weighted binary cross-entropy.
+        alpha: weight α of relevant candidates (``1 − α`` for the others).
+        relevance_threshold: smallest label that counts as relevant.
+        label_smoothing: ε; maps targets {0, 1} to {ε/2, 1 − ε/2}.
+
+    Returns:
+        A scalar tensor (nats per candidate); 0 for a batch without real candidates.
+
+    Example:
+        >>> import torch
+        >>> s, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+        >>> round(float(focal_loss(s, y, torch.tensor([[True, True, False]]))), 4)
+        0.0031
     """
     mask = mask.bool()
     target = (labels >= relevance_threshold).to(scores.dtype)

@@ -16,11 +16,25 @@ import torch.nn.functional as F
 def infonce_loss(
     a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, *, temperature: float = 0.1
 ) -> torch.Tensor:
-    """Symmetric InfoNCE between paired rows.
+    """Symmetric InfoNCE between paired rows: row i of ``a`` should be closest to row i of ``b``.
 
-    Shapes: ``a (M, d)``, ``b (M, d)``, optional ``mask (M,)`` bool selecting the real rows (a
-    padded ``(B, L, d)`` pair can be flattened with its ``(B, L)`` mask). Fewer than two real
-    rows give 0 (no negatives to contrast with). Returns a scalar.
+    Rows are L2-normalised, so similarities are cosines; every other real row of the batch is a
+    negative. Fewer than two real rows give a zero that is still attached to the graph (no
+    negatives to contrast with, and ``backward()`` keeps working).
+
+    Args:
+        a: (M, d) embeddings of one view, or (B, L, d) together with ``mask``.
+        b: (M, d) embeddings of the other view, same shape as ``a``.
+        mask: optional (M,) or (B, L) bool selecting the real rows.
+        temperature: τ dividing the cosines; smaller makes the softmax sharper.
+
+    Returns:
+        A scalar tensor (nats), differentiable in ``a`` and ``b``.
+
+    Example:
+        >>> import torch
+        >>> round(float(infonce_loss(torch.eye(3), torch.eye(3))), 4)
+        0.0001
     """
     if mask is not None:
         mask = mask.bool().reshape(-1)

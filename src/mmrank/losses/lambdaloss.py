@@ -28,10 +28,32 @@ def lambdaloss(
     sigma: float = 1.0,
     eps: float = 1e-10,
 ) -> torch.Tensor:
-    """Mean over queries of the NDCG-Loss2++ pair sum.
+    """Mean over queries of the LambdaLoss NDCG-Loss2++ pair sum (see the module docstring).
 
-    Shapes: ``scores (B, L)``, ``labels (B, L)`` graded, ``mask (B, L)`` bool. Pairs are a
-    ``(B, L, L)`` tensor; pairs touching padded slots are masked. Returns a scalar.
+    Ranks come from the current scores (detached) and the pair weights are detached too, so the
+    gradient flows only through ``log2 σ(σ (s_i − s_j))``, as in allRank. Pairs are a ``(B, L, L)``
+    tensor (memory grows with ``L²``); pairs touching padded slots are masked. A pair counts when
+    at least one of its two candidates is in the current top ``k``. Queries without a counted pair
+    are left out of the mean.
+
+    Args:
+        scores: (B, L) float model scores.
+        labels: (B, L) graded relevance; gains are ``2^y − 1``.
+        mask: (B, L) bool, True for real candidates.
+        k: rank cut-off; None (or >= L) uses the whole list.
+        mu: weight of the NDCG-Loss2 term δ against the LambdaRank term ρ (the paper's μ).
+        sigma: slope of the pairwise logistic.
+        eps: floor for IDCG and for σ before the log, so all-zero-gain queries and saturated pairs
+            stay finite.
+
+    Returns:
+        A scalar tensor, differentiable in ``scores``.
+
+    Example:
+        >>> import torch
+        >>> s, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+        >>> round(float(lambdaloss(s, y, torch.tensor([[True, True, False]]))), 4)
+        1.0106
     """
     mask = mask.bool()
     B, L = scores.shape

@@ -23,11 +23,27 @@ def listmle_loss(
     *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Mean ListMLE over queries.
+    """Mean ListMLE over queries: how unlikely the label order is under a Plackett-Luce model.
 
-    Shapes: ``scores (B, L)``, ``labels (B, L)``, ``mask (B, L)`` bool (True = real candidate).
-    Padded slots are moved behind every real one and excluded from every normaliser. Queries
-    with fewer than one real candidate contribute nothing. Returns a scalar.
+    Padded slots are moved behind every real one and excluded from every normaliser. Ties among
+    equal labels are broken at random on each call, drawn from ``generator``, so pass a seeded one
+    for reproducible training. A query with one real candidate adds exactly 0; queries with none are
+    left out of the mean.
+
+    Args:
+        scores: (B, L) float model scores.
+        labels: (B, L) graded relevance; only their order within a query matters.
+        mask: (B, L) bool, True for real candidates.
+        generator: torch RNG for the tie-breaking shuffle; None uses the global one.
+
+    Returns:
+        A scalar tensor (nats per query), differentiable in ``scores``.
+
+    Example:
+        >>> import torch
+        >>> s, y = torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+        >>> round(float(listmle_loss(s, y, torch.tensor([[True, True, False]]))), 4)  # log(1 + e^-1)
+        0.3133
     """
     mask = mask.bool()
     # Random tie-breaking: shuffle the slots, then a *stable* sort by label keeps the shuffle
