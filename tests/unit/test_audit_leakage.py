@@ -14,10 +14,11 @@ from mmrank.data.model import Interactions, RankingSet, concat_ranking_sets
 FAST = {"significance": {"bootstrap_resamples": 500, "permutation_resamples": 500}}
 
 
-def run(sim, checks, model=None, **kw):
+def run(sim, checks, model=None, policy_extra=None, **kw):
     model = model or RidgeRanker().fit(sim.train)
     return audit(model, None, train=sim.train, test=sim.test, train_interactions=sim.train_events,
-                 test_interactions=sim.test_events, policy={**FAST, **sim.policy}, checks=checks, n_jobs=1, **kw)
+                 test_interactions=sim.test_events, policy={**FAST, **sim.policy, **(policy_extra or {})},
+                 checks=checks, n_jobs=1, **kw)
 
 
 def test_split_overlap_fails_on_shared_queries_and_passes_on_honest_split():
@@ -117,3 +118,16 @@ def test_event_overlap_is_a_split_overlap():
                                     np.r_[sim.train_events.timestamps, sim.test_events.timestamps[:2]])
     res = run(sim, ["split_overlap"])["split_overlap"]
     assert res.status == FAIL and res.evidence["shared_events"] == 2
+
+
+def test_near_duplicates_find_copies_under_new_ids_with_the_approximate_index_too():
+    sim = simulate(8, n_train=40, n_test=30)
+    copies = _noisy_copy(sim.train.subset(np.arange(4)), 0.01, 1)
+    renamed = RankingSet([f"new-{q}" for q in copies.query_ids], copies.offsets, copies.candidate_ids, copies.labels,
+                         features=copies.features, baseline_scores=copies.baseline_scores)
+    sim.test = concat_ranking_sets([sim.test, renamed])
+    for exact_up_to, search in ((10**6, "exact"), (10, "hnsw")):
+        res = run(sim, ["near_duplicates"], policy_extra={"near_duplicates": {"exact_up_to": exact_up_to}})
+        nd = res["near_duplicates"]
+        assert nd.status == FAIL and nd.evidence["copied_queries"] == 4 and nd.evidence["search"] == search
+        assert nd.evidence["same_query_twin_share"] == 0.0    # new ids: only the any-query search sees them
