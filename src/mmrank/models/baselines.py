@@ -44,6 +44,17 @@ class HeuristicBaseline(WithParams):
         conflict_feature: str = "conflict"
 
     def fit(self, train: RankingSet, valid: RankingSet | None = None) -> "HeuristicBaseline":
+        """Return the baseline unchanged: nothing is learned, the weights are the heuristic.
+
+        ``fit`` exists so the baseline can stand wherever a model can (audit, evaluate, serve).
+
+        Args:
+            train: ignored.
+            valid: ignored.
+
+        Returns:
+            ``self``.
+        """
         # Nothing is learned: the weights are the heuristic. fit exists so the baseline can stand
         # wherever a model can (audit, evaluate, serve).
         return self
@@ -58,6 +69,26 @@ class HeuristicBaseline(WithParams):
         return None
 
     def score(self, rset: RankingSet) -> np.ndarray:
+        """Score candidates with ``cos(query, candidate) + w_c·compliance − w_n·conflict``.
+
+        The cosine is taken between the query's embedding (broadcast to its candidates) and the
+        candidate's; a zero vector on either side gives cosine 0. Without an embedding pair the base is
+        ``baseline_scores``. The compliance / conflict terms read column 0 of those modalities and are
+        added only when the data has them.
+
+        Args:
+            rset: the data to score.
+
+        Returns:
+            (N,) float64 scores in ``rset``'s candidate order.
+
+        Raises:
+            DataError: when the configured pair is missing from the data, or there is neither an
+                embedding pair nor a baseline score.
+
+        Example:
+            >>> scores = HeuristicBaseline().fit(train).score(test)  # doctest: +SKIP
+        """
         pair = self._embedding_pair(rset)
         if pair is not None:
             qname, cname = pair
@@ -84,10 +115,26 @@ class HeuristicBaseline(WithParams):
         return base
 
     def save(self, directory: str | Path) -> None:
+        """Write ``model.json`` (kind and parameters: all the baseline consists of) into ``directory``.
+
+        Args:
+            directory: the run directory (created if needed).
+        """
         _write_json(Path(directory) / "model.json", {"kind": self.kind, "params": self.get_params()})
 
     @classmethod
     def load(cls, directory: str | Path) -> "HeuristicBaseline":
+        """Rebuild the baseline from the parameters in ``directory/model.json``.
+
+        Args:
+            directory: the run directory.
+
+        Returns:
+            The baseline.
+
+        Raises:
+            DataError: when ``model.json`` is missing, unreadable, or written by another kind.
+        """
         return cls(**read_manifest(directory, cls.kind)["params"])
 
 
@@ -146,6 +193,28 @@ class LambdaMART(WithParams):
         return lab.astype(np.int64)
 
     def fit(self, train: RankingSet, valid: RankingSet | None = None) -> "LambdaMART":
+        """Train a LightGBM ``lambdarank`` booster on the flat feature matrix, one group per query.
+
+        Gains are ``2^grade − 1`` for every grade (LightGBM's default table stops at grade 30), so the
+        optimised nDCG is the exponential-gain one the project reports. With a non-empty ``valid`` set it
+        early-stops on validation nDCG@``eval_at``; ``deterministic`` and ``force_row_wise`` with the
+        fixed ``seed`` make the fit reproducible on CPU.
+
+        Args:
+            train: training queries; labels must be non-negative integers.
+            valid: optional validation queries for early stopping.
+
+        Returns:
+            ``self``, with ``booster_`` and the input widths ``input_dims_`` set.
+
+        Raises:
+            DataError: when a configured modality is missing, labels are negative or not integral, or
+                ``valid`` has other modality widths than ``train``.
+
+        Example:
+            >>> model = LambdaMART(n_estimators=200).fit(train, valid)  # doctest: +SKIP
+            >>> scores = model.score(test)  # doctest: +SKIP
+        """
         import lightgbm as lgb
 
         self.input_dims_ = None
@@ -177,12 +246,34 @@ class LambdaMART(WithParams):
         return self
 
     def score(self, rset: RankingSet) -> np.ndarray:
+        """Predict with the booster, up to the early-stopping best iteration when there is one.
+
+        Args:
+            rset: data with the modalities and widths the model was trained on.
+
+        Returns:
+            (N,) float64 scores in ``rset``'s candidate order.
+
+        Raises:
+            DataError: when the model is not fitted or the data's modalities or widths differ.
+        """
         if self.booster_ is None:
             raise DataError("LambdaMART is not fitted", hint="call fit() or load a trained run")
         best = self.booster_.best_iteration or None
         return np.asarray(self.booster_.predict(self._matrix(rset), num_iteration=best), dtype=np.float64)
 
     def save(self, directory: str | Path) -> None:
+        """Write the booster in LightGBM's text format (``model.txt``, cut at the best iteration) and
+        ``model.json`` (parameters, input widths, sha256 of ``model.txt``).
+
+        Text, not pickle: the file is portable across LightGBM builds and safe to load.
+
+        Args:
+            directory: the run directory (created if needed).
+
+        Raises:
+            DataError: when the model is not fitted.
+        """
         if self.booster_ is None:
             raise DataError("cannot save an unfitted LambdaMART")
         directory = Path(directory)
@@ -200,6 +291,18 @@ class LambdaMART(WithParams):
 
     @classmethod
     def load(cls, directory: str | Path) -> "LambdaMART":
+        """Read a model written by :meth:`save`, checking ``model.txt`` against its recorded sha256.
+
+        Args:
+            directory: the run directory.
+
+        Returns:
+            The fitted model, ready to score.
+
+        Raises:
+            DataError: when ``model.json`` or ``model.txt`` is missing or unreadable, the manifest names
+                another kind, or the checksum does not match.
+        """
         import lightgbm as lgb
 
         directory = Path(directory)

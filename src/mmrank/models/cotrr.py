@@ -44,6 +44,17 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None, need_weights: bool = False):
+        """Apply one pre-norm attention block (and its FFN, if any) with residual connections.
+
+        Args:
+            x: (N, T, d) sequences (tokens of a candidate, or candidates of a query).
+            pad: (N, T) bool, True for slots attention must ignore; None attends everywhere.
+            need_weights: also return the head-averaged attention map (costs memory).
+
+        Returns:
+            ``(x, w)``: (N, T, d) updated sequences and the (N, T, T) attention map, or None when
+            ``need_weights`` is False.
+        """
         h = self.norm(x)
         a, w = self.attn(h, h, h, key_padding_mask=pad, need_weights=need_weights)
         x = x + self.drop(a)
@@ -99,6 +110,16 @@ class CoTRRNet(nn.Module):
         return {"tokens": h.reshape(B, L, T, d), "pooled": pooled, "hidden": hidden, "pool_weights": w.reshape(B, L, T)}
 
     def score_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Turn the per-candidate hidden vectors into scores: MLP head divided by the learned temperature.
+
+        The temperature is kept as ``log T``, so it stays positive whatever the optimiser does.
+
+        Args:
+            hidden: (B, L, d_model), the ``hidden`` output of :meth:`encode`.
+
+        Returns:
+            (B, L) scores (padded slots hold values too; callers mask them).
+        """
         return self.head(hidden).squeeze(-1) / self.log_temperature.exp()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -72,6 +72,24 @@ class LinearStudent(WithParams):
         return self
 
     def score(self, rset: RankingSet) -> np.ndarray:
+        """Score candidates with the fitted linear map on standardised features.
+
+        No per-query centring at scoring time: it only shifts each query's scores by a constant, which
+        does not change the order within a query.
+
+        Args:
+            rset: data with the same modalities and query features, at the same widths, as in ``fit``.
+
+        Returns:
+            (N,) float64 scores in ``rset``'s candidate order.
+
+        Raises:
+            DataError: when the student is not fitted or the data's modality widths differ.
+
+        Example:
+            >>> student = distill(teacher, train)  # doctest: +SKIP
+            >>> scores = student.score(test)  # doctest: +SKIP
+        """
         if self.coef_ is None:
             raise DataError("linear student is not fitted", hint="call fit() or load a trained run")
         dims = self._dims(rset)
@@ -81,6 +99,15 @@ class LinearStudent(WithParams):
         return ((x - self.mean_) / self.scale_) @ self.coef_
 
     def save(self, directory: str | Path) -> None:
+        """Write coefficients, mean and scale to ``model.safetensors`` and parameters plus input widths
+        to ``model.json``.
+
+        Args:
+            directory: the run directory (created if needed).
+
+        Raises:
+            DataError: when the student is not fitted.
+        """
         if self.coef_ is None:
             raise DataError("cannot save an unfitted linear student")
         save_tensors(directory, self.kind, {"coef": self.coef_, "mean": self.mean_, "scale": self.scale_},
@@ -88,6 +115,18 @@ class LinearStudent(WithParams):
 
     @classmethod
     def load(cls, directory: str | Path) -> "LinearStudent":
+        """Read a student written by :meth:`save`, ready to score.
+
+        Args:
+            directory: the run directory.
+
+        Returns:
+            The fitted student.
+
+        Raises:
+            DataError: when ``model.json`` is missing or unreadable, names another kind, or the tensor
+                file's checksum does not match.
+        """
         tensors, meta = load_tensors(directory, cls.kind)
         model = cls(**meta["params"])
         model.coef_, model.mean_, model.scale_ = tensors["coef"], tensors["mean"], tensors["scale"]
@@ -111,7 +150,7 @@ def retention(student_ndcg: float, teacher_ndcg: float, baseline_ndcg: float) ->
 
 def latency_per_100(model, rset: RankingSet, repeats: int = 50) -> dict:
     """Median and p95 wall time (ms) of ``model.score`` on one query of 100 candidates (the
-    first query's candidates repeated/cut to 100)."""
+    largest query's candidates repeated/cut to 100), after one warm-up call."""
     q = rset.subset([int(np.argmax(rset.group_sizes))])
     rows = np.resize(np.arange(q.n_candidates), 100)
     one = RankingSet(query_ids=["latency"], offsets=[0, 100], candidate_ids=[f"c{i}" for i in range(100)],

@@ -47,6 +47,19 @@ class _GradReverse(torch.autograd.Function):
 
 
 def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Gradient-reversal layer (Ganin & Lempitsky 2015): identity forward, ``−scale ·`` gradient back.
+
+    Placed between the token encoder and the modality discriminator, it lets the discriminator
+    learn to tell tokens apart while pushing the encoder to make them indistinguishable, with one
+    loss and one optimiser.
+
+    Args:
+        x: any tensor.
+        scale: factor of the reversed gradient (no gradient flows to ``scale`` itself).
+
+    Returns:
+        A view of ``x`` with the same values.
+    """
     return _GradReverse.apply(x, scale)
 
 
@@ -76,6 +89,20 @@ class FusionNet(CoTRRNet):
         return content * keep.unsqueeze(-1).to(content.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor):
+        """Score candidates and, in training mode, compute the switched-on auxiliary losses.
+
+        In training, modality dropout (if set) zeroes token contents before encoding. In eval mode the
+        auxiliary dict is empty and nothing is dropped, so scoring is CoTRR's path.
+
+        Args:
+            x: (B, L, D) float32 token columns side by side (un-normalised; buffers normalise).
+            mask: (B, L) bool, True for real candidates.
+
+        Returns:
+            ``(scores, aux)``: (B, L) scores, and ``{name: weighted scalar}`` for each active term
+            (``entropy``, ``reconstruction``, ``infonce``, ``adversarial``), already multiplied by its
+            weight so the trainer just adds them to the ranking loss.
+        """
         content = self.token_content(x)
         if self.training and self.modality_dropout > 0:
             content = self._drop_modalities(content)
@@ -135,6 +162,17 @@ class FusionV2(NeuralRanker):
         return names.index(pair[0]), names.index(pair[1])
 
     def network_kwargs(self) -> dict:
+        """Add the V2 switches to CoTRR's network arguments, resolving ``infonce_pair`` to token indices.
+
+        Needs the token layout (it runs inside ``prepare`` / ``load``).
+
+        Returns:
+            The keyword arguments for :class:`FusionNet`.
+
+        Raises:
+            ConfigError: when ``infonce_weight`` is set but the data gives only one token, or
+                ``infonce_pair`` does not name two of the model's tokens.
+        """
         p = self.params
         kw = super().network_kwargs()
         if p.infonce_weight and len(self.layout_) < 2:

@@ -87,6 +87,17 @@ class NeuralRanker(WithParams):
             raise DataError(f"data modality dims {have} differ from the model's {want}", hint="score data with the modalities the model was trained on")
 
     def input_dims(self) -> dict[str, int]:
+        """Return the width of every input matrix the fitted layout reads from.
+
+        The width is the highest column any token uses, plus 1, and scoring requires the data's width
+        to equal it exactly. With explicit ``token_groups`` that leave a modality's last columns
+        unused this is less than the training data's width, so scoring then refuses even the
+        training data.
+
+        Returns:
+            ``{"features.<modality>": d, "query_features.<name>": d}``; needs a layout (``prepare``,
+            ``fit`` or ``load`` first).
+        """
         dims: dict[str, int] = {}
         for t in self.layout_:
             key = f"{t.source}.{t.modality}"
@@ -104,11 +115,30 @@ class NeuralRanker(WithParams):
         return np.concatenate(cols, axis=1).astype(np.float32)
 
     def padded_queries(self, rset: RankingSet) -> PaddedQueries:
+        """Check ``rset`` against the model's inputs and wrap it for batching.
+
+        Args:
+            rset: data with every modality and query feature of the layout, at the trained widths.
+
+        Returns:
+            :class:`PaddedQueries` over :meth:`input_matrix` of ``rset``.
+
+        Raises:
+            DataError: when a needed modality is missing or its width differs from training.
+        """
         self._check_dims(rset)
         return PaddedQueries(self.input_matrix(rset), rset)
 
     # -- building ------------------------------------------------------------------------------
     def network_kwargs(self) -> dict:
+        """Return the keyword arguments ``network_class`` is built with, taken from ``params``.
+
+        Subclasses whose network takes other arguments override this.
+
+        Returns:
+            ``d_model``, ``n_layers``, ``n_heads``, ``ffn_mult``, ``dropout``, ``list_context``,
+            ``mlp_hidden``, ``init_temperature``.
+        """
         p = self.params
         return dict(d_model=p.d_model, n_layers=p.n_layers, n_heads=p.n_heads, ffn_mult=p.ffn_mult, dropout=p.dropout,
                     list_context=p.list_context, mlp_hidden=p.mlp_hidden, init_temperature=p.init_temperature)
@@ -130,6 +160,11 @@ class NeuralRanker(WithParams):
         return self
 
     def n_parameters(self) -> int:
+        """Count the network's parameters (all of them, trainable or not; buffers excluded).
+
+        Returns:
+            The number of scalar parameters; needs a built network.
+        """
         return sum(p.numel() for p in self.network_.parameters())
 
     # -- protocol ------------------------------------------------------------------------------
@@ -166,6 +201,27 @@ class NeuralRanker(WithParams):
 
     @torch.no_grad()
     def score(self, rset: RankingSet) -> np.ndarray:
+        """Score every candidate of ``rset`` with the network in eval mode (dropout off).
+
+        Queries go through in chunks of ``params.score_batch_queries``, each padded to its longest
+        list; the training/eval mode the network had before is restored afterwards. Scoring is pure:
+        the same model and data give the same scores.
+
+        Args:
+            rset: data with the modalities the model was trained on.
+
+        Returns:
+            (N,) float64 scores in ``rset``'s candidate order; higher ranks first.
+
+        Raises:
+            DataError: when the model is not fitted, or the data lacks a modality or has other widths.
+
+        Example:
+            >>> from mmrank.data.formats import load_ranking
+            >>> from mmrank.models.cotrr import CoTRR
+            >>> model = CoTRR.load("runs/cotrr-ml100k")  # doctest: +SKIP
+            >>> scores = model.score(load_ranking("test.parquet"))  # doctest: +SKIP
+        """
         net = self.network_
         self._require_fitted()
         was = net.training
@@ -216,6 +272,17 @@ class NeuralRanker(WithParams):
 
     # -- storage -------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
+        """Write the network's weights to ``model.safetensors`` and the rest to ``model.json``.
+
+        ``model.json`` holds the parameters, token layout, input widths, parameter count and training
+        history, so :meth:`load` can rebuild the network without the training data.
+
+        Args:
+            directory: the run directory (created if needed).
+
+        Raises:
+            DataError: when the model is not fitted.
+        """
         self._require_fitted()
         tensors = {k: v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
         meta = {
@@ -229,6 +296,19 @@ class NeuralRanker(WithParams):
 
     @classmethod
     def load(cls, directory: str | Path) -> "NeuralRanker":
+        """Rebuild a model written by :meth:`save`, in eval mode, ready to score.
+
+        Args:
+            directory: the run directory.
+
+        Returns:
+            An instance of the class ``load`` is called on.
+
+        Raises:
+            DataError: when ``model.json`` is missing or unreadable, was written by another kind, or
+                the tensor file's checksum does not match.
+            ConfigError: when the stored parameters are not valid for this class.
+        """
         tensors, meta = load_tensors(directory, cls.kind)
         model = cls(**meta["params"])
         model.layout_ = [TokenSpec(t["name"], t["modality"], t["source"], tuple(t["columns"])) for t in meta["layout"]]

@@ -20,6 +20,7 @@ MANIFEST = "model.json"
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Return the sha256 hex digest of ``data`` (the checksum ``model.json`` records)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -36,6 +37,18 @@ def save_tensors(directory: str | Path, kind: str, tensors: dict[str, np.ndarray
 
 
 def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
+    """Read a run directory's ``model.json``, optionally checking which model kind wrote it.
+
+    Args:
+        directory: the run (model) directory.
+        kind: the expected ``kind``; None accepts any.
+
+    Returns:
+        The manifest dict: ``kind``, the model's own metadata and ``files`` (checksums).
+
+    Raises:
+        DataError: when ``model.json`` is missing, unreadable or not JSON, or names another kind.
+    """
     path = Path(directory) / MANIFEST
     try:
         meta = json.loads(path.read_text())
