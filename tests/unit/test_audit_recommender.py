@@ -262,3 +262,21 @@ def test_sampled_metric_with_full_ranking_headline_warns_on_a_flip_only():
     assert flipped.status == "WARN" and flipped.evidence["ordering_flips"] is True
     assert sampled_metric.check(ctx(0.40, "sampled")).status == "WARN"  # a sampled headline: the gap counts
     assert inflated.threshold is None and inflated.value > 2  # the gap is shown, not judged
+
+
+def test_audited_on_other_data_than_the_run_recorded_is_a_fail(runs, tmp_path):
+    import shutil
+
+    other = tmp_path / "other_data"
+    shutil.copytree(runs["moe"], other)
+    events = cycle_events()
+    extra = Interactions(["u0"], ["999"], [5.0])  # an event the run trained on that this data lacks
+    both = Interactions(np.concatenate([events.user_ids, extra.user_ids]), np.concatenate([events.item_ids, extra.item_ids]),
+              np.concatenate([events.timestamps, extra.timestamps]))
+    last = np.r_[events.user_ids[1:] != events.user_ids[:-1], True]
+    write_provenance(other, {"train": both.take(np.r_[np.flatnonzero(~last), len(events)]),
+                             "test": events.take(np.flatnonzero(last))})
+    report = audit_recommender(other, "popularity", checks=["held_out_leakage"])
+    held = report["held_out_leakage"]
+    assert held.status == "FAIL" and held.evidence["recorded_training_events_missing_from_data"] == 1
+    assert "other data" in held.advice
