@@ -278,10 +278,33 @@ def per_query_metrics(
 ) -> dict[str, np.ndarray]:
     """Per-query values of each named metric: ``{name: (Q,) float64}`` in query order.
 
-    ``labels (N,)`` graded relevance (may be None when only ``compliance@k`` is asked),
-    ``scores (N,)``, ``offsets (Q+1,)``; ``conflict (N,)`` bool/0-1 flags, needed by
-    ``compliance@k``. Conventions (ties by position, gains, queries with no relevant candidate,
-    short lists) are in the module docstring. One sort serves all the metrics of a call.
+    Conventions (ties by position, gains, queries with no relevant candidate, short lists) are in
+    the module docstring. One sort serves all the metrics of a call, so asking for several metrics
+    at once is cheaper than one call each.
+
+    Args:
+        labels: (N,) graded relevance; may be None when only ``compliance@k`` is asked.
+        scores: (N,) float scores, higher ranks first; NaN is refused.
+        offsets: (Q+1,) int query bounds, ``offsets[0] == 0`` and ``offsets[-1] == N``.
+        metrics: names such as ``"ndcg@10"``, ``"hr@5"``, ``"mrr"`` (see :func:`parse_metric`).
+        gain: ``"exponential"`` (``2**label - 1``) or ``"linear"`` (``label``), for nDCG.
+        no_relevant: value for queries with nothing to find: ``"one"``, ``"zero"`` or ``"skip"``.
+        conflict: (N,) bool / 0-1 flags, needed by ``compliance@k`` only.
+        relevance_threshold: smallest label that counts as relevant for binary metrics.
+
+    Returns:
+        ``{name: (Q,) float64}``, keys in the order ``metrics`` gave them.
+
+    Raises:
+        ConfigError: for an unknown metric, gain or ``no_relevant``, or missing labels / conflict.
+        DataError: when the arrays' shapes disagree, offsets are not valid bounds, or scores,
+            labels or conflict flags hold NaN.
+
+    Example:
+        >>> labels, scores = np.array([2, 0, 1, 0, 1]), np.array([0.9, 0.8, 0.1, 0.3, 0.7])
+        >>> out = per_query_metrics(labels, scores, np.array([0, 3, 5]), ["ndcg@2", "mrr"])
+        >>> out["ndcg@2"].round(4).tolist(), out["mrr"].tolist()
+        ([0.8262, 1.0], [1.0, 1.0])
     """
     metrics = list(metrics)
     parsed = [parse_metric(m) for m in metrics]
@@ -387,9 +410,29 @@ def evaluate(
     metrics: Sequence[str] = ("ndcg@1", "ndcg@5", "ndcg@10"),
     **kw: Any,
 ) -> dict[str, float]:
-    """Mean of each metric over queries; NaN entries (skipped queries) are left out.
+    """Mean of each metric over the queries of ``rset``; NaN entries (skipped queries) are left out.
 
-    A metric with no query left to average is NaN. Keywords go to ``per_query_metrics``."""
+    A metric with no query left to average is NaN. ``conflict`` defaults to the set's ``conflict``
+    modality (a candidate is in conflict when any of its columns is non-zero).
+
+    Args:
+        rset: the queries, with labels and offsets.
+        scores: (N,) scores in ``rset``'s candidate order, e.g. ``model.score(rset)``.
+        metrics: metric names, see :func:`per_query_metrics`.
+        **kw: ``gain``, ``no_relevant``, ``conflict``, ``relevance_threshold`` for
+            :func:`per_query_metrics`.
+
+    Returns:
+        ``{name: mean}`` as Python floats.
+
+    Raises:
+        ConfigError: for an unknown metric or option.
+        DataError: when ``scores`` does not fit ``rset`` or holds NaN.
+
+    Example:
+        >>> evaluate(test, model.score(test), ["ndcg@10", "mrr"])  # doctest: +SKIP
+        {'ndcg@10': 0.71, 'mrr': 0.64}
+    """
     values = _metrics_of_set(rset, scores, metrics, kw)
     return {name: _nan_mean(v) for name, v in values.items()}
 
