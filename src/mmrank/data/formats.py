@@ -153,7 +153,32 @@ def read_ranking(
     label_range: tuple[float, float] | None = None,
     **format_options,
 ) -> tuple[RankingSet, ReadReport]:
-    """Read a ranking file; bad records are quarantined in the report (or raise if ``strict``)."""
+    """Read a ranking file into a RankingSet, quarantining bad records in the report.
+
+    Every bad record (a line that is not JSON, a NaN label, a modality whose width changes, ...) is
+    listed in the report with its line and reason, and reading goes on; with ``strict`` the first
+    one raises instead. Nothing is dropped silently: ``records_in == records_read +
+    records_quarantined``.
+
+    Args:
+        path: a ``.jsonl`` / ``.parquet`` / LibSVM (LETOR) file.
+        format: ``"jsonl"``, ``"parquet"`` or ``"libsvm"``; None detects it from the name and bytes.
+        strict: raise on the first bad record instead of quarantining it.
+        label_range: ``(lo, hi)``; labels outside it are bad records.
+        **format_options: options of that format's reader (an unknown one is a ConfigError).
+
+    Returns:
+        ``(rset, report)``; ``report.write_quarantine(path)`` saves the bad records.
+
+    Raises:
+        DataError: when the file is missing or unreadable, its format is unknown or holds
+            interactions, or (strict) on the first bad record.
+        ConfigError: for a format option the reader does not take.
+
+    Example:
+        >>> rset, report = read_ranking("Fold1/train.txt", label_range=(0, 2))  # doctest: +SKIP
+        >>> rset.n_queries, report.records_quarantined  # doctest: +SKIP
+    """
     fmt = resolve_format(path, format)
     if fmt not in RANKING_FORMATS:
         raise DataError(
@@ -171,7 +196,25 @@ def read_ranking(
 def load_ranking(
     path: str | Path, format: str | None = None, *, label_range: tuple[float, float] | None = None, **format_options
 ) -> RankingSet:
-    """Read a ranking file for training: the first bad record raises ``DataError``."""
+    """Read a ranking file for training or evaluation: the first bad record raises ``DataError``.
+
+    Args:
+        path: a ``.jsonl`` / ``.parquet`` / LibSVM (LETOR) file.
+        format: the format name, or None to detect it.
+        label_range: ``(lo, hi)``; a label outside it raises.
+        **format_options: options of that format's reader.
+
+    Returns:
+        The RankingSet, with at least one query.
+
+    Raises:
+        DataError: on any bad record, or when the file holds no query.
+        ConfigError: for a format option the reader does not take.
+
+    Example:
+        >>> train = load_ranking("data/train.parquet")  # doctest: +SKIP
+        >>> train.summary()  # doctest: +SKIP
+    """
     rset, _ = read_ranking(path, format, strict=True, label_range=label_range, **format_options)
     if rset.n_queries == 0:
         raise DataError("no queries in the file", path=path, hint="check that it is the right file and format")
@@ -191,7 +234,25 @@ def output_format(path: str | Path, format: str | None = None) -> str:
 
 
 def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None, **format_options) -> Path:
-    """Write ``rset`` in ``format`` (default: from the extension of ``path``)."""
+    """Write ``rset`` as a ranking file, atomically.
+
+    JSONL and Parquet keep every modality by name; LibSVM flattens them (and the query features)
+    into one feature vector per line (``RankingSet.feature_matrix`` order), so names are lost.
+
+    Args:
+        rset: the data; NaN / inf labels, scores or features are refused (readers would reject them).
+        path: destination file.
+        format: ``"jsonl"``, ``"parquet"`` or ``"libsvm"``; None picks it from the extension.
+        **format_options: options of that format's writer.
+
+    Returns:
+        The path written.
+
+    Raises:
+        DataError: when the format cannot be told or does not hold ranking data, or the data holds
+            non-finite values.
+        ConfigError: for a format option the writer does not take.
+    """
     path = Path(path)
     fmt = output_format(path, format)
     module, _, writer = RANKING_FORMATS[fmt]
@@ -204,7 +265,25 @@ def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None,
 def read_interactions(
     path: str | Path, format: str | None = None, *, strict: bool = False
 ) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
-    """Read recommendation data (RecBole atomic files, MovieLens raw, MMRec folder)."""
+    """Read recommendation data: RecBole atomic files, raw MovieLens-100K or an MMRec folder.
+
+    Args:
+        path: a ``.inter`` file or a folder (``*.inter``; ``*_feat.npy`` makes it MMRec;
+            ``u.data`` makes it MovieLens).
+        format: ``"recbole"``, ``"movielens"`` or ``"mmrec"``; None detects it.
+        strict: raise on the first bad record instead of quarantining it.
+
+    Returns:
+        ``(interactions, item_features or None, report)``.
+
+    Raises:
+        DataError: when the path is missing or unreadable, its format holds ranking queries, no
+            record is valid, or (strict) on the first bad record.
+
+    Example:
+        >>> inter, items, report = read_interactions("../shared/data/ml-100k")  # doctest: +SKIP
+        >>> len(inter), inter.n_users, report.records_quarantined  # doctest: +SKIP
+    """
     fmt = resolve_format(path, format)
     if fmt not in INTERACTION_FORMATS:
         raise DataError(

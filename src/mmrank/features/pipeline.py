@@ -72,6 +72,15 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
 
     Returns:
         ``FeatureBuild`` (the report's counts add up: items = ok + missing + failed per modality).
+
+    Raises:
+        ConfigError: for options that cannot work (checked before any input is read).
+        DataError: when the input data is missing or malformed.
+
+    Example:
+        >>> build = build_ml100k("../shared/data", "out/ml100k",
+        ...                      FeatureOptions(cache_dir=Path("~/.cache/mmrank").expanduser()))  # doctest: +SKIP
+        >>> build.report.counts["image"].missing, build.task_cache_hit  # doctest: +SKIP
     """
     from mmrank.data.ml100k_items import build_item_features, save_item_features
     from mmrank.data.ml100k_rerank_task import (
