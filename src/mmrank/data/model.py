@@ -209,9 +209,11 @@ class RankingSet:
         )
 
     def with_labels(self, labels: np.ndarray) -> "RankingSet":
-        """Return a copy of the set with the labels replaced (the other arrays are shared, not copied).
+        """Return a new set with the labels replaced; feature matrices are shared, not copied.
 
-        Used e.g. to binarise or permute labels for an audit without touching the original.
+        The new set is built (and validated) afresh, so its id arrays are new string arrays.
+
+        Used e.g. by the label-permutation audit to shuffle labels without touching the original.
 
         Args:
             labels: (N,) new labels, cast to float64.
@@ -227,7 +229,8 @@ class RankingSet:
     def with_features(self, features: dict[str, np.ndarray]) -> "RankingSet":
         """Return a copy of the set whose candidate modalities are exactly ``features``.
 
-        Modalities not in ``features`` are dropped; the other arrays are shared, not copied.
+        Modalities not in ``features`` are dropped. Float32 matrices (and the other set's query
+        features and scores) are shared, not copied; id arrays are rebuilt.
 
         Args:
             features: ``{name: (N, d) array}``; 1-D arrays become ``(N, 1)``, values are cast to float32.
