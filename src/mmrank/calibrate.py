@@ -267,6 +267,9 @@ class IsotonicCalibrator(Calibrator):
         """
         from sklearn.isotonic import IsotonicRegression
 
+        if len(np.asarray(scores)) == 0:
+            raise DataError("isotonic calibration needs validation scores, got none",
+                            hint="add validation queries or set calibration.method: none")
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
             np.asarray(scores, dtype=np.float64), _binary(labels, self.relevance_threshold))
         self.x, self.y = iso.X_thresholds_.astype(np.float64), iso.y_thresholds_.astype(np.float64)
@@ -358,6 +361,9 @@ def load_calibrator(path: str | Path) -> Calibrator:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read calibrator: {e}", path=path) from e
+    if not isinstance(data, dict):
+        raise DataError(f"a calibrator file holds a JSON object, not a {type(data).__name__}", path=path,
+                        hint="point at the calibrator.json a run wrote")
     method = data.pop("method", None)
     if method not in CALIBRATORS:
         raise DataError(f"unknown calibration method {method!r}", path=path)

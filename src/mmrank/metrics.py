@@ -53,7 +53,6 @@ __all__ = [
     "compliance_at_k",
     "evaluate",
     "evaluate_per_query",
-    "full_ranking_metrics",
     "hit_rate_at_k",
     "mrr",
     "ndcg_at_k",
@@ -61,7 +60,6 @@ __all__ = [
     "per_query_metrics",
     "precision_at_k",
     "recall_at_k",
-    "sampled_ranking_metrics",
 ]
 
 METRIC_KINDS = ("ndcg", "hr", "mrr", "map", "recall", "precision", "compliance")

@@ -79,3 +79,10 @@ def test_heuristic_falls_back_to_baseline_scores_and_round_trips(tmp_path):
     bare = RankingSet(query_ids=["q"], offsets=[0, 1], candidate_ids=["a"], labels=[0])
     with pytest.raises(DataError, match="nothing to score"):
         model.score(bare)
+
+
+def test_heuristic_uses_the_named_query_feature_even_without_a_candidate_feature():
+    rset = RankingSet(query_ids=["q"], offsets=[0, 2], candidate_ids=["x", "y"], labels=[0, 1],
+                      features={"a": np.array([[1.0, 0.0], [0.0, 1.0]]), "b": np.array([[0.0, 1.0], [1.0, 0.0]])},
+                      query_features={"a": np.array([[1.0, 0.0]]), "b": np.array([[1.0, 0.0]])})
+    np.testing.assert_allclose(HeuristicBaseline(query_feature="b").score(rset), [0.0, 1.0])  # pair b/b, not a/a

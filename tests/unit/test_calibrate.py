@@ -60,3 +60,14 @@ def test_errors():
         TemperatureCalibrator().fit(np.zeros(5), np.zeros(5))
     rep = calibration_report(np.array([0.2, 0.8]), np.array([0, 2]), relevance_threshold=1)
     assert rep["positive_rate"] == 0.5 and rep["n"] == 2
+
+
+def test_a_calibrator_file_that_is_not_an_object_and_empty_isotonic_input_are_data_errors(tmp_path):
+    from mmrank.calibrate import IsotonicCalibrator, load_calibrator
+
+    path = tmp_path / "calibrator.json"
+    path.write_text("[1]")
+    with pytest.raises(DataError, match="JSON object"):
+        load_calibrator(path)
+    with pytest.raises(DataError, match="needs validation scores"):
+        IsotonicCalibrator().fit(np.zeros(0), np.zeros(0))

@@ -13,6 +13,7 @@ from mmrank.errors import ConfigError, DataError
 from mmrank.metrics import evaluate
 from mmrank.models.baselines import HeuristicBaseline
 from mmrank.models.cotrr import CoTRR
+from conftest import make_toy_ranking_set
 from mmrank.models.tokens import LETOR46_GROUPS, token_layout
 from rerank_support import known_function_set
 
@@ -126,3 +127,15 @@ def test_default_size_is_seed_scale():
                       features={"image": np.zeros((2, 512)), "text": np.zeros((2, 384)), "meta": np.zeros((2, 16))})
     assert 1.2e6 < CoTRR(list_context=False).prepare(rset).n_parameters() < 1.45e6
     assert 1.7e6 < CoTRR().prepare(rset).n_parameters() < 2.0e6
+
+
+def test_explicit_token_groups_that_skip_columns_still_score_the_training_data(tmp_path):
+    from mmrank.runs import load_model
+
+    rset = make_toy_ranking_set(n_queries=6, per_query=5, dims={"t": 4})
+    model = CoTRR(d_model=8, n_heads=2, n_layers=1, mlp_hidden=8, token_groups={"t": {"a": [0, 1]}})
+    model.prepare(rset)
+    assert model.input_dims() == {"features.t": 4}
+    scores = model.score(rset)  # used to refuse: "data modality dims {'features.t': 4} differ from ... 2"
+    model.save(tmp_path)
+    np.testing.assert_array_equal(load_model(tmp_path).score(rset), scores)

@@ -62,3 +62,14 @@ def test_latency_is_measured_on_100_candidates():
 
     lat = latency_per_100(Spy(), train, repeats=5)
     assert calls == [100] * 6 and lat["p95_ms"] >= lat["median_ms"] > 0
+
+
+def test_an_unregularised_student_fits_data_with_query_features():
+    # Per-query centring turns query features into zero columns: alpha = 0 used to be singular.
+    rng = np.random.default_rng(0)
+    n = 40
+    rset = RankingSet(query_ids=[f"q{i}" for i in range(8)], offsets=np.arange(0, n + 1, 5), candidate_ids=[str(i) for i in range(n)],
+                      labels=rng.integers(0, 3, n), features={"f": rng.normal(size=(n, 3))},
+                      query_features={"q": rng.normal(size=(8, 2))})
+    student = LinearStudent(alpha=0.0).fit(rset)
+    assert np.isfinite(student.score(rset)).all()

@@ -60,8 +60,8 @@ class HeuristicBaseline(WithParams):
         return self
 
     def _embedding_pair(self, rset: RankingSet) -> tuple[str, str] | None:
-        if self.params.query_feature and self.params.candidate_feature:
-            return self.params.query_feature, self.params.candidate_feature
+        if self.params.query_feature:  # named: that query feature, with its namesake by default
+            return self.params.query_feature, self.params.candidate_feature or self.params.query_feature
         for name, qmat in rset.query_features.items():
             cand = self.params.candidate_feature or name
             if cand in rset.features and rset.features[cand].shape[1] == qmat.shape[1]:

@@ -68,7 +68,9 @@ class LinearStudent(WithParams):
         xc = _centre_per_query((x - self.mean_) / self.scale_, train)
         yc = _centre_per_query(target, train)
         d = xc.shape[1]
-        self.coef_ = np.linalg.solve(xc.T @ xc + self.params.alpha * np.eye(d), xc.T @ yc)
+        # lstsq, not solve: with alpha = 0, columns that per-query centring zeroes (query
+        # features) make the system singular; lstsq gives them weight 0.
+        self.coef_ = np.linalg.lstsq(xc.T @ xc + self.params.alpha * np.eye(d), xc.T @ yc, rcond=None)[0]
         return self
 
     def score(self, rset: RankingSet) -> np.ndarray:

@@ -68,6 +68,7 @@ class NeuralRanker(WithParams):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.layout_: list[TokenSpec] | None = None
+        self.input_dims_: dict[str, int] | None = None
         self.network_: nn.Module | None = None
         self.history_: list[dict] = []
 
@@ -87,22 +88,26 @@ class NeuralRanker(WithParams):
             raise DataError(f"data modality dims {have} differ from the model's {want}", hint="score data with the modalities the model was trained on")
 
     def input_dims(self) -> dict[str, int]:
-        """Return the width of every input matrix the fitted layout reads from.
-
-        The width is the highest column any token uses, plus 1, and scoring requires the data's width
-        to equal it exactly. With explicit ``token_groups`` that leave a modality's last columns
-        unused this is less than the training data's width, so scoring then refuses even the
-        training data.
+        """The width of every input matrix the fitted layout reads from, as the training data had
+        it (scoring requires the same widths, even where explicit ``token_groups`` leave columns
+        unused).
 
         Returns:
             ``{"features.<modality>": d, "query_features.<name>": d}``; needs a layout (``prepare``,
             ``fit`` or ``load`` first).
         """
-        dims: dict[str, int] = {}
+        if self.input_dims_ is not None:
+            return dict(self.input_dims_)
+        dims: dict[str, int] = {}  # a model saved before widths were recorded: the columns it reads
         for t in self.layout_:
             key = f"{t.source}.{t.modality}"
             dims[key] = max(dims.get(key, 0), max(t.columns) + 1)
         return dims
+
+    @staticmethod
+    def _widths(rset: RankingSet, layout: list[TokenSpec]) -> dict[str, int]:
+        mats = {"features": rset.modality_dims, "query_features": rset.query_feature_dims}
+        return {f"{t.source}.{t.modality}": int(mats[t.source][t.modality]) for t in layout}
 
     def input_matrix(self, rset: RankingSet) -> np.ndarray:
         """``(N, D)`` float32: every token's columns side by side, query features broadcast."""
@@ -152,6 +157,7 @@ class NeuralRanker(WithParams):
         """Build the token layout and a fresh network from the training data (seed torch first)."""
         p = self.params
         self.layout_ = token_layout(train, p.token_groups, p.modalities, p.use_query_features)
+        self.input_dims_ = self._widths(train, self.layout_)
         self.network_ = self._build_network()
         x = self.input_matrix(train)
         mean, std = x.mean(axis=0), x.std(axis=0)
@@ -312,6 +318,7 @@ class NeuralRanker(WithParams):
         tensors, meta = load_tensors(directory, cls.kind)
         model = cls(**meta["params"])
         model.layout_ = [TokenSpec(t["name"], t["modality"], t["source"], tuple(t["columns"])) for t in meta["layout"]]
+        model.input_dims_ = {k: int(v) for k, v in meta["input_dims"].items()} if "input_dims" in meta else None
         model.network_ = model._build_network()
         model.network_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
         model.network_.eval()
