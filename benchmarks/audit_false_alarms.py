@@ -181,7 +181,11 @@ def main() -> None:
              f"Command: `{command_line()}` — {stamp()}. Load average at start {load[0]:.1f}/{load[1]:.1f} "
              "(the box is shared with other workers: timings are upper bounds).", "",
              "| audit | verdict | FAIL | integrity WARN | comparison / modality findings | s |", "|---|---|---|---|---|---|"]
-    fails = integrity_warn = integrity_total = applicable = 0
+    notes = ["", "Reading: a `significance` FAIL says the model is worse than the baseline (CI95 below 0) — a finding "
+             "about the models, not a false alarm; false FAIL = a FAIL of an integrity check. A "
+             "`label_permutation_control` WARN on a briefly trained neural model means its untrained prior "
+             "(random init on non-negative LETOR features) already ranks above chance and its own lift is small."]
+    fails = integrity_fail = integrity_warn = integrity_total = applicable = 0
     cost: dict[str, list[float]] = {}
     for label, report, seconds in runs:
         checks = [c for c in report.checks if c.status != "SKIP"]
@@ -190,6 +194,7 @@ def main() -> None:
         iw = [c.name for c in checks if c.status == "WARN" and c.name in INTEGRITY]
         other = [c.name for c in checks if c.status == "WARN" and c.name not in INTEGRITY]
         fails += len(f)
+        integrity_fail += sum(name in INTEGRITY for name in f)
         integrity_warn += len(iw)
         integrity_total += sum(c.name in INTEGRITY for c in checks)
         for name, s in report.meta.get("seconds", {}).items():
@@ -198,11 +203,13 @@ def main() -> None:
         lines.append(f"| {label} | {report.verdict} | {', '.join(f) or 0} | {', '.join(iw) or 0} | "
                      f"{', '.join(other) or '—'} | {seconds:.0f} |")
     all_warn = sum(c.status == "WARN" for _, r, _ in runs for c in r.checks)
-    lines += ["", f"Totals: {fails} FAIL over {applicable} applicable check results (false FAIL rate "
-              f"{fails / max(applicable, 1):.1%}); integrity WARN {integrity_warn}/{integrity_total}; all WARN "
+    lines += ["", f"Totals: {fails} FAIL over {applicable} applicable check results, {integrity_fail} of them integrity "
+              f"checks (false FAIL rate {integrity_fail / max(applicable, 1):.1%}); integrity WARN "
+              f"{integrity_warn}/{integrity_total} ({integrity_warn / max(applicable, 1):.1%} of all results); all WARN "
               f"{all_warn}/{applicable} ({all_warn / max(applicable, 1):.1%}, comparison findings included).", "",
               "Own cost of the new or reworked checks (mean seconds per audit): "
               + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(cost.items())), ""]
+    lines += notes + [""]
     for label, report, _ in runs:
         lines.append(f"- {label}: " + "; ".join(report.reasons)[:600])
     path = write_section("audit_false_alarms", "\n".join(lines))
