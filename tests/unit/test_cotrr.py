@@ -139,3 +139,24 @@ def test_explicit_token_groups_that_skip_columns_still_score_the_training_data(t
     scores = model.score(rset)  # used to refuse: "data modality dims {'features.t': 4} differ from ... 2"
     model.save(tmp_path)
     np.testing.assert_array_equal(load_model(tmp_path).score(rset), scores)
+
+
+def test_ohsumed_width_letor_gets_three_field_tokens_and_the_layout_is_said():
+    rng = np.random.default_rng(0)
+    n = 20
+    rset = RankingSet(query_ids=["a", "b"], offsets=[0, 10, 20], candidate_ids=[str(i) for i in range(n)],
+                      labels=rng.integers(0, 3, n), features={"letor": rng.normal(size=(n, 45))})
+    model = CoTRR(d_model=8, n_heads=2, n_layers=1, mlp_hidden=8).prepare(rset)
+    assert [t.name for t in model.layout_] == ["letor.title", "letor.abstract", "letor.title_abstract"]
+    assert [len(t.columns) for t in model.layout_] == [15, 15, 15]
+    assert sorted(c for t in model.layout_ for c in t.columns) == list(range(45))
+    assert model.layout_note_.startswith("3 tokens (LETOR 3.0 OHSUMED fields)")
+    mq = RankingSet(query_ids=["a", "b"], offsets=[0, 10, 20], candidate_ids=[str(i) for i in range(n)],
+                    labels=rng.integers(0, 3, n), features={"letor": rng.normal(size=(n, 46))})
+    assert CoTRR(d_model=8, n_heads=2).prepare(mq).layout_note_.startswith("6 tokens (LETOR 4.0 fields)")
+
+
+def test_an_input_that_cannot_be_split_gets_a_one_line_notice():
+    rset = make_toy_ranking_set(n_queries=3, per_query=4, dims={"features": 300})
+    note = CoTRR(d_model=8, n_heads=2).prepare(rset).layout_note_
+    assert note.startswith("notice: 1 token (features, 300 columns)") and "\n" not in note

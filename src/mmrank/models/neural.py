@@ -18,7 +18,7 @@ from mmrank.data.model import RankingSet
 from mmrank.errors import ConfigError, DataError
 from mmrank.models.params import WithParams
 from mmrank.models.storage import load_tensors, save_tensors
-from mmrank.models.tokens import TokenSpec, token_layout
+from mmrank.models.tokens import TokenSpec, describe_layout, token_layout
 
 
 class PaddedQueries:
@@ -69,6 +69,7 @@ class NeuralRanker(WithParams):
         super().__init__(**params)
         self.layout_: list[TokenSpec] | None = None
         self.input_dims_: dict[str, int] | None = None
+        self.layout_note_: str | None = None  # which tokens prepare() chose, in one line
         self.network_: nn.Module | None = None
         self.history_: list[dict] = []
 
@@ -158,6 +159,7 @@ class NeuralRanker(WithParams):
         p = self.params
         self.layout_ = token_layout(train, p.token_groups, p.modalities, p.use_query_features)
         self.input_dims_ = self._widths(train, self.layout_)
+        self.layout_note_ = describe_layout(self.layout_, self.input_dims_)
         self.network_ = self._build_network()
         x = self.input_matrix(train)
         mean, std = x.mean(axis=0), x.std(axis=0)
@@ -295,6 +297,7 @@ class NeuralRanker(WithParams):
             "params": self.get_params(),
             "layout": [asdict(t) | {"columns": list(t.columns)} for t in self.layout_],
             "input_dims": self.input_dims(),
+            "layout_note": self.layout_note_,
             "n_parameters": self.n_parameters(),
             "history": self.history_,
         }
@@ -319,6 +322,7 @@ class NeuralRanker(WithParams):
         model = cls(**meta["params"])
         model.layout_ = [TokenSpec(t["name"], t["modality"], t["source"], tuple(t["columns"])) for t in meta["layout"]]
         model.input_dims_ = {k: int(v) for k, v in meta["input_dims"].items()} if "input_dims" in meta else None
+        model.layout_note_ = meta.get("layout_note")
         model.network_ = model._build_network()
         model.network_.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
         model.network_.eval()

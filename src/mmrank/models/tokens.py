@@ -1,9 +1,17 @@
 """Modality tokens of the neural rerankers: which columns of which matrix each token reads.
 
 ``token_layout`` turns a data set's modality names and dims into the token list; with
-``token_groups="auto"`` a 46-d ``letor`` modality is split into its LETOR 4.0 feature groups
-(body, anchor, title, url, whole document + link/structure features), so attention has six
-tokens to weigh instead of one.
+``token_groups="auto"`` a ``letor`` modality is split into its field groups so that attention has
+several tokens to weigh instead of one:
+
+* 46 columns (LETOR 4.0: MQ2007/MQ2008): body, anchor, title, url, whole document + link/structure;
+* 45 columns (LETOR 3.0 OHSUMED): title, abstract, title+abstract — 15 features each. The
+  OHSUMED table lists 10 low-level features per field (columns 1–10 title, 11–20 abstract, 21–30
+  title+abstract) and then 5 high-level ones per field (BM25, log BM25, three LMIR scores:
+  31–35, 36–40, 41–45), so a field's token is its 10 low-level plus its 5 high-level columns.
+
+``describe_layout`` says in one line which layout was chosen, and warns when the whole input is a
+single token (an unsplit matrix: modality attention and V2's modality switches then do nothing).
 """
 
 from __future__ import annotations
@@ -18,6 +26,10 @@ LETOR_FIELDS = ("body", "anchor", "title", "url", "whole")
 # LETOR 4.0: features 1-40 are 8 measures (TF, IDF, TF*IDF, DL, BM25, LMIR.ABS/DIR/JM) × 5 fields
 # in field order; 41-46 are PageRank, inlinks, outlinks, URL slashes, URL length, child pages.
 LETOR46_GROUPS = {f: [m * 5 + i for m in range(8)] for i, f in enumerate(LETOR_FIELDS)} | {"link": list(range(40, 46))}
+OHSUMED_FIELDS = ("title", "abstract", "title_abstract")
+LETOR45_GROUPS = {f: list(range(10 * i, 10 * i + 10)) + list(range(30 + 5 * i, 35 + 5 * i)) for i, f in enumerate(OHSUMED_FIELDS)}
+# Width of a `letor` matrix -> (the layout's name, its field groups), for token_groups="auto".
+AUTO_LETOR_LAYOUTS = {46: ("LETOR 4.0 fields", LETOR46_GROUPS), 45: ("LETOR 3.0 OHSUMED fields", LETOR45_GROUPS)}
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,28 @@ def token_layout(rset: RankingSet, token_groups: Any, modalities: list[str] | No
 
 def _groups_for(mod: str, dim: int, token_groups: Any) -> dict[str, list[int]] | None:
     if token_groups == "auto":
-        return LETOR46_GROUPS if (mod == "letor" and dim == 46) else None
+        return AUTO_LETOR_LAYOUTS[dim][1] if (mod == "letor" and dim in AUTO_LETOR_LAYOUTS) else None
     if token_groups in (None, "none"):
         return None
     return token_groups.get(mod)
+
+
+def describe_layout(tokens: list[TokenSpec], input_dims: dict[str, int] | None = None) -> str:
+    """One line naming the tokens a model reads, e.g. ``6 tokens (LETOR 4.0 fields): letor.body,
+    ...``; for a single token it says why that makes token attention moot and what to do.
+
+    Example:
+        >>> describe_layout([TokenSpec("features", "features", "features", tuple(range(300)))])
+        'notice: 1 token (features, 300 columns): the input is not split, so token attention and the V2 modality switches have nothing to weigh — give model.params.token_groups to split it'
+    """
+    if len(tokens) == 1:
+        t = tokens[0]
+        return (f"notice: 1 token ({t.name}, {len(t.columns)} columns): the input is not split, so token attention "
+                f"and the V2 modality switches have nothing to weigh — give model.params.token_groups to split it")
+    named = ""
+    width = (input_dims or {}).get("features.letor")
+    if width in AUTO_LETOR_LAYOUTS and [t.name for t in tokens if t.modality == "letor"] == \
+            [f"letor.{g}" for g in AUTO_LETOR_LAYOUTS[width][1]]:
+        named = f" ({AUTO_LETOR_LAYOUTS[width][0]})"
+    return f"{len(tokens)} tokens{named}: " + ", ".join(t.name for t in tokens)
+

@@ -11,6 +11,7 @@ the same best weights.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ def fit_ranker(ranker, train: RankingSet, valid: RankingSet | None, settings: An
     if valid is None or valid.n_queries == 0:
         train, valid = _split_validation(train, settings.seed)
     ranker.prepare(train)
+    if settings.progress and rank == 0:  # say which tokens attention weighs (or that there is one)
+        print(f"{ranker.kind}: {ranker.layout_note_}", file=sys.stderr, flush=True)
     train_data, valid_data = ranker.padded_queries(train), ranker.padded_queries(valid)
     module = RankerModule(ranker.network_, get_loss(settings.loss), settings.loss_params, settings, valid)
     callbacks, best = _rerank_callbacks(log_dir, module.monitor_key, settings.patience)
