@@ -228,6 +228,8 @@ class EvaluateConfig(Strict):
     """Metrics reported after training (names as ``mmrank.metrics.parse_metric`` reads them)."""
 
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"])
+    convention: Literal["default", "letor"] = Field(
+        "default", description="metric convention: default (LightGBM/allRank) or letor (the LETOR evaluation tool)")
 
     @field_validator("metrics")
     @classmethod

@@ -27,6 +27,10 @@ Conventions (kept in one place so every caller means the same thing):
   it), ``"zero"`` 0.0 (ranx, trec_eval), ``"skip"`` NaN (left out of means by ``evaluate``).
   ``precision@k`` is defined for such queries (0 hits: 0.0) and stays 0.0 under "one" and
   "zero"; under "skip" it is NaN too, so that every metric's mean covers the same queries.
+* **Named conventions** (``convention=``): ``"default"`` is the above; ``"letor"`` is the LETOR
+  evaluation tool's (Eval-Score-4.0.pl, the numbers of published LETOR tables): gain
+  ``2**label - 1``, discount 1 at ranks 1 and 2 and ``1 / log2(rank)`` after, and every query
+  with nothing to find counts 0. Explicit ``gain`` / ``discount`` / ``no_relevant`` override it.
 * **compliance@k**: the share of the top min(k, n) candidates whose conflict flag is 0; labels
   play no part. NaN for an empty query (nothing was shown).
 
@@ -91,7 +95,7 @@ class _Ranking:
     input row ``order[i]``."""
 
     def __init__(self, scores: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None,
-                 relevance_threshold: float, gain: str) -> None:
+                 relevance_threshold: float, gain: str, discount: str = "log2") -> None:
         self.offsets = offsets
         self.sizes = np.diff(offsets)
         self.n_queries = len(self.sizes)
@@ -101,6 +105,7 @@ class _Ranking:
         self.labels = labels
         self.relevance_threshold = relevance_threshold
         self.gain_kind = gain
+        self.discount_kind = discount
 
     def descending_order(self, values: np.ndarray) -> np.ndarray:
         """Rows sorted by (query, value descending, position in the query).
@@ -127,6 +132,8 @@ class _Ranking:
 
     @cached_property
     def discount(self) -> np.ndarray:
+        if self.discount_kind == "letor":  # rank 1 and 2 weigh 1, rank r > 2 weighs 1 / log2(r)
+            return 1.0 / np.log2(np.maximum(self.pos + 1.0, 2.0))
         return 1.0 / np.log2(self.pos + 2.0)
 
     @cached_property
@@ -256,6 +263,30 @@ def _check_inputs(scores: Any, offsets: Any, labels: Any = None, conflict: Any =
     return out
 
 
+CONVENTIONS: dict[str, dict[str, str]] = {
+    "default": {"gain": "exponential", "discount": "log2", "no_relevant": "one"},
+    "letor": {"gain": "exponential", "discount": "letor", "no_relevant": "zero"},
+}
+_DISCOUNTS = ("log2", "letor")
+
+
+def resolve_convention(convention: str | None, gain: str | None, discount: str | None,
+                       no_relevant: str | None) -> tuple[str, str, str]:
+    """(gain, discount, no_relevant) of a named convention, explicit values taking precedence.
+
+    Example:
+        >>> resolve_convention("letor", None, None, None)
+        ('exponential', 'letor', 'zero')
+    """
+    if convention not in (None, *CONVENTIONS):
+        raise ConfigError(f"convention={convention!r} — use one of {tuple(CONVENTIONS)}")
+    base = CONVENTIONS[convention or "default"]
+    chosen = (gain or base["gain"], discount or base["discount"], no_relevant or base["no_relevant"])
+    if chosen[1] not in _DISCOUNTS:
+        raise ConfigError(f"discount={chosen[1]!r} — use one of {_DISCOUNTS}")
+    return chosen
+
+
 def _check_options(gain: str, no_relevant: str) -> None:
     if gain not in _GAINS:
         raise ConfigError(f"gain={gain!r} — use one of {_GAINS}")
@@ -269,10 +300,12 @@ def per_query_metrics(
     offsets: Any,
     metrics: Iterable[str] = ("ndcg@10",),
     *,
-    gain: str = "exponential",
-    no_relevant: str = "one",
+    gain: str | None = None,
+    no_relevant: str | None = None,
     conflict: Any = None,
     relevance_threshold: float = 1.0,
+    convention: str | None = None,
+    discount: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-query values of each named metric: ``{name: (Q,) float64}`` in query order.
 
@@ -287,6 +320,9 @@ def per_query_metrics(
         metrics: names such as ``"ndcg@10"``, ``"hr@5"``, ``"mrr"`` (see :func:`parse_metric`).
         gain: ``"exponential"`` (``2**label - 1``) or ``"linear"`` (``label``), for nDCG.
         no_relevant: value for queries with nothing to find: ``"one"``, ``"zero"`` or ``"skip"``.
+        convention: ``"default"`` or ``"letor"`` (see the module docstring); explicit ``gain``,
+            ``discount`` and ``no_relevant`` override it.
+        discount: ``"log2"`` (``1/log2(rank+1)``) or ``"letor"`` (1 at ranks 1–2, then ``1/log2(rank)``).
         conflict: (N,) bool / 0-1 flags, needed by ``compliance@k`` only.
         relevance_threshold: smallest label that counts as relevant for binary metrics.
 
@@ -306,6 +342,7 @@ def per_query_metrics(
     """
     metrics = list(metrics)
     parsed = [parse_metric(m) for m in metrics]
+    gain, discount, no_relevant = resolve_convention(convention, gain, discount, no_relevant)
     _check_options(gain, no_relevant)
     needs_labels = any(kind != "compliance" for kind, _ in parsed)
     needs_conflict = any(kind == "compliance" for kind, _ in parsed)
@@ -316,7 +353,7 @@ def per_query_metrics(
     )
     if needs_labels and labels is None:
         raise ConfigError("label-based metrics need labels — pass the labels array")
-    ranking = _Ranking(scores, offsets, labels, float(relevance_threshold), gain)
+    ranking = _Ranking(scores, offsets, labels, float(relevance_threshold), gain, discount)
     out: dict[str, np.ndarray] = {}
     for name, (kind, k) in zip(metrics, parsed):
         if kind == "compliance":

@@ -68,3 +68,15 @@ def test_evaluate_refuses_the_runs_own_training_file_unless_allowed(rerank_run):
     allowed = subprocess.run(cmd + ["--allow-trained-on"], capture_output=True, text=True, timeout=120)
     assert allowed.returncode == 0, allowed.stderr
     assert "ALLOWED" in allowed.stdout
+
+
+def test_the_letor_convention_is_used_and_stated_by_training_and_evaluation(rerank_run, tmp_path):
+    run_dir, paths, _ = rerank_run
+    config = run_dir.parent / "lm.yaml"
+    metrics = mmrank.fit(config, out=tmp_path / "letor", sets=["evaluate.convention=letor"])
+    assert metrics["metric_convention"] == "letor"
+    test = mmrank.load_ranking(paths["test"])
+    scores = mmrank.load_run(tmp_path / "letor").model.score(test)
+    assert metrics["test"]["ndcg@10"] == pytest.approx(mmrank.evaluate(test, scores, ["ndcg@10"], convention="letor")["ndcg@10"])
+    again = mmrank.evaluate_run(tmp_path / "letor", paths["test"], metrics=["ndcg@10"])
+    assert again["metric_convention"] == "letor" and again["model"]["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"])

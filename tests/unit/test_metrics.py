@@ -281,3 +281,19 @@ def test_large_input_matches_the_loop_on_a_sample_of_queries():
         ref = _loop_reference(labels[a:b], scores[a:b], np.array([0, b - a]), 10)
         assert got["ndcg@10"][q] == pytest.approx(ref["ndcg"][0], abs=1e-12)
         assert got["mrr@10"][q] == pytest.approx(ref["mrr"][0], abs=1e-12)
+
+
+def test_letor_convention_reproduces_a_hand_computed_ndcg_with_a_no_relevant_query():
+    # Query 1 ranked by score: labels 2, 0, 1. LETOR tool: gain 2^l - 1, discount 1 at ranks 1-2,
+    # 1/log2(r) after: DCG@3 = 3 + 0 + 1/log2(3) = 3.63093; ideal 2, 1, 0: 3 + 1 + 0 = 4.
+    # Query 2 has no relevant document: LETOR counts it 0 (the default counts it 1).
+    labels = np.array([2, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.5, 0.4])
+    offsets = np.array([0, 3, 5])
+    letor = per_query_metrics(labels, scores, offsets, ["ndcg@3", "ndcg@1"], convention="letor")
+    np.testing.assert_allclose(letor["ndcg@3"], [(3 + 1 / np.log2(3)) / 4, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(letor["ndcg@1"], [1.0, 0.0])
+    default = per_query_metrics(labels, scores, offsets, ["ndcg@3"])
+    np.testing.assert_allclose(default["ndcg@3"], [(3 + 0.5) / (3 + 1 / np.log2(3)), 1.0], rtol=1e-12)
+    # an explicit option overrides the convention's
+    assert per_query_metrics(labels, scores, offsets, ["ndcg@3"], convention="letor", no_relevant="one")["ndcg@3"][1] == 1.0

@@ -88,7 +88,10 @@ class AuditContext(PolicyView):
     def per_query(self, rset: RankingSet, scores: np.ndarray, metric: str | None = None,
                   no_relevant: str | None = None) -> np.ndarray:
         name = metric or self.metric
-        return per_query_metrics(rset.labels, scores, rset.offsets, (name,), gain=self.policy.get("gain", "exponential"),
+        # The policy's convention (default | letor) sets gain and discount; queries with nothing
+        # relevant stay out of comparisons (policy no_relevant: skip) under either convention.
+        return per_query_metrics(rset.labels, scores, rset.offsets, (name,), convention=self.policy.get("convention"),
+                                 gain=self.policy.get("gain"),
                                  no_relevant=no_relevant or self.policy.get("no_relevant", "skip"))[name]
 
     @cached_property

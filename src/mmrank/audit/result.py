@@ -77,8 +77,11 @@ def systems_line(meta: dict) -> str:
         spec = next((meta[k] for k in spec_keys if meta.get(k)), None)
         return f"{name} ({spec})" if spec and str(spec) != str(name) else str(name)
 
-    return (f"model {one('model', ('model_run', 'model_spec'))} vs baseline "
+    line = (f"model {one('model', ('model_run', 'model_spec'))} vs baseline "
             f"{one('baseline', ('baseline_run', 'baseline_spec'))}")
+    if meta.get("metric_convention"):
+        line += f" · {meta.get('metric') or 'metric'} ({meta['metric_convention']} convention)"
+    return line
 
 
 def _finite_or_none(x: float | None):

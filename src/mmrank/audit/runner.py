@@ -174,5 +174,6 @@ def audit(
         "model": type(model).__name__, "baseline": None if baseline is None else type(baseline).__name__,
         "train": train.summary(), "test": test.summary(), "engine": engine, "n_jobs": ctx.n_jobs,
         "seconds": timings, "evaluable_test_queries": int(np.sum(ctx.evaluable)),
+        "metric": pol.get("metric"), "metric_convention": pol.get("convention") or "default",
     }
     return AuditReport(verdict.decision, verdict.reasons, results, pol, ctx.extras, meta)

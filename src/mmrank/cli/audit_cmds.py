@@ -45,6 +45,7 @@ def audit_cmd(
     format: Optional[str] = typer.Option(None, "--format", help="input format when the extension does not say"),
     config: Optional[Path] = typer.Option(None, "--config", help="training YAML: its model.params (and train settings) build --model"),
     policy: Optional[Path] = typer.Option(None, "--policy", help="YAML overriding audit thresholds (see docs/audit.md)"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="metric convention: default | letor (overrides the policy's)"),
     engine: str = typer.Option("joblib", "--engine", help="where retraining jobs run: joblib or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="parallel retraining jobs (default: policy engine.n_jobs)"),
@@ -69,6 +70,12 @@ def audit_cmd(
     from mmrank.errors import ConfigError
 
     pol = load_policy(policy)
+    if convention is not None:
+        from mmrank.metrics import CONVENTIONS
+
+        if convention not in CONVENTIONS:
+            raise ConfigError(f"--convention {convention!r} — use one of {', '.join(CONVENTIONS)}")
+        pol["convention"] = convention
     if is_sequential_run(model):
         _finish(out, _audit_recommender(model, baseline, data, pol))
     if train is None or test is None:

@@ -65,7 +65,8 @@ def train(
     if metrics is None:  # a helper rank under torchrun: rank 0 reports
         return
     splits = [s for s in ("valid", "test") if s in metrics]
-    _print_table(f"{cfg.model.kind} → {out}", cfg.evaluate.metrics, {s: metrics[s] for s in splits})
+    _print_table(f"{cfg.model.kind} → {out} ({cfg.evaluate.convention} metric convention)", cfg.evaluate.metrics,
+                 {s: metrics[s] for s in splits})
     if "calibration" in metrics:
         c = metrics["calibration"]
         console.print(f"calibration ({c['method']}, {c['evaluated_on']}): ECE {c['before']['ece']:.4f} → {c['after']['ece']:.4f}")
@@ -116,6 +117,8 @@ def evaluate(
     baseline: Optional[str] = typer.Option(None, "--baseline", help="lambdamart | heuristic | another RUN directory"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to report (repeatable; default nDCG@1/5/10, MAP, MRR)"),
     out: Optional[Path] = typer.Option(None, "--out", help="where metrics.json + per_query.parquet go (default RUN/eval/<data>)"),
+    convention: Optional[str] = typer.Option(None, "--convention", help="metric convention: default | letor "
+                                             "(the LETOR tool's nDCG; default: the run's own evaluate.convention)"),
     allow_trained_on: bool = typer.Option(False, "--allow-trained-on",
                                           help="evaluate even if the data overlaps what the run trained or validated on "
                                                "(the overlap is printed and recorded in metrics.json)"),
@@ -145,7 +148,7 @@ def evaluate(
 
     with console.status("scoring" + (f" and fitting baseline {baseline}" if baseline else "")):
         result = evaluate_rerank(run, data, format, baseline, list(metric) if metric else None, out,
-                                 allow_trained_on=allow_trained_on)
+                                 allow_trained_on=allow_trained_on, convention=convention)
     overlap = result.get("trained_on_overlap")
     if isinstance(overlap, dict) and "warning" in overlap:
         console.print(f"warning: {overlap['warning']}", style="bold yellow", markup=False)
@@ -157,7 +160,7 @@ def evaluate(
         columns[result["baseline"]["name"]] = result["baseline"]
         columns["difference"] = {m: result["comparison"][m]["difference"] for m in names}
         columns["p (randomization)"] = {m: result["comparison"][m]["p_value"] for m in names}
-    _print_table(f"{run} on {data} ({result['queries']} queries)", names, columns)
+    _print_table(f"{run} on {data} ({result['queries']} queries, {result['metric_convention']} metric convention)", names, columns)
     if "calibration" in result:
         console.print(f"calibrated ECE {result['calibration']['ece']:.4f}, Brier {result['calibration']['brier']:.4f}")
     console.print(f"wrote {result['out']}/metrics.json and per_query.parquet")

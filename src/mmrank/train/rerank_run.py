@@ -17,7 +17,16 @@ from mmrank.errors import ConfigError, DataError
 from mmrank.metrics import evaluate, evaluate_per_query
 from mmrank.models.registry import build_ranker
 from mmrank.provenance import refuse_if_trained_on, write_provenance
-from mmrank.runs import LOGS, load_calibrator, load_model, load_run_config, make_fingerprint, write_json, write_predictions, write_run
+from mmrank.runs import (
+    LOGS,
+    load_calibrator,
+    load_model,
+    load_run_config,
+    make_fingerprint,
+    write_json,
+    write_predictions,
+    write_run,
+)
 
 BASELINES = ("lambdamart", "heuristic")
 
@@ -73,9 +82,10 @@ def train_rerank(cfg: RerankConfig, out: str | Path, resume: bool = False, conso
         metrics["history"] = model.history_
         metrics["best_epoch"] = getattr(model, "best_epoch_", None)
     names = cfg.evaluate.metrics
+    metrics["metric_convention"] = cfg.evaluate.convention
     scored = {name: (rset, model.score(rset)) for name, rset in parts.items()}
     for name, (rset, scores) in scored.items():
-        metrics[name] = evaluate(rset, scores, names)
+        metrics[name] = evaluate(rset, scores, names, convention=cfg.evaluate.convention)
 
     calibrator_json, probs = None, {name: None for name in parts}
     if cfg.calibration.method != "none":
@@ -147,7 +157,7 @@ def baseline_scores(baseline: str, run_dir: Path, data: RankingSet) -> tuple[str
 
 def evaluate_rerank(run_dir: str | Path, data_path: str | Path, format: str | None = None, baseline: str | None = None,
                     metrics: list[str] | None = None, out: str | Path | None = None,
-                    allow_trained_on: bool = False) -> dict:
+                    allow_trained_on: bool = False, convention: str | None = None) -> dict:
     """Score ``data_path`` with the run's model (and a baseline); write metrics.json and
     per_query.parquet under ``out`` (default ``RUN/eval/<data file stem>``).
 
@@ -163,8 +173,11 @@ def evaluate_rerank(run_dir: str | Path, data_path: str | Path, format: str | No
     model = load_model(run_dir)
     names = metrics or ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
     scores = model.score(data)
-    per_query = evaluate_per_query(data, scores, names)
-    result: dict[str, Any] = {"data": str(data_path), "queries": data.n_queries, "model": {"run": str(run_dir), **evaluate(data, scores, names)}}
+    if convention is None:  # the convention the run was trained and reported with
+        convention = load_run_config(run_dir).get("evaluate", {}).get("convention", "default")
+    per_query = evaluate_per_query(data, scores, names, convention=convention)
+    result: dict[str, Any] = {"data": str(data_path), "queries": data.n_queries, "metric_convention": convention,
+                              "model": {"run": str(run_dir), **evaluate(data, scores, names, convention=convention)}}
     if overlap is None:
         result["trained_on_overlap"] = "unknown: the run recorded no provenance (trained before mmrank recorded it)"
     else:
@@ -176,8 +189,8 @@ def evaluate_rerank(run_dir: str | Path, data_path: str | Path, format: str | No
         result["calibration"] = calibration_report(cal.transform(scores), data.labels, cal.relevance_threshold)
     if baseline:
         bname, bscores = baseline_scores(baseline, run_dir, data)
-        base_pq = evaluate_per_query(data, bscores, names)
-        result["baseline"] = {"name": bname, **evaluate(data, bscores, names)}
+        base_pq = evaluate_per_query(data, bscores, names, convention=convention)
+        result["baseline"] = {"name": bname, **evaluate(data, bscores, names, convention=convention)}
         result["comparison"] = {}
         for m in names:
             a, b = per_query[m].to_numpy(), base_pq[m].to_numpy()
