@@ -75,14 +75,15 @@ def evaluate(rset, scores, metrics: Sequence[str] = ("ndcg@10",), **conventions:
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, **options: Any) -> dict:
     """Evaluate a run directory: a reranker on the ranking file ``data`` (options: ``baseline``,
-    ``metrics``, ``out``, ``allow_trained_on``), a sequential run on its own (or another) data set."""
+    ``metrics``, ``out``, ``allow_trained_on``, ``convention``), a sequential run on its own (or
+    another) data set (option ``allow_trained_on``). Data the run trained on is refused unless allowed."""
     from mmrank.models.registry import task_of
     from mmrank.runs import model_kind
 
     if task_of(model_kind(run_dir)) == "sequential":
         from mmrank.sequential.run import evaluate_sequential
 
-        return evaluate_sequential(run_dir, data)
+        return evaluate_sequential(run_dir, data, allow_trained_on=options.get("allow_trained_on", False))
     from mmrank.train.rerank_run import evaluate_rerank
 
     return evaluate_rerank(run_dir, data, **options)

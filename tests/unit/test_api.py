@@ -39,7 +39,7 @@ def test_fit_load_run_and_evaluate_a_reranker(rerank_run):
 def test_load_run_and_evaluate_run_read_a_sequential_run(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
-    rows = [f"u{u}\t{(u + t) % 5 + 1}\t{t}" for u in range(5) for t in range(6)]  # every item in some training part
+    rows = [f"u{u}\t{(u + t) % 5 + 1}\t{t}" for u in range(5) for t in range(5)]  # every item in some training part, none twice
     (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
     config = tmp_path / "pop.yaml"
     config.write_text(yaml.safe_dump({"task": "sequential", "data": {"path": str(folder)}, "model": {"kind": "popularity"},
@@ -80,3 +80,18 @@ def test_the_letor_convention_is_used_and_stated_by_training_and_evaluation(rera
     assert metrics["test"]["ndcg@10"] == pytest.approx(mmrank.evaluate(test, scores, ["ndcg@10"], convention="letor")["ndcg@10"])
     again = mmrank.evaluate_run(tmp_path / "letor", paths["test"], metrics=["ndcg@10"])
     assert again["metric_convention"] == "letor" and again["model"]["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"])
+
+
+def test_evaluating_a_sequential_run_on_events_it_trained_on_is_refused(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = [f"u{u}\t{(u + t) % 5 + 1}\t{t}" for u in range(5) for t in range(6)]  # each test item also read first
+    (folder / "toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "pop.yaml"
+    config.write_text(yaml.safe_dump({"task": "sequential", "data": {"path": str(folder)}, "model": {"kind": "popularity"},
+                                      "evaluate": {"sampled_negatives": 0}}))
+    mmrank.fit(config, out=tmp_path / "run")
+    with pytest.raises(mmrank.DataError, match="--allow-trained-on"):
+        mmrank.evaluate_run(tmp_path / "run")
+    allowed = mmrank.evaluate_run(tmp_path / "run", allow_trained_on=True)
+    assert allowed["trained_on_overlap"]["trained_on"] is True

@@ -38,7 +38,7 @@ from mmrank.audit.run_artifacts import read_run_artifacts
 from mmrank.audit.runner import AuditReport, check_names, run_checks
 from mmrank.audit.verdict import decide
 from mmrank.data.model import Interactions
-from mmrank.errors import ConfigError, DataError
+from mmrank.errors import ConfigError
 from mmrank.provenance import INTERACTIONS, Provenance, read_provenance
 
 NO_PROVENANCE = ("retrain the run with this mmrank version: it records the events it trained on "
@@ -96,7 +96,8 @@ def run_events(run_dir: str | Path, events: Interactions) -> tuple[Interactions 
 
 def _load(spec: str | Path, seq, label: str):
     """(ranker, the split in its dense ids) for a run directory or a baseline kind."""
-    from mmrank.sequential.run import RANKERS, load_run, split_for
+    from mmrank.models.registry import build_ranker
+    from mmrank.sequential.run import load_run, split_for
 
     if Path(spec).is_dir():
         if not is_sequential_run(spec):
@@ -107,7 +108,7 @@ def _load(spec: str | Path, seq, label: str):
     if str(spec) not in BASELINE_KINDS:
         raise ConfigError(f"{label} {str(spec)!r}: neither a sequential run directory nor a baseline kind — "
                           f"use a directory written by `mmrank train` or one of {BASELINE_KINDS}")
-    return RANKERS[str(spec)]().fit(seq.split), seq.split
+    return build_ranker(str(spec)).fit(seq.split), seq.split
 
 
 def audit_recommender(

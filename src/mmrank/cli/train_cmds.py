@@ -137,7 +137,7 @@ def evaluate(
         from mmrank.sequential.run import evaluate_sequential
 
         with console.status(f"evaluating {kind} (full ranking over all items)"):
-            metrics = evaluate_sequential(run, data)
+            metrics = evaluate_sequential(run, data, allow_trained_on=allow_trained_on)
         _print_sequential(f"{run} ({kind})", metrics)
         return
     if data is None:

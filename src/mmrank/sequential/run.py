@@ -24,7 +24,7 @@ from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 from mmrank.config import dump_config
 from mmrank.errors import ConfigError, DataError
 from mmrank.models.registry import build_ranker as build_model
-from mmrank.models.registry import kinds, model_class, task_of
+from mmrank.models.registry import kinds, task_of
 from mmrank.runs import git_sha, load_model, model_kind, package_versions
 from mmrank.sequential.config import SequentialConfig
 from mmrank.sequential.data import SequenceSplit
@@ -39,8 +39,6 @@ from mmrank.sequential.schedule import fit_staged
 from mmrank.sequential.training import fit_net
 from mmrank.train.trainer import checkpoint_path
 
-# The sequential kinds of the one registry (kept as a name for the audit's recommender runner).
-RANKERS = {kind: model_class(kind) for kind in kinds("sequential")}
 BASELINES = ("popularity", "most_recent")
 LOGS = "logs"
 
@@ -197,7 +195,7 @@ def load_run(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     kind = model_kind(run_dir)
-    if kind not in RANKERS:
+    if kind not in kinds("sequential"):
         task = task_of(kind) if kind in kinds() else "unknown"
         raise DataError(f"this is a {task} run (model kind {kind!r}), not a sequential recommender",
                         path=run_dir, hint="point at a run trained from a sequential config "
@@ -205,14 +203,20 @@ def load_run(run_dir: str | Path):
     return load_model(run_dir), load_config(run_dir / "config.yaml")
 
 
-def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None) -> dict:
+def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None, allow_trained_on: bool = False) -> dict:
     """Recompute a run's metrics (on ``data``, a RecBole folder, or the run's own data path).
 
     The leave-one-out split is rebuilt and must match the run's vocabulary: an id the model
-    never saw raises ``UnknownIdError`` naming the id and file."""
+    never saw raises ``UnknownIdError`` naming the id and file. Test events the run trained or
+    validated on (its recorded provenance) are refused with a DataError unless
+    ``allow_trained_on``; the overlap is recorded as ``trained_on_overlap``."""
+    from mmrank.provenance import refuse_if_trained_on
+
     ranker, config = load_run(run_dir)
     seq = load_sequence_data(data or config.data.path)
+    overlap = refuse_if_trained_on(run_dir, seq.events("test"), allow=allow_trained_on, path=str(data or config.data.path))
     metrics, _ = evaluate_all(ranker, split_for(ranker, seq), config)
+    metrics["trained_on_overlap"] = ("unknown: the run recorded no provenance" if overlap is None else overlap.to_dict())
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
         metrics["modality_share"] = ranker.modality_share()
