@@ -15,6 +15,12 @@ NAME = "attention_share"
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the largest share of attention mass one modality token takes on the test set.
+
+    Rule (policy ``attention_share.warn_share``): WARN when the top modality's mean share exceeds
+    it — the other modalities are close to ignored; PASS otherwise. SKIP when the model has no
+    ``attention_share`` method (no attention over modalities) or attends over one modality only.
+    The check never FAILs. ``value`` is the top share; the shares go to ``ctx.extras["attention"]``."""
     share_of = getattr(ctx.model, "attention_share", None)
     if share_of is None:
         return CheckResult.skip(NAME, f"{type(ctx.model).__name__} has no attention over modalities")

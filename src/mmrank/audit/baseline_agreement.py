@@ -19,6 +19,19 @@ _SCATTER_POINTS = 2000
 
 
 def within_query_agreement(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) -> dict:
+    """How alike two score vectors order the candidates of each query, averaged over queries.
+
+    Args:
+        a: (N,) first system's scores.
+        b: (N,) second system's scores, same rows as ``a``.
+        offsets: (Q+1,) query bounds.
+
+    Returns:
+        Means over queries of ``pearson``, ``spearman`` and ``kendall`` (only queries with at
+        least 3 candidates and non-constant scores in both), ``top1_same`` (share of queries
+        whose top candidate is the same) and ``mean_rank_displacement`` (mean |rank difference|
+        of a candidate; both over queries with at least 2 candidates), plus
+        ``queries_correlated``. A mean over no query is NaN."""
     pearson, spearman, kendall, top1, displacement = [], [], [], [], []
     for i in range(len(offsets) - 1):
         x, y = a[offsets[i]:offsets[i + 1]], b[offsets[i]:offsets[i + 1]]
@@ -39,6 +52,14 @@ def within_query_agreement(a: np.ndarray, b: np.ndarray, offsets: np.ndarray) ->
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the mean within-query Spearman correlation of model and baseline test scores:
+    is the model only the baseline on another scale?
+
+    Rule (policy ``baseline_agreement.warn_spearman``): WARN when the mean Spearman is at or
+    above it (the model reorders almost nothing), or when either system gives every candidate of
+    every query the same score (its ranking is the row order); PASS otherwise. SKIP without a
+    baseline or when no query has 3+ candidates with non-constant scores. Never FAILs. A sample
+    of scores goes to ``ctx.extras["agreement_scatter"]`` for the report."""
     if ctx.baseline_scores is None:
         return CheckResult.skip(NAME, "no baseline to compare with")
     limit = float(ctx.policy[NAME]["warn_spearman"])

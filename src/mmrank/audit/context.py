@@ -23,13 +23,21 @@ class PolicyView:
 
     @property
     def metric(self) -> str:
+        """The metric every comparison uses: the policy's ``metric`` key (e.g. ``"ndcg@10"``)."""
         return str(self.policy["metric"])
 
     @property
     def seed(self) -> int:
+        """The policy's ``seed`` (default 0), shared by every bootstrap, permutation and sampling draw."""
         return int(self.policy.get("seed", 0))
 
     def stats_options(self) -> dict:
+        """Keyword arguments for the ``mmrank.stats`` bootstrap functions, from the policy's
+        ``significance.bootstrap_resamples``, ``significance.confidence`` and
+        ``significance.bootstrap_method``, plus :attr:`seed`.
+
+        Returns:
+            ``{"n_resamples": int, "confidence": float, "method": str, "seed": int}``."""
         s = self.policy["significance"]
         return {"n_resamples": int(s["bootstrap_resamples"]), "confidence": float(s["confidence"]),
                 "method": str(s["bootstrap_method"]), "seed": self.seed}
@@ -61,6 +69,10 @@ def random_tie_metric(ctx: "AuditContext", rset: RankingSet, scores: np.ndarray,
 
 @dataclass
 class AuditContext(PolicyView):
+    """The inputs of a reranking audit (splits, fitted model and baseline, policy, job engine,
+    optional interactions and run directory) with the test scores and per-query metrics
+    computed lazily, once, for every check to share."""
+
     train: RankingSet
     test: RankingSet
     model: Any                                   # fitted Ranker: score(rset) -> (N,)
@@ -87,6 +99,18 @@ class AuditContext(PolicyView):
 
     def per_query(self, rset: RankingSet, scores: np.ndarray, metric: str | None = None,
                   no_relevant: str | None = None) -> np.ndarray:
+        """Per-query values of a metric for ``scores`` on ``rset``, under the policy's
+        ``convention`` and ``gain``.
+
+        Args:
+            rset: the queries and labels the scores belong to.
+            scores: (N,) one score per candidate of ``rset``, higher ranks first.
+            metric: a metric name; default the policy's ``metric``.
+            no_relevant: what queries with nothing relevant get; default the policy's
+                ``no_relevant`` (``"skip"``: NaN, so they drop out of comparisons).
+
+        Returns:
+            (Q,) float64, one value per query of ``rset``."""
         name = metric or self.metric
         # The policy's convention (default | letor) sets gain and discount; queries with nothing
         # relevant stay out of comparisons (policy no_relevant: skip) under either convention.
@@ -96,20 +120,24 @@ class AuditContext(PolicyView):
 
     @cached_property
     def model_scores(self) -> np.ndarray:
+        """(N,) float64 scores of the fitted model on the test set (computed once)."""
         return np.asarray(self.model.score(self.test), dtype=np.float64)
 
     @cached_property
     def baseline_scores(self) -> np.ndarray | None:
+        """(N,) float64 scores of the baseline on the test set, or None without a baseline."""
         if self.baseline is None:
             return None
         return np.asarray(self.baseline.score(self.test), dtype=np.float64)
 
     @cached_property
     def model_per_query(self) -> np.ndarray:
+        """(Q,) the audit metric of the model on each test query (NaN where not evaluable)."""
         return self.per_query(self.test, self.model_scores)
 
     @cached_property
     def baseline_per_query(self) -> np.ndarray | None:
+        """(Q,) the audit metric of the baseline on each test query, or None without a baseline."""
         return None if self.baseline_scores is None else self.per_query(self.test, self.baseline_scores)
 
     def per_query_random_ties(self, scores: np.ndarray, draws: int) -> np.ndarray:

@@ -15,6 +15,13 @@ NAME = "expert_usage"
 
 
 def check(ctx) -> CheckResult:
+    """Measure, per modality, the largest routing share one expert of a mixture-of-experts
+    content tower takes (mean router probability over items that have the modality).
+
+    Rule (policy ``expert_usage.warn_share``): WARN when any modality's top expert exceeds it —
+    the other experts are unused (collapsed routing); PASS otherwise. SKIP when the model has no
+    ``expert_usage`` method, or no item has any modality. Never FAILs. ``value`` is the largest
+    share over all modalities; evidence adds each expert's top-1 share and the collapsed modalities."""
     if not callable(getattr(ctx.model, "expert_usage", None)):
         return CheckResult.skip(NAME, f"{type(ctx.model).__name__} has no mixture of experts")
     limit = float(ctx.policy[NAME]["warn_share"])

@@ -34,6 +34,11 @@ NAME = "feature_label_leakage"
 
 
 def feature_columns(rset: RankingSet) -> tuple[np.ndarray, list[str]]:
+    """The candidate features as one flat float64 matrix (query features left out) with a
+    ``"modality[j]"`` name per column, modalities in sorted order.
+
+    Returns:
+        ``(x, names)``: x of shape (N, D) and D names."""
     names = [f"{m}[{j}]" for m in sorted(rset.features) for j in range(rset.features[m].shape[1])]
     return rset.feature_matrix(with_query_features=False).astype(np.float64), names
 
@@ -126,6 +131,18 @@ def lift_share_of_column(ctx: AuditContext, j: int) -> dict:
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the best mean per-query nDCG@k that one candidate feature reaches alone as the
+    score (either direction, ties broken against it), on test queries with mixed labels.
+
+    Rules (policy ``feature_label_leakage.*``): FAIL when that nDCG is at least ``fail_ndcg``,
+    WARN when at least ``warn_ndcg`` (a label copy). Otherwise, a soft leak when the best column
+    beats every independent input (|Pearson| < ``max_corr``) by ``relative_gap`` and a small
+    LambdaMART on all other inputs together by ``warn_margin``: then shuffling the column at
+    test time is measured; FAIL when the margin is at least ``fail_margin``, the share of the
+    model's lift over chance lost is at least ``fail_lift_share`` and the column alone reaches
+    ``fail_floor``; WARN when the lost share is at least ``warn_lift_share``. PASS otherwise
+    (``value`` the best nDCG). SKIP when no test query has mixed labels or there are no features.
+    A FAIL marks a leakage check (NO_GO)."""
     p = ctx.policy[NAME]
     fail_at, warn_at, k = float(p["fail_ndcg"]), float(p["warn_ndcg"]), int(p["k"])
     gap_at, warn_share, fail_share = float(p["relative_gap"]), float(p["warn_lift_share"]), float(p["fail_lift_share"])

@@ -25,6 +25,13 @@ def _pairs(events) -> np.ndarray:
 
 
 def check(ctx) -> CheckResult:
+    """Measure the share of held-out (user, item) test events that are also among the
+    training events the model was recorded to have seen.
+
+    Rule (fixed, no policy key: limit 0): FAIL when any held-out pair is in training, or when
+    training events the run recorded are missing from the audited data (``value`` 1.0: the
+    audit is looking at other data); PASS otherwise. SKIP when ``train_interactions`` or
+    ``test_interactions`` is unknown (evidence says what to provide). Never WARNs."""
     train, test = ctx.train_interactions, ctx.test_interactions
     if train is None or test is None:
         return CheckResult.skip(NAME, "the training events the model really saw are unknown",

@@ -32,6 +32,14 @@ def ablated_metric(ctx: RecommenderAuditContext, modalities: set[str]) -> np.nda
 
 
 def check(ctx: RecommenderAuditContext) -> CheckResult:
+    """Measure, per item modality of a recommender, the drop of the per-user audit metric when
+    that modality is treated as missing for every item (paired bootstrap CI, policy
+    ``significance`` options), plus all content removed at once.
+
+    Rule (policy ``modality_ablation.min_drop``): a modality matters when its mean drop is at
+    least ``min_drop`` and its CI low bound is above 0; WARN when any modality does not (dead
+    weight); PASS when all matter. SKIP when the model has no item modalities or no
+    ``set_ablation``. Never FAILs. ``value`` is the smallest mean drop."""
     modalities = list(getattr(ctx.model, "modalities", []) or [])
     if not modalities or not hasattr(ctx.model, "set_ablation"):
         return CheckResult.skip(NAME, f"{type(ctx.model).__name__} uses no item modalities")

@@ -22,6 +22,21 @@ def run_jobs(
     n_jobs: int = 2,
     address: str | None = None,
 ) -> list[Any]:
+    """Run ``fn(*args)`` for every ``args`` in ``jobs`` on the chosen engine.
+
+    Args:
+        fn: a picklable function; every random choice must be seeded through its arguments.
+        jobs: one argument tuple per job.
+        engine: ``"joblib"`` (loky processes; in-process when ``n_jobs`` is 1 or there is one
+            job) or ``"ray"``.
+        n_jobs: parallel workers (Ray: CPUs of a local cluster started here).
+        address: a running Ray cluster to join instead of starting one.
+
+    Returns:
+        The jobs' results, in job order.
+
+    Raises:
+        ConfigError: an unknown engine, or ``"ray"`` without the ray package installed."""
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r} — use one of {ENGINES}")
     if not jobs:

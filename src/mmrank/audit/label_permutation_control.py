@@ -91,6 +91,16 @@ def retrain_bound(lifts: np.ndarray, confidence: float = 0.95) -> float:
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure how much of the real model's lift over chance a model retrained on labels
+    permuted within each training query keeps on the real test labels (``value``: the
+    permuted models' mean lift divided by the model's lift).
+
+    Rule (policy ``label_permutation_control.seeds`` retrains, ``chance_draws`` for chance,
+    ``warn_share`` / ``fail_share``): the permuted lift counts as above chance only when its
+    query bootstrap CI95 low bound (policy ``significance`` options) and the one-sided t bound
+    over retrains are both above 0; then FAIL when the share is at least ``fail_share`` (label
+    information reaches the score some other way — NO_GO), WARN when at least ``warn_share``;
+    PASS otherwise. SKIP when there is no ``make_model`` to retrain with."""
     if ctx.make_model is None:
         return CheckResult.skip(NAME, "no model factory to retrain with (pass make_model)")
     p = ctx.policy[NAME]

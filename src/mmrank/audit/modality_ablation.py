@@ -73,6 +73,7 @@ def shuffled(test: RankingSet, modality: str, seed: int) -> RankingSet:
 
 
 def without(rset: RankingSet, modality: str) -> RankingSet:
+    """The set with ``modality`` dropped from both the candidate and the query features."""
     from dataclasses import replace
 
     return replace(rset, features={k: v for k, v in rset.features.items() if k != modality},
@@ -150,6 +151,18 @@ def finding(m: str, signal: bool | None, used: bool, absent: bool) -> str | None
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure, per candidate modality, whether it carries signal (a ``probe_trees``-tree
+    LambdaMART on it alone beats chance on validation + test queries) and whether the model
+    uses it (the per-query drop when it is replaced by its training mean, shuffled, or — with
+    ``retrain`` — retrained without).
+
+    Rule (policy ``modality_ablation.min_drop``, ``alpha``, ``dead_share``, ``probe_trees``,
+    ``retrain``; resamples from ``significance``): a comparison is significant when its
+    Holm-adjusted one-sided randomization p is below ``alpha`` and its mean is at least
+    ``min_drop``. PASS when every modality both carries signal and is used; WARN otherwise, with
+    a finding per modality (used without signal, signal not used, dead — CI95 highs below
+    ``max(min_drop, dead_share x model lift)`` — or not shown either way). SKIP when the data
+    has no candidate modalities. Never FAILs. ``value`` is the smallest best drop."""
     p = ctx.policy[NAME]
     min_drop, alpha = float(p["min_drop"]), float(p["alpha"])
     modalities = sorted(set(ctx.test.features) & set(ctx.train.features) - {"conflict", "compliance"})

@@ -83,6 +83,16 @@ def twin_share_per_query(test: RankingSet, twin_query: np.ndarray, is_twin: np.n
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the share of test queries that nearly copy one training query: at least
+    ``query_share`` of their candidates (and at least ``min_twins``, or all of a smaller query)
+    have their nearest training candidate, at cosine >= ``cosine``, in that one query.
+
+    Rule (policy ``near_duplicates.*``; search exact up to ``exact_up_to`` training rows, HNSW
+    above): FAIL when the copied-query share exceeds ``fail_query_share`` or the share of test
+    candidates twinned inside a training query of the same id/text exceeds ``fail_share``
+    (NO_GO: a leakage check); WARN when at least ``warn_queries`` queries are copies or any
+    candidate has a same-id/text twin; PASS otherwise. SKIP when train and test share no
+    candidate feature layout. ``value`` is the copied-query share."""
     p = ctx.policy[NAME]
     threshold = float(p["cosine"])
     query_share, min_twins = float(p["query_share"]), int(p["min_twins"])

@@ -13,6 +13,10 @@ from mmrank.errors import ConfigError
 
 
 def default_policy() -> dict:
+    """Read the packaged ``mmrank/audit/policy.yaml`` (the thresholds every check uses).
+
+    Returns:
+        A fresh nested dict on every call, so callers may mutate it."""
     text = resources.files("mmrank.audit").joinpath("policy.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
@@ -51,4 +55,5 @@ def _merge(base: dict, over: dict, where: str) -> dict:
 
 
 def section(policy: dict, name: str) -> dict[str, Any]:
+    """The policy's ``name`` block (e.g. ``"significance"``), or ``{}`` when absent or null."""
     return policy.get(name, {}) or {}

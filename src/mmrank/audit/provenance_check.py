@@ -29,6 +29,15 @@ def declared_provenance(ctx: AuditContext) -> Provenance:
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the share of test queries whose id, (query, candidate) pairs or content were in
+    the model's recorded train/valid splits (the run directory's provenance, else the audit's
+    own ``train``/``valid``).
+
+    Rule (fixed, no policy key: limit 0): FAIL when any test query was trained or validated on,
+    or when the audit's ``train`` is not the run's recorded training data (``value`` 1.0: the
+    other leakage checks would compare against the wrong data); PASS otherwise. SKIP when the
+    run directory recorded no provenance (a required check for rerank audits, so PAUSE_AND_FIX).
+    Never WARNs."""
     rule = "FAIL if any test query was in the run's train/valid data, or --train is not what the run trained on"
     if ctx.run_dir is not None:
         prov = read_provenance(ctx.run_dir)

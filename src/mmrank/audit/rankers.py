@@ -20,6 +20,10 @@ from mmrank.errors import ConfigError
 
 
 def read_config(config: str | Path | None) -> dict:
+    """Load a YAML training config; ``{}`` when ``config`` is None or the YAML is not a mapping.
+
+    Raises:
+        ConfigError: the file cannot be read or is not valid YAML."""
     if config is None:
         return {}
     try:

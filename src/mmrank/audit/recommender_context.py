@@ -24,6 +24,10 @@ from mmrank.sequential.data import SequenceSplit
 
 @dataclass
 class RecommenderAuditContext(PolicyView):
+    """The inputs of a recommendation audit (fitted recommenders, their leave-one-out splits,
+    the events) with per-user test metrics computed lazily, once, under the names the shared
+    checks read."""
+
     model: Any                                    # fitted sequential ranker (score_users)
     baseline: Any | None
     split: SequenceSplit                          # in the model's dense ids
@@ -46,10 +50,17 @@ class RecommenderAuditContext(PolicyView):
 
     @cached_property
     def model_metrics(self) -> dict[str, np.ndarray]:
+        """The model's per-user test metrics (computed once), keyed by metric name, with
+        ``"users"`` holding the evaluated users' dense ids."""
         return self.evaluate(self.model, self.split)
 
     @cached_property
     def baseline_metrics(self) -> dict[str, np.ndarray] | None:
+        """The baseline's per-user test metrics (as :attr:`model_metrics`), or None without a baseline.
+
+        Raises:
+            ValueError: the baseline's split evaluates other users (or in another order) than
+                the model's."""
         if self.baseline is None:
             return None
         out = self.evaluate(self.baseline, self.baseline_split)
@@ -62,10 +73,12 @@ class RecommenderAuditContext(PolicyView):
     # -- the names the shared checks read -------------------------------------------------------
     @property
     def model_per_query(self) -> np.ndarray:
+        """(U,) the audit metric (policy ``metric``) of the model for each evaluated user."""
         return self.model_metrics[self.metric]
 
     @property
     def baseline_per_query(self) -> np.ndarray | None:
+        """(U,) the audit metric of the baseline for each evaluated user, or None without a baseline."""
         return None if self.baseline_metrics is None else self.baseline_metrics[self.metric]
 
     @property
@@ -75,6 +88,7 @@ class RecommenderAuditContext(PolicyView):
 
     @property
     def domains(self) -> np.ndarray | None:
+        """Always None: users carry no domain, so per-domain comparisons do not apply."""
         return None
 
     @property

@@ -42,6 +42,8 @@ class CheckResult:
         return f"{self.name:<26} {self.status:<4}  value={value:<10} {self.rule}"
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict of every field; a non-finite ``value``/``threshold`` becomes
+        ``None`` (NaN) or ``"inf"``/``"-inf"``, since JSON has no infinities."""
         d = asdict(self)
         d["value"] = _finite_or_none(self.value)
         d["threshold"] = _finite_or_none(self.threshold)
@@ -49,6 +51,11 @@ class CheckResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CheckResult":
+        """Rebuild a result from :meth:`to_dict` output; unknown keys are ignored and missing
+        ones take the field defaults.
+
+        Raises:
+            ValueError: ``status`` is not one of PASS/WARN/FAIL/SKIP."""
         return cls(**{k: d.get(k) for k in ("name", "status", "value", "threshold", "rule", "evidence", "advice")
                       if k in d})
 

@@ -14,6 +14,13 @@ from pathlib import Path
 
 
 def read_run_artifacts(run_dir: str | Path) -> dict:
+    """Collect a run directory's optional plot data for the audit report.
+
+    Returns:
+        A dict with ``"reliability"`` (the reliability table rows, after calibration when stored)
+        and/or ``"training_curves"`` (``{column: [[epoch, mean value], ...]}`` from the first
+        ``logs/**/metrics.csv``, per-epoch rows only, learning-rate columns left out); keys whose
+        data the run lacks are absent."""
     run_dir = Path(run_dir)
     out: dict = {}
     reliability = _reliability(run_dir)

@@ -57,6 +57,9 @@ CHECKS = {
 
 @dataclass
 class AuditReport:
+    """A finished audit: the verdict and its reasons, every check's result, the policy it ran
+    under, plot data (``extras``) and run facts (``meta``); saved as, and loaded from, ``audit.json``."""
+
     verdict: str
     reasons: list[str]
     checks: list[CheckResult]
@@ -66,6 +69,7 @@ class AuditReport:
 
     @property
     def exit_code(self) -> int:
+        """The CLI exit status of the verdict: GO 0, PAUSE_AND_FIX 3, NO_GO 4."""
         return EXIT_CODES[self.verdict]
 
     def __getitem__(self, name: str) -> CheckResult:
@@ -75,20 +79,34 @@ class AuditReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
+        """The whole report as JSON-ready data (numpy values converted, non-finite floats made safe)."""
         return to_jsonable({"verdict": self.verdict, "reasons": self.reasons,
                             "checks": [c.to_dict() for c in self.checks], "policy": self.policy,
                             "extras": self.extras, "meta": self.meta})
 
     def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as indented UTF-8 JSON to ``path`` atomically.
+
+        Returns:
+            The path written."""
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AuditReport":
+        """Rebuild a report from :meth:`to_dict` output (``policy``, ``extras``, ``meta`` optional).
+
+        Raises:
+            KeyError: ``verdict``, ``reasons`` or ``checks`` is missing.
+            ValueError: a check's status is not PASS/WARN/FAIL/SKIP."""
         return cls(d["verdict"], list(d["reasons"]), [CheckResult.from_dict(c) for c in d["checks"]],
                    d.get("policy", {}), d.get("extras", {}), d.get("meta", {}))
 
     @classmethod
     def load(cls, path: str | Path) -> "AuditReport":
+        """Read an ``audit.json`` written by :meth:`save` (or ``mmrank audit``).
+
+        Raises:
+            DataError: the file cannot be read, is not JSON, or lacks the report's keys."""
         path = Path(path)
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
@@ -119,6 +137,9 @@ def run_checks(checks: dict[str, Callable], names: list[str], ctx: Any,
 
 
 def default_factory(model: Any) -> Callable[[], Any] | None:
+    """A maker of fresh, unfitted copies of ``model`` for the retraining checks:
+    ``type(model)(**model.get_params())`` for sklearn-style models, None when the model has no
+    ``get_params`` (those checks then SKIP unless ``make_model`` is given)."""
     params = getattr(model, "get_params", None)
     return partial(type(model), **params()) if callable(params) else None
 

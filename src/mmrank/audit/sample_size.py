@@ -20,6 +20,13 @@ NAME = "sample_size"
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure whether the number of comparable test queries (or users) reaches what a
+    two-sided paired t-test needs to detect the observed mean model-vs-baseline difference.
+
+    Rule (policy ``sample_size.power`` and ``sample_size.alpha``): WARN when fewer test units
+    than required (infinitely many when the observed effect is 0); PASS otherwise. ``value`` is
+    the number of units, ``threshold`` the required number. SKIP without a baseline or with
+    fewer than 2 comparable units. Never FAILs."""
     if ctx.baseline_per_query is None:
         return CheckResult.skip(NAME, "no baseline: no effect to size")
     p = ctx.policy[NAME]

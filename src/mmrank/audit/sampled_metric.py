@@ -56,6 +56,15 @@ def _ranking_set_values(ctx: AuditContext, n_negatives: int) -> dict[str, dict[s
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the largest relative gap ``(sampled - full) / |full|`` between the metric on
+    sampled negatives and on full candidate lists (model and baseline), and whether the
+    model-vs-baseline order flips between the two.
+
+    Values come from ``ctx.sampled_vs_full`` (recommenders) or are recomputed on the test set
+    with policy ``sampled_metric.n_negatives`` negatives per query. Rule (policy
+    ``sampled_metric.max_relative_gap``): WARN when the order flips, or when the gap exceeds it
+    and the context's headline is not the full ranking; PASS otherwise. SKIP when neither
+    source of sampled values exists. Never FAILs."""
     p = ctx.policy[NAME]
     if ctx.sampled_vs_full is not None:
         values = {k: {kk: np.asarray(vv, float) for kk, vv in v.items()} for k, v in ctx.sampled_vs_full.items()}

@@ -24,6 +24,19 @@ NAME = "significance"
 
 
 def per_domain(ctx: AuditContext, model: np.ndarray, base: np.ndarray, domains: np.ndarray) -> list[dict]:
+    """The model-vs-baseline difference within each domain that has at least policy
+    ``significance.min_domain_queries`` queries: bootstrap CI and two-sided randomization p,
+    Holm-adjusted over the domains tested.
+
+    Args:
+        ctx: the audit context (policy, bootstrap options, seed).
+        model: (Q,) per-query metric of the model.
+        base: (Q,) per-query metric of the baseline, same queries.
+        domains: (Q,) domain of each query.
+
+    Returns:
+        One dict per tested domain, sorted by domain: ``domain``, ``queries``, ``delta``,
+        ``low``, ``high``, ``p``, ``p_holm``."""
     p = ctx.policy[NAME]
     rows = []
     for d in sorted(set(domains.tolist())):
@@ -60,6 +73,16 @@ def tie_evidence(ctx, keep: np.ndarray, min_gain: float, alpha: float) -> dict |
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the mean per-query gain ``model - baseline`` of the audit metric with its
+    bootstrap CI (policy ``significance.confidence``, ``bootstrap_resamples``,
+    ``bootstrap_method``) and a two-sided paired randomization p (``permutation_resamples``).
+
+    Rule: PASS when the CI low bound exceeds ``significance.min_gain`` and p < ``alpha`` — and,
+    when either system has tied scores, the same still holds with ties in random order
+    (``tie_draws`` orders), else WARN (a gain made by row order); FAIL when the CI high bound
+    is below 0 (the model is worse: NO_GO); WARN otherwise (gain not shown). SKIP without a
+    baseline or with fewer than 2 comparable queries. ``value`` is the mean gain. Per-domain
+    results (``min_domain_queries``) are evidence only."""
     if ctx.baseline_per_query is None:
         return CheckResult.skip(NAME, "no baseline to compare with")
     p = ctx.policy[NAME]

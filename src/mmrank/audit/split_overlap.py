@@ -36,6 +36,14 @@ def _share(n: int, total: int) -> float:
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the largest share of test material also present in train: query ids,
+    (query, candidate) pairs, query contents (candidate feature rows rounded to policy
+    ``split_overlap.content_decimals``, order-free; only when both sides share a feature
+    layout) and, with interaction data, identical (user, item, timestamp) events.
+
+    Rule (policy ``split_overlap.max_shared_query_share``, 0 by default): FAIL when any of those
+    shares exceeds it (a leakage check: NO_GO); PASS otherwise. Shared candidate ids alone are
+    reported, never failed. Never WARNs or SKIPs."""
     p = ctx.policy[NAME]
     train, test = ctx.train, ctx.test
     train_q = set(train.query_ids.tolist())

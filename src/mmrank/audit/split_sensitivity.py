@@ -42,11 +42,20 @@ def holdout_one_per_user(events: Interactions, how: str, seed: int) -> tuple[Int
 
 
 def evaluate_split(fit_evaluate: Callable, events: Interactions, how: str, seed: int) -> np.ndarray:
+    """One job: hold out one event per user (``how``: ``"temporal"`` or ``"random"``) and return
+    ``fit_evaluate(train, test)`` as a (U,) float array, users in sorted order."""
     train, test = holdout_one_per_user(events, how, seed)
     return np.asarray(fit_evaluate(train, test), float)
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure how much a random leave-one-out split overstates the per-user metric of a
+    temporal (leave-last-out) split: ``mean(random - temporal) / |mean(temporal)|``, with the
+    paired bootstrap CI of the difference (policy ``significance`` options).
+
+    Rule (policy ``split_sensitivity.max_relative_gap``): WARN when the relative gap exceeds it
+    and the CI low bound is above 0 (quote the temporal split); PASS otherwise. SKIP without
+    ``interactions`` and a ``fit_evaluate`` function. Never FAILs."""
     if ctx.interactions is None or ctx.fit_evaluate is None:
         return CheckResult.skip(NAME, "needs interaction data and a fit_evaluate function (recommenders)")
     p = ctx.policy[NAME]

@@ -28,6 +28,13 @@ def users_with_future_training(train: Interactions, test: Interactions) -> tuple
 
 
 def check(ctx: AuditContext) -> CheckResult:
+    """Measure the share of test users with a training event later than their first test
+    event and, when policy ``temporal_leakage.global_cut`` is set, the share of training events
+    at or after that cut; ``value`` is the larger.
+
+    Rule (policy ``temporal_leakage.max_violation_share``, 0 by default): FAIL when the value
+    exceeds it (the model saw the future: a leakage check, NO_GO); PASS otherwise. SKIP without
+    train and test interactions. Never WARNs."""
     if ctx.train_interactions is None or ctx.test_interactions is None:
         return CheckResult.skip(NAME, "no interaction timestamps given (train/test events)")
     p = ctx.policy[NAME]

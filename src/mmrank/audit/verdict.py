@@ -20,11 +20,14 @@ EXIT_CODES = {GO: 0, PAUSE_AND_FIX: 3, NO_GO: 4}
 
 @dataclass
 class Verdict:
+    """The audit's decision (``GO``, ``PAUSE_AND_FIX`` or ``NO_GO``) and the reasons behind it."""
+
     decision: str
     reasons: list[str]
 
     @property
     def exit_code(self) -> int:
+        """The process exit status for this decision: GO 0, PAUSE_AND_FIX 3, NO_GO 4."""
         return EXIT_CODES[self.decision]
 
 
