@@ -95,6 +95,14 @@ def _kind(data: Any) -> str:
 
 
 def hashes_of(data: RankingSet | Interactions) -> dict[str, np.ndarray]:
+    """The provenance hashes of a split: :func:`ranking_hashes` for a RankingSet (keys
+    ``RANKING_KEYS``), :func:`interaction_hashes` for Interactions (keys ``INTERACTION_KEYS``).
+
+    Returns:
+        ``{key: int64 array}`` — (Q,) for per-query keys, (N,) per candidate/event keys.
+
+    Raises:
+        TypeError: ``data`` is neither a RankingSet nor Interactions."""
     return ranking_hashes(data) if _kind(data) == RANKING else interaction_hashes(data)
 
 
@@ -124,6 +132,8 @@ class Provenance:
     version: int = VERSION
 
     def training_splits(self) -> dict[str, SplitRecord]:
+        """The splits the run learnt from (``train`` and ``valid``: early stopping and
+        calibration see valid too), by name; test splits are left out."""
         return {k: v for k, v in self.splits.items() if k in TRAINING_SPLITS}
 
 
@@ -200,10 +210,12 @@ class ProvenanceOverlap:
 
     @property
     def trained_on(self) -> bool:
+        """True when at least one query or event of the data was in a training split."""
         return self.affected > 0
 
     @property
     def unit(self) -> str:
+        """What ``total``/``affected`` count, for messages: ``"queries"`` or ``"events"``."""
         return "queries" if self.kind == RANKING else "events"
 
     def summary(self) -> str:
@@ -215,6 +227,7 @@ class ProvenanceOverlap:
                 f"e.g. {ex})") if self.trained_on else f"none of {self.total} {self.unit} were in the run's training data"
 
     def to_dict(self) -> dict:
+        """The overlap as JSON-ready data, ``trained_on`` included."""
         return {"kind": self.kind, "total": self.total, "affected": self.affected, "trained_on": self.trained_on,
                 "per_split": self.per_split, "examples": self.examples, "not_comparable": self.not_comparable}
 

@@ -49,6 +49,9 @@ _METHODS = ("BCa", "percentile", "basic")
 
 @dataclass(frozen=True)
 class BootstrapCI:
+    """A bootstrap confidence interval of a mean (difference): the sample mean, the interval's
+    ``low``/``high`` bounds, and how it was computed (confidence, method, resamples, ``n`` pairs)."""
+
     mean: float
     low: float
     high: float
@@ -58,17 +61,21 @@ class BootstrapCI:
     n: int
 
     def to_dict(self) -> dict:
+        """Every field as a plain dict (mean, low, high, confidence, method, n_resamples, n)."""
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class TestResult:
+    """One hypothesis test's statistic and p-value, the test's name and the number of pairs."""
+
     statistic: float
     pvalue: float
     test: str
     n: int
 
     def to_dict(self) -> dict:
+        """Every field as a plain dict (statistic, pvalue, test, n)."""
         return asdict(self)
 
 

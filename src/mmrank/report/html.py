@@ -37,6 +37,15 @@ def _fmt(x) -> str:
 
 
 def render(audit: dict) -> str:
+    """The audit as one self-contained HTML page: verdict, reasons, a table of checks (value,
+    threshold, rule, advice), the inline plots, each check's evidence, run meta and policy.
+
+    Args:
+        audit: an ``AuditReport.to_dict()`` / ``audit.json`` mapping; ``verdict`` and ``checks``
+            are required, the rest optional.
+
+    Returns:
+        The HTML text, every value escaped."""
     verdict = audit["verdict"]
     e = html.escape
     parts = [

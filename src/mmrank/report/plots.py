@@ -31,6 +31,8 @@ def _err(ci: dict) -> list[list[float]]:
 
 
 def metrics_with_ci(extras: dict) -> Plot:
+    """Bars of the model's and the baseline's mean metric with CI95, and the gain Δ with its CI95,
+    from ``extras["metrics"]`` (written by the significance check); None when absent."""
     m = extras.get("metrics")
     if not m:
         return None
@@ -49,6 +51,8 @@ def metrics_with_ci(extras: dict) -> Plot:
 
 
 def domain_forest(extras: dict) -> Plot:
+    """Forest plot of the per-domain Δ with CI95 and Holm-adjusted p, from
+    ``extras["per_domain"]`` (significance check); None when no domain was tested."""
     rows = extras.get("per_domain")
     if not rows:
         return None
@@ -63,6 +67,9 @@ def domain_forest(extras: dict) -> Plot:
 
 
 def ablation_bars(extras: dict) -> Plot:
+    """Grouped bars of the metric drop per modality for each ablation kind (training mean,
+    shuffled, retrained without, treated as missing) with CI95, from ``extras["ablation"]``;
+    None when absent."""
     abl = extras.get("ablation")
     if not abl:
         return None
@@ -85,6 +92,8 @@ def ablation_bars(extras: dict) -> Plot:
 
 
 def attention_bars(extras: dict) -> Plot:
+    """Bars of the mean attention share per modality token, from ``extras["attention"]``, with
+    a dashed line at 0.6 (the default WARN level); None for models without attention."""
     att = extras.get("attention")
     if not att:
         return None
@@ -99,6 +108,9 @@ def attention_bars(extras: dict) -> Plot:
 
 
 def expert_usage_bars(extras: dict) -> Plot:
+    """Grouped bars of each expert's mean router probability per modality, from
+    ``extras["expert_usage"]`` (MoE recommenders), with a dashed line at 0.6 (the default WARN
+    level); None when absent."""
     usage = extras.get("expert_usage")  # {modality: [share per expert]} (MoE recommenders)
     if not usage:
         return None
@@ -118,6 +130,8 @@ def expert_usage_bars(extras: dict) -> Plot:
 
 
 def reliability_diagram(extras: dict) -> Plot:
+    """Predicted probability against observed positive rate per non-empty calibration bin, from
+    ``extras["reliability"]`` (the run's ``mmrank.calibrate`` rows); None when the run has none."""
     rows = [r for r in extras.get("reliability") or [] if r.get("count")]  # mmrank.calibrate rows
     if not rows:
         return None
@@ -130,6 +144,8 @@ def reliability_diagram(extras: dict) -> Plot:
 
 
 def agreement_scatter(extras: dict) -> Plot:
+    """Scatter of model against baseline scores for a sample of test candidates, coloured by
+    label, from ``extras["agreement_scatter"]``; None when absent."""
     sc = extras.get("agreement_scatter")
     if not sc:
         return None
@@ -142,6 +158,8 @@ def agreement_scatter(extras: dict) -> Plot:
 
 
 def permutation_control(extras: dict) -> Plot:
+    """Bars of the chance level, the permuted-label models' mean and the model's test metric,
+    from ``extras["permutation"]``; None when the permutation control did not run."""
     p = extras.get("permutation")
     if not p:
         return None
@@ -153,6 +171,8 @@ def permutation_control(extras: dict) -> Plot:
 
 
 def training_curves(extras: dict) -> Plot:
+    """Per-epoch training curves from ``extras["training_curves"]``: series named ``*loss*`` in
+    one panel, every other series in a second; None when the run logged none."""
     curves = extras.get("training_curves")
     if not curves:
         return None
