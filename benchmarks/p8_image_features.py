@@ -137,7 +137,8 @@ def report(rows: list[dict], n_posters: int, args) -> str:
         "",
         f"Peer, same run, same input tensors (first {rows[0]['peer_n']} posters, decoded once outside the "
         "timing, forward only, best of 2 interleaved): plain torch `EfficientNet.extract_features` + "
-        "average pool vs mmrank `EfficientNetEncoder.features_of_pixels`.",
+        "average pool on ready float tensors vs mmrank `EfficientNetEncoder.features_of_pixels`, whose "
+        "timing also includes turning the uint8 pixels into normalised float tensors.",
         "",
         "| torch threads | mmrank forward posters/s | plain torch posters/s | ratio (ours / peer) | max abs diff |",
         "|---|---|---|---|---|",
