@@ -37,11 +37,14 @@ DEMO_MODELS: dict[str, tuple[str, dict, dict]] = {
 
 
 def embedded_data_dir() -> Path:
+    """The packaged folder holding LightGBM's lambdarank example (``rank.train``, ``rank.test``)."""
     return Path(str(resources.files("mmrank") / "resources" / "lightgbm_lambdarank"))
 
 
 @dataclass
 class DemoData:
+    """The demo's validated splits, the read reports of the embedded files and the split's fingerprint."""
+
     train: RankingSet
     valid: RankingSet
     test: RankingSet
@@ -51,6 +54,9 @@ class DemoData:
 
 @dataclass
 class DemoResult:
+    """What a demo run produced: its data, test metrics and fit seconds per model, run
+    directories, and the audit and HTML report when the audit ran."""
+
     data: DemoData
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model name -> metric -> value
     seconds: dict[str, float] = field(default_factory=dict)
@@ -75,6 +81,12 @@ def load_demo_data(seed: int = 0) -> DemoData:
 
 
 def demo_config(name: str, data_files: dict[str, Path], seed: int) -> RerankConfig:
+    """The training config of demo model ``name`` (a ``DEMO_MODELS`` key): its small settings,
+    the given parquet split files, ``seed`` (also LambdaMART's), no progress bar and
+    temperature calibration.
+
+    Raises:
+        KeyError: ``name`` is not a demo model."""
     kind, params, train = DEMO_MODELS[name]
     if kind == "lambdamart":
         params = {**params, "seed": seed}

@@ -18,6 +18,12 @@ _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "dim",
 
 
 def print_audit(report: dict) -> None:
+    """Print an audit to the terminal: a table of every check (status, value, threshold, rule)
+    under the systems line, then the verdict and each reason.
+
+    Args:
+        report: an ``AuditReport.to_dict()`` / ``audit.json`` mapping (``checks``, ``verdict``,
+            ``reasons``; ``meta`` optional)."""
     from mmrank.audit.result import display_value, systems_line
 
     table = Table(title="mmrank audit: " + systems_line(report.get("meta", {})), show_lines=False)

@@ -84,6 +84,8 @@ class ServerState:
         self.metrics.set_model(self.slot.current.model_id, self.slot.current.version)
 
     def health(self) -> HealthResponse:
+        """The ``GET /health`` answer: the served model's id, kind and version, uptime, seconds
+        since the model was loaded, and whether it was force-reloaded (with what the check found)."""
         cur, now = self.slot.current, time.time()
         return HealthResponse(
             status="ok", model_id=cur.model_id, model_kind=cur.kind, model_version=cur.version,

@@ -69,6 +69,8 @@ class BatchSummary:
                 f"({self.model_faults} model faults), {self.quarantined} quarantined (exit {self.exit_code})")
 
     def as_dict(self) -> dict:
+        """The counts as JSON-ready data, with the derived ``model_faults`` and ``exit_code``
+        (the quarantine file's path under ``"quarantine"``)."""
         return {
             "lines_in": self.lines_in, "queries_written": self.queries_written, "quarantined": self.quarantined,
             "status": dict(self.status), "reasons": dict(self.reasons), "quarantine": self.quarantine_path,

@@ -68,6 +68,8 @@ class ModelSlot:
 
     @property
     def current(self) -> LoadedModel:
+        """The model being served now; a reload replaces it in one assignment, so a request
+        that read it keeps a consistent model."""
         return self._current
 
     def reload(self, run_dir: str | Path, probe=None) -> LoadedModel:

@@ -34,10 +34,17 @@ class RerankPolicy:
     mc_passes: int = 10
 
     def passes_for(self, ranker) -> int:
+        """The MC-dropout passes to run for ``ranker``: ``mc_passes`` when an
+        ``uncertainty_threshold`` is set and the ranker has ``score_with_uncertainty``, else 0
+        (plain scoring)."""
         wants = self.uncertainty_threshold is not None and self.mc_passes > 0
         return self.mc_passes if wants and supports_uncertainty(ranker) else 0
 
     def decide(self, n: int, output: ModelOutput) -> Decision:
+        """The order to return for a query of ``n`` candidates given the model's ``output``
+        for its top-M, under this policy's ``top_m``, ``shadow`` and ``uncertainty_threshold``
+        (see ``mmrank.serve.reorder.decide``: a fault, bad scores or too much uncertainty give
+        the original order)."""
         return decide(n, self.top_m, output, shadow=self.shadow, uncertainty_threshold=self.uncertainty_threshold)
 
 

@@ -33,6 +33,8 @@ class ServeMetrics:
         self.reloads = Counter("mmrank_reloads", "model reloads by result", ["result"], registry=r)
 
     def record_decision(self, decision: Decision) -> None:
+        """Count one query's outcome (``mmrank_rerank_queries`` by status), its fallback reason
+        when the original order was returned, and observe its uncertainty when it has one."""
         self.queries.labels(decision.status).inc()
         if decision.status == "fallback":
             self.fallbacks.labels(decision.reason).inc()
@@ -40,8 +42,10 @@ class ServeMetrics:
             self.uncertainty.observe(decision.uncertainty)
 
     def set_model(self, model_id: str, version: str) -> None:
+        """Make ``mmrank_model_info`` name only this model: earlier label sets are cleared."""
         self.model_info.clear()
         self.model_info.labels(model_id, version).set(1)
 
     def render(self) -> bytes:
+        """This registry in the Prometheus text exposition format (served with ``CONTENT_TYPE``)."""
         return generate_latest(self.registry)

@@ -32,10 +32,15 @@ BASELINES = ("lambdamart", "heuristic")
 
 
 def as_list(value: str | list[str] | None) -> list[str]:
+    """A config's data entry as a list of paths: ``[]`` for None, ``[value]`` for one path."""
     return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def load_files(paths: list[str], format: str | None) -> RankingSet:
+    """Read every file of one split (``format`` None: guessed per file) and join them into one set.
+
+    Raises:
+        DataError: a file is missing, unreadable or invalid, or the files do not join."""
     for p in paths:
         if not Path(p).is_file():
             raise DataError("data file not found", path=p, hint="check data: paths in the config (and $MMRANK_DATA_DIR)")
@@ -43,12 +48,21 @@ def load_files(paths: list[str], format: str | None) -> RankingSet:
 
 
 def load_parts(cfg: RerankConfig) -> tuple[dict[str, RankingSet], dict[str, list[str]]]:
+    """Read the train/valid/test files the config names; splits it leaves empty are absent.
+
+    Returns:
+        ``(sets, files)``: the loaded RankingSet and the list of its paths, by split name.
+
+    Raises:
+        DataError: as :func:`load_files`."""
     files = {name: as_list(getattr(cfg.data, name)) for name in ("train", "valid", "test")}
     files = {k: v for k, v in files.items() if v}
     return {k: load_files(v, cfg.data.format) for k, v in files.items()}, files
 
 
 def is_neural(model) -> bool:
+    """True for the neural rerankers (they expose ``network_kwargs`` and train with the
+    config's ``train`` settings, logs and resume); False for GBDTs and heuristics."""
     return hasattr(model, "network_kwargs")
 
 
