@@ -89,13 +89,17 @@ def test_features_report_lists_truncated_jpeg_and_empty_overview_and_rerun_hits_
 
     test, read_report = read_ranking(out / "rerank" / "test.parquet")
     assert read_report.records_quarantined == 0 and test.n_queries > 0
-    assert set(test.features) == {"text", "image", "meta", "pop"}
-    assert "cache hits: text 0/12, image 0/10, reranking task 0/1" in first.output
+    assert set(test.features) == {"text", "image", "image_effnet", "meta", "pop"}
+    # the pretrained poster modality (default --image-encoder): 1280-d, the same missing/failed posters
+    assert items.features["image_effnet"].shape == (N_ITEMS, 1280)
+    assert items.masks["image_effnet"].tolist() == items.masks["image"].tolist()
+    assert by_item[("image_effnet", "5")]["state"] == "failed" and "truncated" in by_item[("image_effnet", "5")]["reason"]
+    assert "cache hits: text 0/12, image 0/10, image_effnet 0/10, reranking task 0/1" in first.output
 
     second = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path / "out2",
                   "--cache", cache)
     assert second.exit_code == 0, second.output
-    assert "cache hits: text 12/12, image 10/10, reranking task 1/1" in second.output
+    assert "cache hits: text 12/12, image 10/10, image_effnet 10/10, reranking task 1/1" in second.output
     again, _ = load_item_features(tmp_path / "out2")
     for name in ("text", "image", "meta"):
         assert np.array_equal(again.features[name], items.features[name])
@@ -152,3 +156,10 @@ def test_clip_without_weights_is_refused(tiny_data, tmp_path):
     result = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path,
                   "--clip-model", "ViT-B-32")
     assert isinstance(result.exception, ConfigError)
+
+
+def test_an_unknown_image_encoder_is_one_line_before_any_work(tiny_data, tmp_path):
+    result = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path / "o",
+                  "--image-encoder", "resnet9000", "--no-cache")
+    assert isinstance(result.exception, ConfigError) and "--image-encoder 'resnet9000'" in str(result.exception)
+    assert result.exception.exit_code == 2 and not (tmp_path / "o").exists()

@@ -58,6 +58,9 @@ def features(
     text_model: Optional[str] = typer.Option(None, "--text-model", help="local sentence-transformers folder (default: bundled all-MiniLM-L6-v2)"),
     batch_size: int = typer.Option(64, "--batch-size", help="texts per encoder batch"),
     hsv_bins: str = typer.Option("8,4,4", "--hsv-bins", help="HSV histogram bins H,S,V of the poster features"),
+    image_encoder: str = typer.Option("efficientnet-lite0", "--image-encoder",
+                                      help="pretrained poster encoder for the image_effnet modality: efficientnet-lite0 "
+                                           "(lite1/lite2 when their weight wheels are installed) or none"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="also add clip_image/clip_text with this open_clip model (e.g. ViT-B-32, local-dir:/folder)"),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file for --clip-model"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)"),
@@ -83,7 +86,8 @@ def features(
     if dataset not in DATASETS:
         raise ConfigError(f"--dataset {dataset!r} is not known — use one of {', '.join(DATASETS)}")
     options = FeatureOptions(cache_dir=None if no_cache else (cache or default_cache_dir()), text_model=text_model,
-                             batch_size=batch_size, hsv_bins=_parse_bins(hsv_bins), clip_model=clip_model,
+                             batch_size=batch_size, hsv_bins=_parse_bins(hsv_bins),
+                             image_encoder=None if image_encoder == "none" else image_encoder, clip_model=clip_model,
                              clip_pretrained=clip_pretrained, threads=threads, negatives=negatives,
                              negative_sampling=negative_sampling, context_k=context_k, seed=seed, task_format=task_format)
     options.check()

@@ -139,12 +139,15 @@ def build_item_features(
     cache_dir: str | Path | None = None,
     progress: Progress = no_progress,
     clip_encoder=None,
+    image_encoder=None,
 ) -> tuple[ItemFeatures, dict]:
-    """ItemFeatures (``text``, ``image``, ``meta``; plus ``clip_image`` and ``clip_text`` when a
-    ``clip_encoder`` is given) of all ML-100K movies and their JSON metadata.
+    """ItemFeatures (``text``, ``image``, ``meta``; plus ``image_effnet`` when a pretrained
+    ``image_encoder`` is given, and ``clip_image`` and ``clip_text`` when a ``clip_encoder`` is
+    given) of all ML-100K movies and their JSON metadata. ``image`` stays the handcrafted poster
+    statistics; ``image_effnet`` is the pooled 1280-d ImageNet EfficientNet representation.
 
     The encoders (``mmrank.features.text.TextEncoder``, ``mmrank.features.visual.VisualEncoder``,
-    ``mmrank.features.clip.ClipEncoder``) and the ``FeaturesReport`` are passed in, so that this
+    ``mmrank.features.efficientnet.EfficientNetEncoder``, ``mmrank.features.clip.ClipEncoder``) and the ``FeaturesReport`` are passed in, so that this
     data module does not import the features layer above it. ``report`` receives every item's
     outcome per modality."""
     mm_dir = Path(data_dir) / "ml-100k-mm"
@@ -177,6 +180,12 @@ def build_item_features(
                    paths=posters)
     results = {"text": text, "image": image}
     encoders = {"text": text_encoder.encoder_id, "image": visual_encoder.encoder_id, "meta": "ml100k-meta-v1"}
+    if image_encoder is not None:
+        results["image_effnet"] = encode(
+            "image_effnet", f"posters ({image_encoder.model_name})",
+            lambda tick: image_encoder.encode_image_files(posters, cache(image_encoder.image_cache), on_batch=tick),
+            paths=posters)
+        encoders["image_effnet"] = image_encoder.encoder_id
     if clip_encoder is not None:
         results["clip_image"] = encode(
             "clip_image", "posters (CLIP)",

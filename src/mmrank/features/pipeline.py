@@ -27,6 +27,7 @@ class FeatureOptions:
     text_model: str | None = None
     batch_size: int = 64
     hsv_bins: tuple[int, int, int] = (8, 4, 4)
+    image_encoder: str | None = "efficientnet-lite0"  # pretrained poster encoder (None: off)
     clip_model: str | None = None
     clip_pretrained: str | None = None
     threads: int | None = None
@@ -38,6 +39,11 @@ class FeatureOptions:
 
     def check(self) -> None:
         """ConfigError for a value that cannot work, before any input is read."""
+        if self.image_encoder is not None:
+            from mmrank.features.efficientnet import MODELS
+
+            if self.image_encoder not in MODELS:
+                raise ConfigError(f"--image-encoder {self.image_encoder!r} — use one of {', '.join(MODELS)} or none")
         if self.task_format not in TASK_FORMATS:
             raise ConfigError(f"--task-format {self.task_format!r} — use parquet or jsonl")
         if len(self.hsv_bins) != 3 or min(self.hsv_bins) < 1:
@@ -65,6 +71,9 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
 
     Args:
         data_dir: the folder holding ``ml-100k/`` and ``ml-100k-mm/``.
+            Modalities: ``text`` (MiniLM), ``image`` (handcrafted poster statistics), ``image_effnet``
+            (pretrained EfficientNet-Lite0, unless ``options.image_encoder`` is None), ``meta``, and
+            ``clip_image`` / ``clip_text`` with a CLIP checkpoint.
         out: writes ``items.safetensors`` + ``items.json``, ``rerank/{train,valid,test}.*`` +
             ``rerank/task.json``, ``features_report.json``.
         options: encoders, cache and task settings.
@@ -104,13 +113,18 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     started = time.perf_counter()
     text_encoder = TextEncoder(options.text_model, batch_size=options.batch_size, num_threads=options.threads)
     visual_encoder = VisualEncoder(tuple(options.hsv_bins))
+    image_encoder = None
+    if options.image_encoder:
+        from mmrank.features.efficientnet import EfficientNetEncoder
+
+        image_encoder = EfficientNetEncoder(options.image_encoder)
     clip_encoder = None
     if options.clip_model:
         from mmrank.features.clip import ClipEncoder
 
         clip_encoder = ClipEncoder(options.clip_model, options.clip_pretrained)
     items, info = build_item_features(data_dir, text_encoder, visual_encoder, report, options.cache_dir,
-                                      progress or _silent, clip_encoder=clip_encoder)
+                                      progress or _silent, clip_encoder=clip_encoder, image_encoder=image_encoder)
     save_item_features(items, out, info)
     t0 = time.perf_counter()
     names = rerank_task_files(options.task_format)
