@@ -183,6 +183,9 @@ def read_provenance(run_dir: str | Path) -> Provenance | None:
                         hint="the run directory is damaged: retrain it") from e
     splits = {}
     for name, info in meta.get("splits", {}).items():
+        if not isinstance(info, dict) or info.get("kind") not in (RANKING, INTERACTIONS):
+            raise DataError(f"provenance of split {name!r} names no known kind", path=meta_path,
+                            hint="the run directory is damaged: retrain it")
         keys = RANKING_KEYS if info["kind"] == RANKING else INTERACTION_KEYS
         missing = [k for k in keys if f"{name}/{k}" not in tensors]
         if missing:

@@ -171,9 +171,11 @@ def randomization_test(
 def paired_t_test(a: Sequence[float], b: Sequence[float], *, alternative: str = "two-sided") -> TestResult:
     """``scipy.stats.ttest_rel``; p is 1.0 when every difference is 0 (no evidence at all)."""
     d = paired_differences(a, b)
-    if np.all(d == d[0]):
-        return TestResult(0.0 if d[0] == 0 else math.copysign(math.inf, d[0]),
-                          1.0 if d[0] == 0 else 0.0, "paired t", int(d.size))
+    if np.all(d == d[0]):  # no spread: t is 0 or ±inf, and p follows from the sign alone
+        if d[0] == 0:
+            return TestResult(0.0, 1.0, "paired t", int(d.size))
+        agrees = alternative == "two-sided" or (alternative == "greater") == (d[0] > 0)
+        return TestResult(math.copysign(math.inf, d[0]), 0.0 if agrees else 1.0, "paired t", int(d.size))
     res = sps.ttest_rel(np.asarray(a, float), np.asarray(b, float), alternative=alternative)
     return TestResult(float(res.statistic), float(res.pvalue), "paired t", int(d.size))
 

@@ -90,3 +90,18 @@ def test_check_result_refuses_unknown_status_and_prints_value_beside_threshold()
         CheckResult("x", "MAYBE")
     line = CheckResult("near_duplicates", WARN, 0.0123, 0.0, "WARN if share > 0").line()
     assert "0.0123" in line and "WARN if share > 0" in line
+
+
+def test_a_partial_policy_dict_naming_verdict_keeps_every_other_section():
+    import numpy as np
+
+    from mmrank.audit import audit
+    from mmrank.data.model import RankingSet
+    from mmrank.models.baselines import HeuristicBaseline
+
+    rng = np.random.default_rng(0)
+    rset = RankingSet(query_ids=[f"q{i}" for i in range(12)], offsets=np.arange(0, 61, 5), candidate_ids=[str(i) for i in range(60)],
+                      labels=rng.integers(0, 3, 60), baseline_scores=rng.normal(size=60))
+    report = audit(HeuristicBaseline(), None, train=rset, test=rset, checks=["sample_size"],
+                   policy={"verdict": load_policy()["verdict"]})
+    assert "significance" in report.policy and report.policy["metric"] == "ndcg@10"

@@ -123,3 +123,10 @@ def test_bad_input_is_refused():
         stats.paired_bootstrap_ci([np.nan, 1.0], [0.0, 0.0])
     with pytest.raises(ConfigError):
         stats.paired_bootstrap_ci([1.0, 2.0], [0.0, 1.0], method="magic")
+
+
+def test_paired_t_with_constant_differences_follows_the_alternative():
+    a, b = [1.0, 2.0, 3.0], [0.5, 1.5, 2.5]  # every difference +0.5
+    assert stats.paired_t_test(a, b).pvalue == 0.0
+    assert stats.paired_t_test(a, b, alternative="greater").pvalue == 0.0
+    assert stats.paired_t_test(a, b, alternative="less").pvalue == 1.0

@@ -19,6 +19,7 @@ import numpy as np
 
 from mmrank.audit.context import PolicyView
 from mmrank.data.model import Interactions
+from mmrank.errors import DataError
 from mmrank.sequential.data import SequenceSplit
 
 
@@ -59,7 +60,7 @@ class RecommenderAuditContext(PolicyView):
         """The baseline's per-user test metrics (as :attr:`model_metrics`), or None without a baseline.
 
         Raises:
-            ValueError: the baseline's split evaluates other users (or in another order) than
+            DataError: the baseline's split evaluates other users (or in another order) than
                 the model's."""
         if self.baseline is None:
             return None
@@ -67,7 +68,8 @@ class RecommenderAuditContext(PolicyView):
         model_users = self.split.users.ids[self.model_metrics["users"]]
         base_users = self.baseline_split.users.ids[out["users"]]
         if list(model_users) != list(base_users):
-            raise ValueError("the model and the baseline evaluate different users: they must come from the same data")
+            raise DataError("the model and the baseline evaluate different users",
+                            hint="audit a model and a baseline trained on the same data set")
         return out
 
     # -- the names the shared checks read -------------------------------------------------------

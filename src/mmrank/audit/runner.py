@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mmrank.atomic_io import atomic_write_text
 from mmrank.audit import (
     attention_share,
     baseline_agreement,
@@ -36,13 +37,12 @@ from mmrank.audit import (
 )
 from mmrank.audit.context import AuditContext
 from mmrank.audit.jobs import ENGINES
-from mmrank.audit.policy import load_policy
+from mmrank.audit.policy import default_policy, load_policy
 from mmrank.audit.rankers import resolve_ranker
 from mmrank.audit.result import CheckResult, to_jsonable
 from mmrank.audit.run_artifacts import read_run_artifacts
 from mmrank.audit.verdict import EXIT_CODES, Verdict, decide
 from mmrank.data.model import Interactions, RankingSet
-from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 # Integrity first (a leak makes every later number meaningless), then what the model uses,
@@ -172,7 +172,10 @@ def audit(
     with default parameters and fitted on ``train``/``valid``)."""
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r} — use one of {ENGINES}")
-    pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
+    # A complete policy (what load_policy returns) is used as it is; anything else is merged onto
+    # the packaged defaults, so a partial dict never drops the sections it does not name.
+    complete = isinstance(policy, dict) and set(default_policy()) <= set(policy)
+    pol = policy if complete else load_policy(policy)
     names = check_names(CHECKS, checks)
     if isinstance(model, (str, Path)):
         run_dir = run_dir if run_dir is not None or not Path(model).is_dir() else model
