@@ -11,11 +11,10 @@ input object with its candidates reordered, each carrying ``score``, ``rank`` an
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable
 
 from mmrank.data.formats import BadRecord, raw_text
 from mmrank.data.validate import Problem
