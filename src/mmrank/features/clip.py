@@ -27,8 +27,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmrank.errors import ConfigError
-from mmrank.features.cache import CachedResult, FeatureCache, cached_compute, cached_texts
-from mmrank.features.visual import decode_images, read_image_files, unreadable_rows
+from mmrank.features.cache import (
+    CachedResult,
+    FeatureCache,
+    cached_texts,
+)
+from mmrank.features.visual import encode_image_files_with
 
 # Bump when preprocessing or pooling here changes meaning (invalidates cached vectors).
 CLIP_FEATURES_VERSION = "1"
@@ -205,21 +209,7 @@ class ClipEncoder:
         on_batch: Callable[[int], None] | None = None,
     ) -> CachedResult:
         """Image-tower vectors of files; absent files are ``missing``, undecodable ones ``failed``."""
-        contents, reasons = read_image_files(paths)
-
-        def compute(todo: list[bytes]) -> tuple[list, dict]:
-            images, failures = decode_images(todo)
-            good = [i for i, img in enumerate(images) if img is not None]
-            vectors: list[np.ndarray | None] = [None] * len(todo)
-            if good:
-                for i, vec in zip(good, self.encode_images([images[i] for i in good], on_batch)):
-                    vectors[i] = vec
-            return vectors, failures
-
-        result = cached_compute(contents, compute, self.dim, cache, reasons)
-        for row, reason in unreadable_rows(paths, reasons).items():
-            result.problems[row] = ("failed", reason)
-        return result
+        return encode_image_files_with(lambda images: self.encode_images(images, on_batch), self.dim, paths, cache)
 
     def encode_texts_cached(
         self, texts: Sequence[str | None], cache: FeatureCache | None = None,

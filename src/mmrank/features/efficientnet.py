@@ -30,9 +30,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mmrank.errors import ConfigError
-from mmrank.features.cache import CachedResult, FeatureCache, cached_compute
+from mmrank.features.cache import CachedResult, FeatureCache
 from mmrank.features.clip import file_sha256
-from mmrank.features.visual import decode_images, read_image_files, unreadable_rows
+from mmrank.features.visual import encode_image_files_with
 
 # Bump when preprocessing or pooling here changes meaning (invalidates cached vectors).
 EFFICIENTNET_FEATURES_VERSION = "1"
@@ -112,50 +112,6 @@ def to_model_input(pixels: np.ndarray):
 
     x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
     return x.sub_(PIXEL_MEAN).div_(PIXEL_STD).contiguous()
-
-
-def encode_image_files_with(
-    encode_images: Callable[[list], np.ndarray],
-    dim: int,
-    paths: Sequence[str | Path | None],
-    cache: FeatureCache | None = None,
-    chunk: int = 64,
-) -> CachedResult:
-    """Vectors of image files through ``cache``, decoding and encoding ``chunk`` images at a time.
-
-    Shared by any image encoder: ``encode_images(list of RGB PIL images) -> (n, dim)``. Decoding in
-    chunks bounds memory to ``chunk`` decoded images, whatever the number of files.
-
-    Args:
-        encode_images: the encoder's batch function.
-        dim: its vector size.
-        paths: one path (or None) per row.
-        cache: the encoder's cache, or None.
-        chunk: images decoded at once.
-
-    Returns:
-        A :class:`CachedResult`: ``None`` paths and absent files are ``missing``; files that cannot be
-        read or decoded (e.g. a truncated JPEG) are ``failed`` with the reason; both are zero rows.
-    """
-    contents, reasons = read_image_files(paths)
-
-    def compute(todo: list[bytes]) -> tuple[list, dict]:
-        vectors: list[np.ndarray | None] = [None] * len(todo)
-        failures: dict[int, str] = {}
-        for start in range(0, len(todo), chunk):
-            images, bad = decode_images(todo[start:start + chunk])
-            failures.update({start + pos: reason for pos, reason in bad.items()})
-            good = [i for i, img in enumerate(images) if img is not None]
-            if good:
-                for i, vec in zip(good, encode_images([images[i] for i in good])):
-                    vectors[start + i] = vec
-        return vectors, failures
-
-    result = cached_compute(contents, compute, dim, cache, reasons)
-    # A file that exists but could not be read is a failure to look at, not a missing input.
-    for row, reason in unreadable_rows(paths, reasons).items():
-        result.problems[row] = ("failed", reason)
-    return result
 
 
 class EfficientNetEncoder:

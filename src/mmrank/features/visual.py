@@ -222,3 +222,47 @@ def unreadable_rows(paths: Sequence, reasons: dict[int, str]) -> dict[int, str]:
         ``{row: reason}`` for reasons starting with ``"cannot read file"``.
     """
     return {row: r for row, r in reasons.items() if r.startswith("cannot read file")}
+
+
+def encode_image_files_with(
+    encode_images: Callable[[list], np.ndarray],
+    dim: int,
+    paths: Sequence[str | Path | None],
+    cache: FeatureCache | None = None,
+    chunk: int = 64,
+) -> CachedResult:
+    """Vectors of image files through ``cache``, decoding and encoding ``chunk`` images at a time.
+
+    Shared by any image encoder: ``encode_images(list of RGB PIL images) -> (n, dim)``. Decoding in
+    chunks bounds memory to ``chunk`` decoded images, whatever the number of files.
+
+    Args:
+        encode_images: the encoder's batch function.
+        dim: its vector size.
+        paths: one path (or None) per row.
+        cache: the encoder's cache, or None.
+        chunk: images decoded at once.
+
+    Returns:
+        A :class:`CachedResult`: ``None`` paths and absent files are ``missing``; files that cannot be
+        read or decoded (e.g. a truncated JPEG) are ``failed`` with the reason; both are zero rows.
+    """
+    contents, reasons = read_image_files(paths)
+
+    def compute(todo: list[bytes]) -> tuple[list, dict]:
+        vectors: list[np.ndarray | None] = [None] * len(todo)
+        failures: dict[int, str] = {}
+        for start in range(0, len(todo), chunk):
+            images, bad = decode_images(todo[start:start + chunk])
+            failures.update({start + pos: reason for pos, reason in bad.items()})
+            good = [i for i, img in enumerate(images) if img is not None]
+            if good:
+                for i, vec in zip(good, encode_images([images[i] for i in good])):
+                    vectors[start + i] = vec
+        return vectors, failures
+
+    result = cached_compute(contents, compute, dim, cache, reasons)
+    # A file that exists but could not be read is a failure to look at, not a missing input.
+    for row, reason in unreadable_rows(paths, reasons).items():
+        result.problems[row] = ("failed", reason)
+    return result
