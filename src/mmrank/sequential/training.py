@@ -82,11 +82,10 @@ class _EpochShuffle(DistributedSampler):
 
     def __init__(self, data: _UserBatches, seed: int) -> None:
         super().__init__(data, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=False)
-        self.data = data
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        self.data.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
 
 
 class SequentialModule(L.LightningModule):
