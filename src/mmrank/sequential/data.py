@@ -162,6 +162,9 @@ class SequenceSplit:
     valid_target: np.ndarray
     test_target: np.ndarray
     cold_items: np.ndarray  # (n_items+1,) bool: True for catalogue items with no training interaction
+    # Events the model never reads but that count as seen in evaluation (masked like the history):
+    # the cold-start split's held-out training events (mmrank.sequential.coldstart). None: no such events.
+    seen_extra: Histories | None = None
 
     @property
     def n_items(self) -> int:

@@ -19,14 +19,18 @@ KS = (5, 10, 20)
 EVAL_CHUNK = 64
 
 
-def seen_csr(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+def seen_csr(histories: Histories, extra: Histories | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seen items per user as CSR over score columns; column 0 (padding) is seen by everyone,
-    so it can never compete with a real item."""
-    lens = histories.lengths() + 1
+    so it can never compete with a real item. ``extra``: more seen events per user (the
+    cold-start split's held-out ones, ``SequenceSplit.seen_extra``)."""
+    lens = histories.lengths() + 1 + (0 if extra is None else extra.lengths())
     indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     indices = np.zeros(indptr[-1], dtype=np.int64)
     for u in range(histories.n_users):
-        indices[indptr[u] + 1 : indptr[u + 1]] = histories.of(u)
+        h = histories.of(u)
+        indices[indptr[u] + 1 : indptr[u] + 1 + len(h)] = h
+        if extra is not None:
+            indices[indptr[u] + 1 + len(h) : indptr[u + 1]] = extra.of(u)
     return indptr, indices
 
 
@@ -39,7 +43,7 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     histories = split.history_for(stage)
     targets = split.target_for(stage)
     evaluated = np.flatnonzero(targets > 0)
-    indptr, indices = seen_csr(histories)
+    indptr, indices = seen_csr(histories, split.seen_extra)
 
     def ranking_args(users: np.ndarray) -> tuple:
         """What the metric functions take for these users, rows in ``users`` order."""
