@@ -122,13 +122,28 @@ def evaluate(
     allow_trained_on: bool = typer.Option(False, "--allow-trained-on",
                                           help="evaluate even if the data overlaps what the run trained or validated on "
                                                "(the overlap is printed and recorded in metrics.json)"),
+    folds: Optional[int] = typer.Option(None, "--folds", help="k-fold evaluation: retrain RUN's config (a run directory "
+                                        "or a config file) on K folds, next to --baseline on the same folds"),
+    fold_seed: int = typer.Option(0, "--fold-seed", help="seed of the fold assignment (with --folds)"),
 ) -> None:
     """Evaluate a trained run on data, next to a baseline, with a paired randomization test.
 
     Data the run was trained or validated on is refused (exit 2): its metrics would be leaked.
 
+    With --folds K the run's config is cross-validated instead: K trainings on K folds (queries for
+    rerankers, users for recommenders), mean ± sd over folds, and against --baseline (trained on the
+    same folds) the per-fold differences, a paired t-test over folds and a pooled per-unit CI95;
+    written to OUT/crossval.json (default RUN/crossval-K). Finished folds are reused on a rerun.
+
     Example: mmrank evaluate runs/cotrr --data $MMRANK_DATA_DIR/ltr/MQ2008/S5.txt --baseline lambdamart
+
+    Example: mmrank evaluate configs/mq2008_lambdamart.yaml --folds 5 --baseline heuristic --out runs/cv5
+
+    Example: mmrank evaluate runs/sasrec --folds 5 --baseline popularity
     """
+    if folds is not None:
+        _evaluate_folds(run, folds, baseline, out, fold_seed, metric)
+        return
     from mmrank.models.registry import task_of
     from mmrank.runs import model_kind
 
@@ -164,3 +179,29 @@ def evaluate(
     if "calibration" in result:
         console.print(f"calibrated ECE {result['calibration']['ece']:.4f}, Brier {result['calibration']['brier']:.4f}")
     console.print(f"wrote {result['out']}/metrics.json and per_query.parquet")
+
+
+def _evaluate_folds(source: Path, k: int, baseline: str | None, out: Path | None, seed: int, metric) -> None:
+    """``mmrank evaluate --folds K``: cross-validate and print mean ± sd per system and the comparison."""
+    from mmrank.crossval import cross_validate
+
+    out = out or (source if source.is_dir() else Path("runs") / source.stem) / f"crossval-{k}"
+    report = cross_validate(source, k, out, baseline=baseline, seed=seed, metrics=list(metric) if metric else None,
+                            progress=lambda line: console.print(line, markup=False))
+    table = Table(title=f"{source}: {k}-fold evaluation ({report['task']}, fold seed {seed})")
+    table.add_column("metric")
+    for name in report["systems"]:
+        table.add_column(f"{name} mean ± sd")
+    if "comparison" in report:
+        table.add_column("difference ± sd (folds)")
+        table.add_column("p (t over folds)")
+        table.add_column("CI95 (pooled units)")
+    for m in report["metrics"]:
+        row = [m] + [f"{s[m]['mean']:.4f} ± {s[m]['sd']:.4f}" for s in report["systems"].values()]
+        if "comparison" in report:
+            c = report["comparison"][m]
+            row += [f"{c['difference_mean']:+.4f} ± {c['difference_sd']:.4f}", f"{c['p_over_folds']:.3g}",
+                    f"[{c['pooled_units_ci95'][0]:+.4f}, {c['pooled_units_ci95'][1]:+.4f}]"]
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"wrote {out}/crossval.json", markup=False)
