@@ -17,23 +17,47 @@ from mmrank.config import Strict
 from mmrank.models.registry import kinds
 
 
+class ColdStart(Strict):
+    """Cold-start split (``mmrank.sequential.coldstart``): leave-one-out, then a seeded random
+    ``fraction`` of the valid/test target items is held out of training entirely."""
+
+    fraction: float = Field(0.2, gt=0, lt=1, description="share of the distinct target items held out")
+    seed: int = 0
+
+
+class Folds(Strict):
+    """One user fold of ``k`` (``mmrank.sequential.folds``): only the fold's users are evaluated;
+    the other users' valid/test events train. ``mmrank evaluate --folds K`` sets this per fold."""
+
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    seed: int = 0
+
+
 class SequentialData(Strict):
     """``path``: a RecBole dataset folder (``<name>.inter``, optional ``<name>.item``: its items
     form the catalogue, so items without training interactions are still ranked).
     ``item_features``: a folder written by ``mmrank data features`` (``items.safetensors`` +
-    ``items.json``); needed by ``sasrec_moe``. ``modalities``: which of its modalities to use
-    (default: all)."""
+    ``items.json``); needed by ``sasrec_moe`` / ``sasrec_content`` (and used by an ID-only model's
+    ``content_nearest`` cold-start fallback). ``modalities``: which of its modalities to use
+    (default: all). ``cold_start``: evaluate on the cold-start split instead of plain
+    leave-one-out; ``folds``: evaluate one user fold (k-fold evaluation)."""
 
     path: str
     item_features: str | None = None
     modalities: list[str] | None = None
+    cold_start: ColdStart | None = None
+    folds: Folds | None = None
 
 
 class SequentialModel(Strict):
-    """``kind``: ``sasrec`` (ID-only), ``sasrec_moe`` (multimodal), or the baselines
-    ``popularity`` / ``most_recent``. ``params`` go to the model's constructor (checked there):
-    hidden, layers, heads, max_len, dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
-    n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
+    """``kind``: ``sasrec`` (ID-only), ``sasrec_content`` (ID + gated content, content that cannot
+    hurt), ``sasrec_moe`` (multimodal MoE), or the baselines ``popularity`` / ``most_recent``.
+    ``params`` go to the model's constructor (checked there): hidden, layers, heads, max_len,
+    dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
+    n_negatives, gbce_t, the contrastive cl_* options; for sasrec_moe also n_experts,
+    expert_dropout, user_gate, balance_weight; for sasrec_content adapter, id_dropout,
+    modality_dropout, gate_init, init_from, ..."""
 
     kind: Literal[kinds("sequential")] = "sasrec"  # type: ignore[valid-type]  (the registry's sequential kinds)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from mmrank.errors import ConfigError, DataError
 from mmrank.models.registry import build_ranker as build_model
 from mmrank.models.registry import kinds, task_of
 from mmrank.runs import git_sha, load_model, model_kind, package_versions
+from mmrank.sequential.coldstart import cold_mask, prediction_rows, warm_cold_breakdown
 from mmrank.sequential.config import SequentialConfig
 from mmrank.sequential.data import SequenceSplit
 from mmrank.sequential.dataset import (
@@ -35,27 +36,29 @@ from mmrank.sequential.dataset import (
     split_for,
 )
 from mmrank.sequential.evaluation import evaluate_stage, mean_metrics
+from mmrank.sequential.folds import evaluation_split
 from mmrank.sequential.schedule import fit_staged
 from mmrank.sequential.training import fit_net
 from mmrank.train.trainer import checkpoint_path
 
 BASELINES = ("popularity", "most_recent")
+CONTENT_KINDS = ("sasrec_moe", "sasrec_content")  # kinds that read data.item_features
 LOGS = "logs"
 
 
 def make_ranker(cfg: SequentialConfig):
     """The configured ranker, parameters checked (before any data is read)."""
     ranker = build_model(cfg.model.kind, cfg.model.params)
-    if cfg.model.kind == "sasrec_moe" and not cfg.data.item_features:
-        raise ConfigError("data.item_features: required by sasrec_moe — build the folder with "
+    if cfg.model.kind in CONTENT_KINDS and not cfg.data.item_features:
+        raise ConfigError(f"data.item_features: required by {cfg.model.kind} — build the folder with "
                           "`mmrank data features --dataset ml100k --data-dir DIR --out OUT`")
     return ranker
 
 
 def build_ranker(cfg: SequentialConfig, data: SequenceData, ranker=None):
-    """``make_ranker`` plus, for sasrec_moe, the item features aligned with the split's dense ids."""
+    """``make_ranker`` plus, for the content kinds, the item features aligned with the split's dense ids."""
     ranker = ranker or make_ranker(cfg)
-    if cfg.model.kind == "sasrec_moe":
+    if cfg.model.kind in CONTENT_KINDS:
         ranker.set_item_features(*aligned_item_features(cfg.data.item_features, data.split, cfg.data.modalities))
     return ranker
 
@@ -70,7 +73,7 @@ def _train_options(cfg: SequentialConfig, log_dir: Path, resume: bool) -> dict:
 
 def _fingerprint(cfg: SequentialConfig, data: SequenceData) -> dict:
     return {"data": {"path": data.inter_path, "interactions": data.data_fingerprint},
-            "split": {"method": "leave_one_out", **data.loo_fingerprint},
+            "split": {"method": "leave_one_out", **data.loo_fingerprint},  # a cold-start split names its own method
             "vocab": {"items": data.split.items.fingerprint(), "users": data.split.users.fingerprint()},
             "git_sha": git_sha(), "seed": cfg.train.seed, "versions": package_versions()}
 
@@ -88,11 +91,9 @@ def evaluate_all(ranker, split: SequenceSplit, cfg: SequentialConfig) -> tuple[d
         metrics[stage] = {k: round(v, 6) for k, v in mean_metrics(per_user).items()}
         metrics[stage]["users"] = int(len(per_user["users"]))
         metrics[stage]["eval_seconds"] = round(seconds, 3)
-        targets = split.target_for(stage)
-        for j, u in enumerate(per_user["users"]):
-            rows.append({"user_id": str(split.users.ids[u]), "stage": stage,
-                         "target_item": str(split.items.ids[targets[u] - 1]),
-                         **{k: float(v[j]) for k, v in per_user.items() if k != "users"}})
+        cold = cold_mask(split, stage, per_user["users"])
+        metrics.setdefault("warm_cold", {})[stage] = warm_cold_breakdown(per_user, cold)
+        rows += prediction_rows(per_user, split, stage, cold)
     metrics["protocol"] = ("leave-one-out in time; full ranking over all catalogue items with each "
                            "user's seen items masked; sampled_* = target among "
                            f"{cfg.evaluate.sampled_negatives} random unseen items (SAMPLED, not full)")
@@ -159,7 +160,7 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     _check_out(config, out, resume)
     started = time.perf_counter()
     ranker = make_ranker(config)  # parameter errors before any data is read
-    data = load_sequence_data(config.data.path)
+    data = evaluation_split(load_sequence_data(config.data.path), config.data)
     ranker = build_ranker(config, data, ranker)
     atomic_write_text(out / "config.yaml", dump_config(config))
     atomic_write_text(out / "fingerprint.json", json.dumps(_fingerprint(config, data), indent=1))
@@ -171,7 +172,9 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     metrics["model"] = config.model.kind
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
+    if hasattr(ranker, "modality_share"):
         metrics["modality_share"] = ranker.modality_share()
+    _write_fallbacks(out, ranker, config, data, metrics)
     history = getattr(ranker, "history_", [])
     if history:
         metrics["epochs"] = len(history)
@@ -181,6 +184,24 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     ranker.save(out)  # model.json last: a run that has one is complete
     return metrics
+
+
+def _write_fallbacks(out: Path, ranker, config: SequentialConfig, data: SequenceData, metrics: dict) -> None:
+    """For an ID-only SASRec on a split with cold targets: every cold-start fallback
+    (``mmrank.sequential.coldstart``) into ``metrics["cold_start_fallbacks"]`` and
+    ``predictions_fallbacks.parquet``."""
+    from mmrank.sequential.coldstart import ID_ONLY_KINDS, content_matrix, fallback_report
+
+    has_cold = any(metrics["warm_cold"][s]["users"]["cold"] for s in ("valid", "test"))
+    if config.model.kind not in ID_ONLY_KINDS or not has_cold:
+        return
+    content = None
+    if config.data.item_features:
+        content = content_matrix(*aligned_item_features(config.data.item_features, data.split, config.data.modalities))
+    report, rows = fallback_report(ranker, data.split, config.evaluate.ks, content, seed=config.train.seed,
+                                   chunk_size=config.evaluate.chunk_size)
+    metrics["cold_start_fallbacks"] = report
+    _write_predictions(out / "predictions_fallbacks.parquet", rows)
 
 
 def _write_provenance(out: Path, data: SequenceData) -> None:
@@ -213,11 +234,12 @@ def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None, all
     from mmrank.provenance import refuse_if_trained_on
 
     ranker, config = load_run(run_dir)
-    seq = load_sequence_data(data or config.data.path)
+    seq = evaluation_split(load_sequence_data(data or config.data.path), config.data)
     overlap = refuse_if_trained_on(run_dir, seq.events("test"), allow=allow_trained_on, path=str(data or config.data.path))
     metrics, _ = evaluate_all(ranker, split_for(ranker, seq), config)
     metrics["trained_on_overlap"] = ("unknown: the run recorded no provenance" if overlap is None else overlap.to_dict())
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
+    if hasattr(ranker, "modality_share"):
         metrics["modality_share"] = ranker.modality_share()
     return metrics
