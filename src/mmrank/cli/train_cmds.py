@@ -103,6 +103,22 @@ def _print_sequential(title: str, metrics: dict) -> None:
     names = sorted({k for d in splits.values() for k, v in d.items()
                     if isinstance(v, (int, float)) and k not in ("users", "eval_seconds")})
     _print_table(title, names, splits)
+    _print_warm_cold(metrics)
+
+
+def _print_warm_cold(metrics: dict) -> None:
+    """The cold-start section: NDCG@10 / HR@10 over warm, cold and all targets per split (when any
+    target is cold), and the ID-only fallbacks with the one chosen on validation."""
+    wc = metrics.get("warm_cold") or {}
+    if not any(wc.get(s, {}).get("users", {}).get("cold") for s in ("valid", "test")):
+        return
+    cols = {f"{s} {g} (n={wc[s]['users'][g]})": wc[s][g] for s in ("valid", "test") if s in wc
+            for g in ("warm", "cold", "overall")}
+    _print_table("warm / cold targets (cold: item never seen in training)", ["ndcg@10", "hr@10"], cols)
+    fb = metrics.get("cold_start_fallbacks")
+    if fb:
+        _print_table(f"ID-only fallbacks on cold targets (best on validation: {fb['best_fallback']})", ["ndcg@10", "hr@10"],
+                     {f"{k} {s}": v[s]["cold"] for k, v in fb["fallbacks"].items() for s in ("valid", "test")})
 
 
 def _fmt(v) -> str:
