@@ -37,17 +37,17 @@ Audit hooks as the MoE's: ``modalities``, ``set_ablation``, ``modality_share`` a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from safetensors.torch import load_file
 from torch import nn
 
 from mmrank.errors import ConfigError, DataError
-from mmrank.sequential.moe import HierarchicalMoE, load_balancing_loss, masked_softmax
+from mmrank.sequential.moe import HierarchicalMoE, ItemFeatureRanker, load_balancing_loss, masked_softmax, top1_shares
 from mmrank.sequential.sasrec import SASRecNet, SASRecRanker
 
 
@@ -202,7 +202,7 @@ class SASRecContentNet(SASRecNet):
         return {m: float(w[:, j].mean()) if len(w) else 0.0 for j, m in enumerate(self.modalities)}
 
 
-class SASRecContentRanker(SASRecRanker):
+class SASRecContentRanker(ItemFeatureRanker):
     """``sasrec_content`` in the mmrank model protocol. Needs item features
     (``set_item_features``) before ``build``/``fit``; ``init_from`` starts the ID path from a trained
     SASRec run's weights (same item and user vocabularies)."""
@@ -222,28 +222,10 @@ class SASRecContentRanker(SASRecRanker):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.item_feats: dict[str, np.ndarray] | None = None
-        self.item_mask: np.ndarray | None = None
-        self.modalities: list[str] = []
         self.warm_started_ = False
-        self._stored_features = False  # True when the features come from a saved model (already standardised)
         if self.params.adapter == "moe":  # the audit's expert_usage check looks for these methods
             self.expert_usage = self._expert_usage
             self.expert_top1_share = self._expert_top1_share
-
-    def set_item_features(self, feats: dict[str, np.ndarray], mask: dict[str, np.ndarray]) -> "SASRecContentRanker":
-        """Item modality matrices ``{name: (n_items+1, d)}`` and masks ``{name: (n_items+1,)}`` in the
-        split's dense ids (row 0 padding); call before ``build``/``fit``.
-
-        Returns:
-            self, for chaining.
-        """
-        if not feats:
-            raise ConfigError("sasrec_content needs at least one item modality (data.modalities)")
-        self.modalities = sorted(feats)
-        self.item_feats = {m: np.asarray(feats[m], dtype=np.float32) for m in self.modalities}
-        self.item_mask = np.stack([np.asarray(mask[m], dtype=bool) for m in self.modalities], 1)
-        return self
 
     def build(self, split) -> "SASRecContentRanker":
         """Create the net for a split (and load ``init_from``'s ID-path weights when given)."""
@@ -253,8 +235,6 @@ class SASRecContentRanker(SASRecRanker):
         return self
 
     def _warm_start(self, run: Path) -> None:
-        import json
-
         meta_path = run / "model.json"
         if not meta_path.is_file():
             raise ConfigError(f"model.params.init_from: {run} is not a finished run (no model.json)")
@@ -279,48 +259,16 @@ class SASRecContentRanker(SASRecRanker):
         return name.startswith(("adapter.", "gate", "cold_head."))
 
     def _make_net(self, n_items: int) -> SASRecContentNet:
-        if self.item_feats is None:
-            raise ConfigError("sasrec_content needs item features: set data.item_features (or call set_item_features first)")
         p = self.params
-        return SASRecContentNet(n_items, {m: torch.from_numpy(v) for m, v in self.item_feats.items()},
-                                torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items_),
-                                p.hidden, p.layers, p.heads, p.max_len, p.dropout, p.ffn, p.adapter, p.n_experts,
-                                p.adapter_dropout, p.id_dropout, p.modality_dropout, p.gate_init, p.balance_weight,
-                                standardised=self._stored_features)
-
-    def _make_net_from_state(self, n_items: int, state: dict) -> SASRecContentNet:
-        # The stored features are the standardised ones: they are loaded as they are.
-        mask = state["item_mask"].numpy()
-        self.set_item_features({m: state[f"feat_{m}"].numpy() for m in self.modalities},
-                               {m: mask[:, j] for j, m in enumerate(self.modalities)})
-        self._stored_features = True
-        return self._make_net(n_items)
-
-    def extra_meta(self) -> dict:
-        """What ``model.json`` stores beyond SASRec's: the modality names."""
-        return {"modalities": self.modalities}
-
-    def restore_meta(self, meta: dict) -> None:
-        """Read back what ``extra_meta`` stored."""
-        self.modalities = list(meta["modalities"])
+        # Features loaded from a saved model are the standardised ones: they are used as they are.
+        return SASRecContentNet(n_items, *self._feature_tensors(), p.hidden, p.layers, p.heads, p.max_len, p.dropout,
+                                p.ffn, p.adapter, p.n_experts, p.adapter_dropout, p.id_dropout, p.modality_dropout,
+                                p.gate_init, p.balance_weight, standardised=self._stored_features)
 
     # -- audit hooks ------------------------------------------------------------------------------
-    def modality_share(self) -> dict[str, float]:
-        """Mean fusion weight of each modality in the content vector."""
-        return self.net_.modality_share()
-
     def content_gate_norm(self) -> float:
         """``|g| / sqrt(hidden)``: how far the warm items' content gate opened (0 = ID embeddings only)."""
         return float(self.net_.gate.detach().norm() / len(self.net_.gate) ** 0.5)
-
-    def set_ablation(self, modalities) -> None:
-        """Treat ``modalities`` as missing for every item when scoring (an eval-time ablation)."""
-        unknown = set(modalities) - set(self.modalities)
-        if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
-        self.net_.ablate = set(modalities)
-        if self.net_._item_cache is not None:  # inside a scoring session: recompute the item table
-            self.net_._item_cache.clear()
 
     def _expert_usage(self) -> dict[str, list[float]]:
         """Per modality, the mean router probability of each expert (adapter: moe)."""
@@ -328,5 +276,4 @@ class SASRecContentRanker(SASRecRanker):
 
     def _expert_top1_share(self) -> dict[str, list[float]]:
         """Per modality, the share of items whose most probable expert is each expert (adapter: moe)."""
-        return {m: (torch.bincount(p.argmax(1), minlength=p.shape[1]) / max(len(p), 1)).tolist()
-                for m, p in self.net_.routing_probabilities().items()}
+        return top1_shares(self.net_.routing_probabilities())
