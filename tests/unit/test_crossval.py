@@ -8,7 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+import mmrank.cli.train_cmds  # noqa: F401  (registers `evaluate`)
+from mmrank.cli.app import app
 from mmrank.crossval import cross_validate
 from mmrank.data.io_parquet import write_parquet
 from mmrank.errors import ConfigError
@@ -49,9 +52,13 @@ def test_rerank_folds_test_every_query_once_and_compare_paired(rerank_config, tm
     # falls back to the noise baseline_scores) on every fold, and the pooled interval says so.
     assert min(c["per_fold_difference"]) > 0 and c["pooled_units_ci95"][0] > 0
     assert json.loads((out / "crossval.json").read_text())["comparison"]["ndcg@10"] == c
-    # A rerun reads the finished folds instead of retraining them.
+    # A rerun — here through the CLI — reads the finished folds instead of retraining them.
     stamp = (out / "model" / "fold0" / "model.json").stat().st_mtime_ns
-    cross_validate(rerank_config, 3, out, baseline="heuristic", seed=0)
+    res = CliRunner().invoke(app, ["evaluate", str(rerank_config), "--folds", "3", "--baseline", "heuristic",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    flat = "".join(res.output.split())  # rich wraps the table to the runner's width
+    assert "3-fold" in flat and f"{c['difference_mean']:+.4f}" in flat and "crossval.json" in flat
     assert (out / "model" / "fold0" / "model.json").stat().st_mtime_ns == stamp
 
 
