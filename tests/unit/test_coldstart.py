@@ -102,6 +102,10 @@ def test_fallbacks_replace_only_the_cold_rows(chain):
     counts = torch.from_numpy(np.bincount(split.train.items, minlength=split.n_items + 1)).double()
     mean = (counts[:, None] * table.double()).sum(0) / counts.sum()
     assert torch.allclose(pop.double(), mean.expand_as(pop), atol=1e-3 * float(mean.norm()))
+    # content_nearest keeps the scale of the rows it averages (a plain mean would shrink them).
+    near = id_fallback(ranker, "content_nearest", split, content).net_.item_emb.weight.detach()[cold].norm(dim=1)
+    warm_norms = table[~cold][1:].norm(dim=1)
+    assert float(near.min()) >= 0.9 * float(warm_norms.min()) and float(near.max()) <= 1.1 * float(warm_norms.max())
     assert id_fallback(ranker, "untrained", split) is ranker
     with pytest.raises(ConfigError):
         id_fallback(ranker, "content_nearest", split, None)

@@ -186,22 +186,28 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     return metrics
 
 
-def _write_fallbacks(out: Path, ranker, config: SequentialConfig, data: SequenceData, metrics: dict) -> None:
+def _fallbacks(ranker, config: SequentialConfig, split: SequenceSplit, metrics: dict) -> list[dict] | None:
     """For an ID-only SASRec on a split with cold targets: every cold-start fallback
-    (``mmrank.sequential.coldstart``) into ``metrics["cold_start_fallbacks"]`` and
-    ``predictions_fallbacks.parquet``."""
+    (``mmrank.sequential.coldstart``) into ``metrics["cold_start_fallbacks"]``; returns the per-user
+    rows (None when there is nothing to report)."""
     from mmrank.sequential.coldstart import ID_ONLY_KINDS, content_matrix, fallback_report
 
     has_cold = any(metrics["warm_cold"][s]["users"]["cold"] for s in ("valid", "test"))
     if config.model.kind not in ID_ONLY_KINDS or not has_cold:
-        return
+        return None
     content = None
     if config.data.item_features:
-        content = content_matrix(*aligned_item_features(config.data.item_features, data.split, config.data.modalities))
-    report, rows = fallback_report(ranker, data.split, config.evaluate.ks, content, seed=config.train.seed,
-                                   chunk_size=config.evaluate.chunk_size)
-    metrics["cold_start_fallbacks"] = report
-    _write_predictions(out / "predictions_fallbacks.parquet", rows)
+        content = content_matrix(*aligned_item_features(config.data.item_features, split, config.data.modalities))
+    metrics["cold_start_fallbacks"], rows = fallback_report(ranker, split, config.evaluate.ks, content,
+                                                            seed=config.train.seed, chunk_size=config.evaluate.chunk_size)
+    return rows
+
+
+def _write_fallbacks(out: Path, ranker, config: SequentialConfig, data: SequenceData, metrics: dict) -> None:
+    """``_fallbacks`` plus ``predictions_fallbacks.parquet`` in the run directory."""
+    rows = _fallbacks(ranker, config, data.split, metrics)
+    if rows is not None:
+        _write_predictions(out / "predictions_fallbacks.parquet", rows)
 
 
 def _write_provenance(out: Path, data: SequenceData) -> None:
@@ -236,7 +242,9 @@ def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None, all
     ranker, config = load_run(run_dir)
     seq = evaluation_split(load_sequence_data(data or config.data.path), config.data)
     overlap = refuse_if_trained_on(run_dir, seq.events("test"), allow=allow_trained_on, path=str(data or config.data.path))
-    metrics, _ = evaluate_all(ranker, split_for(ranker, seq), config)
+    split = split_for(ranker, seq)
+    metrics, _ = evaluate_all(ranker, split, config)
+    _fallbacks(ranker, config, split, metrics)
     metrics["trained_on_overlap"] = ("unknown: the run recorded no provenance" if overlap is None else overlap.to_dict())
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
