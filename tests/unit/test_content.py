@@ -126,3 +126,19 @@ def test_warm_started_content_trains_content_only_and_keeps_the_id_start_as_a_ca
     assert best >= model.history_[0]["valid_ndcg@10"]
     # Cold items were trained from content (the stand-in projection moved off zero).
     assert float(after["cold_head.weight"].abs().sum()) > 0 or best == model.history_[0]["valid_ndcg@10"]
+
+
+def test_cold_items_are_no_training_negatives(chain):
+    split, (feats, masks) = chain
+    torch.manual_seed(0)
+    model = SASRecContentRanker(**SMALL, gate_init=1.0).set_item_features(feats, masks).build(split)
+    h = torch.randn(4, SMALL["hidden"])
+    cold = torch.from_numpy(split.cold_items)
+    model.net_.train()
+    with model.net_.item_side_cache():
+        assert torch.isinf(model.net_.logits(h)[:, cold]).all()
+        cand = torch.nonzero(cold).flatten()[:3].expand(4, 3)
+        assert torch.isinf(model.net_.logits(h, cand)).all()
+    model.net_.eval()
+    with torch.no_grad(), model.net_.item_side_cache():
+        assert torch.isfinite(model.net_.logits(h)[:, cold]).all()  # scored at evaluation
