@@ -26,7 +26,11 @@ Two item paths share one content adapter over frozen pretrained features::
   training step that share of warm items also use ``P c_i`` (the same items for the step's inputs
   and targets), so the projection learns to stand in for an ID embedding, through the ranking loss
   itself. The two paths are separate (``P`` vs ``g``), so teaching content to replace an ID does
-  not push a warm item's vector away from its ID embedding. ``P`` starts at zero.
+  not push a warm item's vector away from its ID embedding. ``P`` starts at zero. ``align_weight``
+  adds a direct target: every warm item's ``P c_i`` is pulled towards its (detached) warm vector
+  (warm-to-cold distillation as in ALDI, Huang et al., SIGIR 2023).
+* **Cold items are no training negatives**: in a cold-start setting they do not exist at training
+  time; kept in the training softmax, their content would be learned as "never relevant".
 * **Modality dropout** (``modality_dropout``): each modality of each item is hidden with that
   probability during training, so no single modality becomes indispensable (the fusion renormalises
   over the rest, as it does for an item that lacks a modality).
@@ -109,7 +113,8 @@ class SASRecContentNet(SASRecNet):
                  cold: torch.Tensor, hidden: int = 64, layers: int = 2, heads: int = 2, max_len: int = 200,
                  dropout: float = 0.2, ffn: int | None = None, adapter: str = "whiten", n_experts: int = 3,
                  adapter_dropout: float = 0.1, id_dropout: float = 0.1, modality_dropout: float = 0.1,
-                 gate_init: float = 0.0, balance_weight: float = 0.01, standardised: bool = False) -> None:
+                 gate_init: float = 0.0, balance_weight: float = 0.01, standardised: bool = False,
+                 align_weight: float = 0.0) -> None:
         super().__init__(n_items, hidden, layers, heads, max_len, dropout, ffn)
         self.modalities = sorted(item_feats)
         dims = {m: int(item_feats[m].shape[1]) for m in self.modalities}
@@ -126,6 +131,8 @@ class SASRecContentNet(SASRecNet):
         self.cold_head = nn.Linear(hidden, hidden, bias=False)  # P: content -> a stand-in item vector
         nn.init.zeros_(self.cold_head.weight)
         self.id_dropout, self.modality_dropout, self.balance_weight = id_dropout, modality_dropout, balance_weight
+        self.align_weight = align_weight
+        self._align_loss: torch.Tensor | None = None
         self.ablate: set[str] = set()
         self._last_weights: torch.Tensor | None = None
         self._last_probs: dict[str, torch.Tensor] = {}
@@ -155,7 +162,9 @@ class SASRecContentNet(SASRecNet):
         if self.training and self.id_dropout > 0:
             keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.id_dropout)
         content = self.content_table()
-        table = torch.where(keep[:, None], self.item_emb.weight + self.gate * content, self.cold_head(content))
+        warm, stand_in = self.item_emb.weight + self.gate * content, self.cold_head(content)
+        table = torch.where(keep[:, None], warm, stand_in)
+        self._align_loss = self._alignment(warm, stand_in) if self.training and self.align_weight > 0 else None
         if self._item_cache is not None:
             self._item_cache["table"] = table
         return table
@@ -183,12 +192,25 @@ class SASRecContentNet(SASRecNet):
             out[:, self.cold] = float("-inf")
         return out
 
+    def _alignment(self, warm: torch.Tensor, stand_in: torch.Tensor) -> torch.Tensor:
+        """Relative squared distance between every warm item's stand-in ``P c`` and its (detached)
+        warm vector: a direct target for the content path on top of ID dropout (the warm-to-cold
+        distillation of ALDI, Huang et al., SIGIR 2023; CB2CF-style content-to-CF regression)."""
+        rows = ~self.cold
+        rows[0] = False
+        target = warm[rows].detach()
+        return ((stand_in[rows] - target) ** 2).sum(1).mean() / (target ** 2).sum(1).mean().clamp(min=1e-12)
+
     def aux_loss(self) -> torch.Tensor:
-        """The MoE adapter's load-balancing loss (weighted by ``balance_weight``); none for whitening."""
+        """The MoE adapter's load-balancing loss (``balance_weight``; none for whitening) plus the
+        stand-in alignment (``align_weight``) of the current step."""
+        out = super().aux_loss()
         losses = [load_balancing_loss(p) for p in self._last_probs.values() if len(p)]
-        if not losses:
-            return super().aux_loss()
-        return self.balance_weight * torch.stack(losses).mean()
+        if losses:
+            out = out + self.balance_weight * torch.stack(losses).mean()
+        if self._align_loss is not None:
+            out = out + self.align_weight * self._align_loss
+        return out
 
     @torch.no_grad()
     def routing_probabilities(self) -> dict[str, torch.Tensor]:
@@ -226,6 +248,7 @@ class SASRecContentRanker(ItemFeatureRanker):
         modality_dropout: float = Field(0.1, ge=0, lt=1, description="share of (item, modality) pairs hidden per step")
         gate_init: float = Field(0.0, description="start of the per-dimension content gate (0: starts as ID-only)")
         balance_weight: float = Field(0.01, ge=0, description="MoE load-balancing weight (adapter: moe)")
+        align_weight: float = Field(0.0, ge=0, description="pull P c towards each warm item's vector (0: off)")
         init_from: str | None = Field(None, description="a SASRec run directory whose weights start the ID path")
         freeze_id_path: bool = Field(True, description="with init_from: train the content parts only")
 
@@ -272,7 +295,8 @@ class SASRecContentRanker(ItemFeatureRanker):
         # Features loaded from a saved model are the standardised ones: they are used as they are.
         return SASRecContentNet(n_items, *self._feature_tensors(), p.hidden, p.layers, p.heads, p.max_len, p.dropout,
                                 p.ffn, p.adapter, p.n_experts, p.adapter_dropout, p.id_dropout, p.modality_dropout,
-                                p.gate_init, p.balance_weight, standardised=self._stored_features)
+                                p.gate_init, p.balance_weight, standardised=self._stored_features,
+                                align_weight=p.align_weight)
 
     # -- audit hooks ------------------------------------------------------------------------------
     def content_gate_norm(self) -> float:
