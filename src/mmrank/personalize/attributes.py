@@ -68,7 +68,7 @@ def attribute_spec(modality: str, groups: Mapping[str, Sequence[str]], feature_n
     for name, cols in groups.items():
         unknown = [c for c in cols if c not in position]
         if not cols or unknown:
-            raise ConfigError(f"attribute {name!r}: unknown or no columns {unknown or list(cols)} of {modality!r}",
-                              hint=f"its columns are {list(position)[:30]}")
+            raise ConfigError(f"attribute {name!r}: unknown or no columns {unknown or list(cols)} of {modality!r} "
+                              f"— its columns are {list(position)[:30]}")
         columns.append(tuple(position[c] for c in cols))
     return AttributeSpec(modality, tuple(groups), tuple(columns))
