@@ -83,8 +83,10 @@ def retrieve_cmd(
     query_features: Optional[List[str]] = typer.Option(None, "--query-features", help="ML-100K: query features to keep (default all)."),
     recency_decay: float = typer.Option(1.0, "--recency-decay", help="History queries: weight of the i-th most recent item is decay^i."),
 ) -> None:
-    """Retrieve the top-K items per query (by a query embedding or a user's history) into a candidate
-    file the reranker reads; the first-stage similarity is the baseline score (and modality first_stage).
+    """Retrieve the top-K items per query into a candidate file the reranker reads.
+
+    Queries are a query embedding or a user's history (the ML-100K task's users with --task); the
+    first-stage similarity is the candidates' baseline score and their first_stage modality.
 
     Example: mmrank retrieve --index out/index --task out/ml100k --data-dir ../shared/data --split test --out out/retrieved/test.jsonl
     Example: mmrank retrieve --index out/index --queries users.jsonl --items out/ml100k --k 50 --out candidates.parquet
