@@ -10,7 +10,11 @@ import json
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
+from mmrank.cli import app
 from mmrank.data.formats import load_ranking
+from mmrank.data.ml100k_items import save_item_features
 from mmrank.data.io_recbole import read_recbole
 from mmrank.data.ml100k_rerank_task import write_rerank_task
 from mmrank.data.model import ItemFeatures
@@ -32,11 +36,32 @@ def world(data_dir, tmp_path_factory):
     items = ItemFeatures(item_ids=ids, features={
         "text": text, "meta": recbole_items.features["meta"][[meta_row[i] for i in ids]],
         "image": np.zeros((len(ids), 1), dtype=np.float32)}, masks={"image": np.zeros(len(ids), dtype=bool)})
-    task_dir = tmp_path_factory.mktemp("task")
+    out = tmp_path_factory.mktemp("ml100k")  # the layout `mmrank data features` writes
+    save_item_features(items, out, {"feature_names": {}})
+    task_dir = out / "rerank"
     write_rerank_task(data_dir, items, task_dir)
     index = build_index(item_vectors(items, ["text"]), items.item_ids, IndexSettings(kind="flat"))
     rset, targets = ml100k_candidates(index, task_dir, inter, items, "test", K)
     return inter, items, task_dir, index, rset, targets
+
+
+def test_cli_pipeline_retrieves_and_evaluates(world, data_dir, tmp_path):
+    inter, items, task_dir, index, rset, targets = world
+    runner = CliRunner()
+    res = runner.invoke(app, ["index", "build", "--items", str(task_dir.parent), "--modality", "text", "--out", str(tmp_path / "idx")])
+    assert res.exit_code == 0 and "flat index over 1682 items" in res.output, res.output
+    out = tmp_path / "test.jsonl"
+    res = runner.invoke(app, ["retrieve", "--index", str(tmp_path / "idx"), "--task", str(task_dir.parent), "--data-dir",
+                              str(data_dir), "--split", "test", "--k", str(K), "--modalities", "meta,pop",
+                              "--query-features", "meta,history", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    written = load_ranking(out)
+    assert written.candidate_ids.tolist() == rset.candidate_ids.tolist()  # the CLI writes what the library retrieves
+    assert set(written.features) == {"first_stage", "meta", "pop"} and set(written.query_features) == {"meta", "history"}
+    assert f"recall@{K} {np.nanmean(recall_at_k(rset, targets)):.4f}" in res.output
+    res = runner.invoke(app, ["index", "evaluate", "--ranked", str(out), "--targets", str(out) + ".targets.json"])
+    e2e = end_to_end_ndcg(rset, list_order_scores(rset), targets).mean()
+    assert res.exit_code == 0 and f"nDCG@10 (all targets) {e2e:.4f}" in res.output, res.output
 
 
 def test_candidates_keep_the_task_protocol(world):
