@@ -50,6 +50,7 @@ def test_exact_index_matches_brute_force_and_ann_is_close(vectors):
         assert ann.kind == kind
         assert overlap_at_k(ann.search(queries, 20)[1], truth, 20).mean() > 0.9
     assert build_index(vectors, ids).kind == "flat"  # auto: small galleries are searched exactly
+    assert IndexSettings().resolved_kind(60_000) == "ivf"  # large ones by IVF (BENCHMARKS.md)
 
 
 def test_index_saves_loads_and_refuses_a_changed_file(tmp_path, vectors):

@@ -30,7 +30,7 @@ def build(
     out: Path = typer.Option(..., "--out", help="Index folder to write."),
     modality: List[str] = typer.Option(["text"], "--modality", help="Item modality to embed (repeatable or comma-separated): text, image_effnet, meta, ..."),
     weight: Optional[List[float]] = typer.Option(None, "--weight", help="Weight of each --modality in the similarity (default equal)."),
-    kind: str = typer.Option("auto", "--kind", help="flat (exact), hnsw, ivf, or auto (flat up to 50,000 items, else hnsw)."),
+    kind: str = typer.Option("auto", "--kind", help="flat (exact), hnsw, ivf, or auto (flat up to 50,000 items, else ivf)."),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="HNSW: links per node."),
     ef_search: int = typer.Option(64, "--ef-search", help="HNSW: candidates kept while searching."),
     nlist: Optional[int] = typer.Option(None, "--nlist", help="IVF: number of cells (default ~4 sqrt(n))."),
