@@ -1,0 +1,137 @@
+"""Recommendation at 1M events: `mmrank data inspect`, `mmrank recommend` latency, audit memory.
+
+The data: ML-100K's 943 users replicated ``--copies`` times with new ids (``196`` → ``196``,
+``196_1``, ... ``196_9``), same items, times and ratings — 1,000,000 events, 9,430 users × 1,682
+items at 10 copies — written as a RecBole folder (with the ``.item`` titles) under ``--work``
+(outside the repo: MovieLens may not be redistributed). Then, each as its own CLI process (what a
+user types, Python start-up and imports included):
+
+1. ``mmrank data inspect DIR --json`` (median of ``--repeats``); peer: ``pandas.read_csv`` of the
+   ``.inter`` file alone (no validation, no summary);
+2. ``mmrank train configs/ml100k_sasrec.yaml`` on it (``--epochs`` epochs), peak RSS;
+3. ``mmrank recommend RUN --user U``: the first call (scores every user once and caches), then
+   ``--repeats`` later calls for different users; peer: the same call with ``--data DIR``, which
+   re-reads and re-splits every event as every call did before the cache;
+4. ``mmrank audit --model RUN --baseline popularity``: wall time and peak RSS
+   (``/usr/bin/time -v``).
+
+    python benchmarks/rec_scale.py [--data ../shared/data] [--copies 10] [--epochs 1] [--work /tmp/mmrank-recscale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, command_line, stamp  # noqa: E402
+
+from mmrank.data.formats import load_interaction_data, write_interactions  # noqa: E402
+from mmrank.data.interaction_data import InteractionData  # noqa: E402
+from mmrank.data.model import Interactions  # noqa: E402
+
+MMRANK = [sys.executable, "-m", "mmrank"]
+_RSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+
+
+def replicate(src: Path, dst: Path, copies: int) -> InteractionData:
+    """ML-100K with every user copied ``copies`` times under new ids, as a RecBole folder."""
+    data = load_interaction_data(src, "recbole")
+    inter = data.interactions
+    users = np.concatenate([inter.user_ids if k == 0 else np.char.add(inter.user_ids.astype(str), f"_{k}").astype(object)
+                            for k in range(copies)])
+    big = Interactions(users, np.tile(inter.item_ids, copies), np.tile(inter.timestamps, copies),
+                       np.tile(inter.ratings, copies))
+    out = InteractionData(big, data.items, data.report, "recbole")
+    write_interactions(out, dst, "recbole")
+    return out
+
+
+def timed(cmd: list[str], rss: bool = False) -> tuple[float, int | None, str]:
+    """(wall seconds, peak RSS in MB or None, output) of one command; a failure stops the benchmark."""
+    full = ["/usr/bin/time", "-v", *cmd] if rss else cmd
+    t0 = time.perf_counter()
+    proc = subprocess.run(full, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, 3, 4):  # audit exits 3/4 for PAUSE_AND_FIX / NO_GO: still a finished audit
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    m = _RSS.search(proc.stderr)
+    return seconds, (int(m.group(1)) // 1024 if m else None), proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mmrank-recscale"))
+    args = ap.parse_args()
+    import pandas as pd
+
+    data_dir, run, audit_dir = args.work / "ml100kx", args.work / "run", args.work / "audit"
+    for p in (run, audit_dir):
+        subprocess.run(["rm", "-rf", str(p)], check=True)
+    big = replicate(args.data / "ml-100k", data_dir, args.copies)
+    n_events, n_users = len(big.interactions), big.interactions.n_users
+    res: dict = {"events": n_events, "users": n_users, "items": big.interactions.n_items, "load_before": os.getloadavg()}
+
+    inspect = [timed([*MMRANK, "data", "inspect", str(data_dir), "--json"])[0] for _ in range(args.repeats)]
+    t0 = time.perf_counter()
+    pd.read_csv(data_dir / f"{data_dir.name}.inter", sep="\t")
+    res["inspect_s"], res["pandas_read_s"] = statistics.median(inspect), time.perf_counter() - t0
+
+    train_s, train_rss, _ = timed([*MMRANK, "train", "configs/ml100k_sasrec.yaml", "--out", str(run),
+                                   "--set", f"data.path={data_dir}", "--set", f"train.epochs={args.epochs}",
+                                   "--set", "evaluate.sampled_negatives=0"], rss=True)
+    res.update(train_s=train_s, train_rss_mb=train_rss)
+
+    users = [str(u) for u in big.interactions.user_ids[:: max(1, n_events // (args.repeats + 1))][: args.repeats + 1]]
+    first, first_rss, _ = timed([*MMRANK, "recommend", str(run), "--user", users[0]], rss=True)
+    later = [timed([*MMRANK, "recommend", str(run), "--user", u])[0] for u in users[1:]]
+    live, _, _ = timed([*MMRANK, "recommend", str(run), "--user", users[0], "--data", str(data_dir)])
+    res.update(recommend_first_s=first, recommend_first_rss_mb=first_rss, recommend_later_s=later,
+               recommend_later_median_s=statistics.median(later), recommend_live_s=live)
+
+    audit_s, audit_rss, _ = timed([*MMRANK, "audit", "--model", str(run), "--baseline", "popularity",
+                                   "--out", str(audit_dir)], rss=True)
+    res.update(audit_s=audit_s, audit_rss_mb=audit_rss, load_after=os.getloadavg())
+    (RESULTS / "rec_scale.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / "rec_scale.md").write_text(_markdown(res, args) + "\n")
+    print(json.dumps(res, indent=1))
+
+
+def _markdown(r: dict, args) -> str:
+    load = lambda t: ", ".join(f"{x:.2f}" for x in t)  # noqa: E731
+    return f"""## Recommendation at 1M events: inspect, recommend latency, audit memory (issue 18)
+
+Command: `{command_line()}` — {stamp()}. Load average before {load(r['load_before'])}, after
+{load(r['load_after'])} (1/5/15 min). Data: ML-100K's users replicated {args.copies}x with new ids:
+{r['events']:,} events, {r['users']:,} users × {r['items']:,} items (RecBole folder with titles).
+Every number is one CLI process, Python start-up and imports included.
+
+| step | mmrank | peer | peer value | ratio |
+|---|---|---|---|---|
+| `mmrank data inspect DIR --json` (median of {args.repeats}) | {r['inspect_s']:.2f} s | `pandas.read_csv(.inter)` in-process, no validation | {r['pandas_read_s']:.2f} s | {r['inspect_s'] / r['pandas_read_s']:.1f}x |
+| `mmrank recommend RUN --user U`, later calls (median of {len(r['recommend_later_s'])}, max {max(r['recommend_later_s']):.2f} s) | {r['recommend_later_median_s']:.2f} s | same with `--data DIR` (re-reads and re-splits every event, the old path) | {r['recommend_live_s']:.2f} s | {r['recommend_live_s'] / r['recommend_later_median_s']:.0f}x faster |
+| `mmrank recommend`, first call (scores all {r['users']:,} users, caches top 100) | {r['recommend_first_s']:.2f} s, {r['recommend_first_rss_mb']} MB RSS | — | — | — |
+| `mmrank audit --model RUN --baseline popularity` | {r['audit_s']:.1f} s, **{r['audit_rss_mb']} MB peak RSS** | — | — | — |
+| `mmrank train` SASRec, {args.epochs} epoch(s) (context) | {r['train_s']:.1f} s, {r['train_rss_mb']} MB peak RSS | — | — | — |
+
+Goals (issue 18): recommend after the first call < 1 s — **{'met' if r['recommend_later_median_s'] < 1 else 'not met'}**
+(max {max(r['recommend_later_s']):.2f} s); recommendation audit < 2 GB RSS —
+**{'met' if r['audit_rss_mb'] < 2048 else 'not met'}** ({r['audit_rss_mb']} MB).
+"""
+
+
+if __name__ == "__main__":
+    main()
