@@ -252,12 +252,9 @@ def _order(layout: ColumnLayout) -> str:
 
 def _parsed(users, items, ratings, times, line_numbers, extra, order: str) -> ParsedInteractions:
     """The accepted rows as Interactions, with their source lines and extra integer columns."""
-    interactions = Interactions(
-        user_ids=np.array(users, dtype=object),
-        item_ids=np.array(items, dtype=object),
-        timestamps=np.asarray(times, dtype=np.float64),
-        ratings=None if ratings is None else np.asarray(ratings, dtype=np.float64),
-        order=order,
+    interactions = Interactions.of_str_ids(  # both parsers give str ids
+        np.array(users, dtype=object), np.array(items, dtype=object), np.asarray(times, dtype=np.float64),
+        None if ratings is None else np.asarray(ratings, dtype=np.float64), order,
     )
     return ParsedInteractions(
         interactions,
