@@ -44,6 +44,7 @@ from mmrank.data.interaction_data import (
     check_writable,
     dropped_columns,
     not_read_files,
+    tab_separated_events,
 )
 from mmrank.data.interaction_table import (
     SPLIT_LABEL_CHECK,
@@ -63,6 +64,8 @@ from mmrank.errors import DataError
 
 FEATURE_SUFFIX = "_feat.npy"
 ITEM_MAPPING, USER_MAPPING = "i_id_mapping.csv", "u_id_mapping.csv"
+MMREC_COLUMNS = {"user": "userID", "item": "itemID", "rating": "rating", "timestamp": "timestamp",
+                 "position": "position", "x_label": "x_label"}
 HEADER_HINT = "MMRec headers read 'userID<TAB>itemID<TAB>rating<TAB>timestamp<TAB>x_label'"
 
 
@@ -226,27 +229,14 @@ def _dense(ids: np.ndarray, first: list[str] | None = None) -> tuple[dict[str, s
 
 def write_mmrec(data: InteractionData, folder: str | Path) -> WriteResult:
     """Write an MMRec folder (see the module docstring)."""
-    from mmrank.data.io_table import number_text
-
     folder = Path(folder)
     inter = data.interactions
     items = data.items if data.items is not None and data.items.features else None
     check_writable({"user id": inter.user_ids, "item id": inter.item_ids}, "MMRec", folder)
     user_map, users, _ = _dense(inter.user_ids)
     item_map, item_ids, n_rows = _dense(inter.item_ids, None if items is None else [str(i) for i in items.item_ids])
-    header, cols = ["userID", "itemID"], [users.tolist(), item_ids.tolist()]
-    if inter.ratings is not None:
-        header.append("rating")
-        cols.append(number_text(inter.ratings))
-    if inter.order != "row":
-        header.append("timestamp" if inter.timed else "position")
-        cols.append(number_text(inter.timestamps))
-    if data.split_labels is not None:
-        header.append("x_label")
-        cols.append([str(v) for v in data.split_labels.tolist()])
     folder.mkdir(parents=True, exist_ok=True)
-    files = [atomic_write_text(folder / f"{folder.name}.inter",
-                               "\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in zip(*cols)))]
+    files = [atomic_write_text(folder / f"{folder.name}.inter", tab_separated_events(data, users, item_ids, MMREC_COLUMNS))]
     dropped: list[str] = []
     if items is not None:
         for name, mat in items.features.items():

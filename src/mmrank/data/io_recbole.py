@@ -39,6 +39,7 @@ from mmrank.data.interaction_data import (
     check_writable,
     dropped_columns,
     not_read_files,
+    tab_separated_events,
 )
 from mmrank.data.interaction_table import (
     POSITION_NAMES,
@@ -63,6 +64,8 @@ FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 TITLE_NAMES = ("movie_title", "title")
 YEAR_NAMES = ("release_year", "year")
 GENRE_NAMES = ("class", "genre", "genres")
+RECBOLE_COLUMNS = {"user": "user_id:token", "item": "item_id:token", "rating": "rating:float",
+                   "timestamp": "timestamp:float", "position": "position:float", "x_label": "x_label:token"}
 
 
 def parse_header(text: str, path: Path, lineno: int) -> list[tuple[str, str]]:
@@ -162,25 +165,12 @@ def _why_not_read(p: Path) -> str:
 
 def write_recbole(data: InteractionData, folder: str | Path) -> WriteResult:
     """Write ``<folder name>.inter`` (+ ``.item`` with titles); see the module docstring."""
-    from mmrank.data.io_table import number_text
-
     folder = Path(folder)
     inter = data.interactions
     check_writable({"user id": inter.user_ids, "item id": inter.item_ids}, "RecBole", folder)
-    header = ["user_id:token", "item_id:token"]
-    cols = [inter.user_ids.tolist(), inter.item_ids.tolist()]
-    if inter.ratings is not None:
-        header.append("rating:float")
-        cols.append(number_text(inter.ratings))
-    if inter.order != "row":
-        header.append("timestamp:float" if inter.timed else "position:float")
-        cols.append(number_text(inter.timestamps))
-    if data.split_labels is not None:
-        header.append("x_label:token")
-        cols.append([str(v) for v in data.split_labels.tolist()])
     folder.mkdir(parents=True, exist_ok=True)
     inter_path = folder / f"{folder.name}.inter"
-    atomic_write_text(inter_path, "\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in zip(*cols)))
+    atomic_write_text(inter_path, tab_separated_events(data, inter.user_ids, inter.item_ids, RECBOLE_COLUMNS))
     files = [inter_path]
     dropped = []
     items = data.items

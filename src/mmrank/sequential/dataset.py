@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.formats import load_interaction_data
-from mmrank.data.interaction_data import InteractionData
+from mmrank.data.interaction_data import InteractionData, id_codes
 from mmrank.data.item_feature_folder import load_item_features
 from mmrank.data.model import ORDERS, TIME, Interactions, ItemFeatures
 from mmrank.data.splits import InteractionSplit
@@ -137,8 +137,10 @@ def load_sequence_data(data: SequentialData | str | Path, path: str | Path | Non
 def _drop_users_without_training(events: Interactions, labels: np.ndarray) -> tuple[np.ndarray, dict]:
     """Labels with the evaluation events of users who have no training event set to -1 (left
     out), and how many per stage."""
-    trained = set(events.user_ids[labels == 0].tolist())
-    orphan = (labels > 0) & ~np.isin(events.user_ids, list(trained))
+    codes, uniques = id_codes(events.user_ids)
+    trained = np.zeros(len(uniques), dtype=bool)
+    trained[codes[labels == 0]] = True
+    orphan = (labels > 0) & ~trained[codes]
     counts = {"valid": int((orphan & (labels == 1)).sum()), "test": int((orphan & (labels == 2)).sum())}
     out = labels.copy()
     out[orphan] = -1

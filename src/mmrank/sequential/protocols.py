@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from mmrank.data.interaction_data import id_codes
 from mmrank.data.model import ROW, SEQUENCE, TIME, Interactions
 from mmrank.errors import ConfigError
 
@@ -136,7 +137,7 @@ def targets_protocol(inp: SplitInput) -> tuple[np.ndarray, SplitProtocol]:
 @register_protocol("random")
 def random_protocol(inp: SplitInput) -> tuple[np.ndarray, SplitProtocol]:
     """Random leave-one-out per user, seeded: one random event → test, another → valid."""
-    _, users = np.unique(inp.events.user_ids, return_inverse=True)
+    users, _ = id_codes(inp.events.user_ids)
     rng = np.random.default_rng(inp.seed)
     key = rng.random(len(users))  # a random rank inside each user's events
     order = np.lexsort((key, users))
