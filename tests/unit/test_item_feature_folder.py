@@ -107,7 +107,9 @@ def write_mmrec(folder: Path, n_users: int = 24, groups: int = 3, per_group: int
 def test_cli_builds_the_folder_from_mmrec_and_the_moe_preset_trains_on_it(tmp_path):
     torch.set_num_threads(1)
     data = write_mmrec(tmp_path / "tiktok")
-    r = runner.invoke(app, ["data", "item-features", str(tmp_path / "feats"), "--mmrec", str(data), "--data", str(data)])
+    (tmp_path / "titles.csv").write_text("item_id,title\n" + "".join(f"{i},Clip {i}\n" for i in range(18)))
+    r = runner.invoke(app, ["data", "item-features", str(tmp_path / "feats"), "--mmrec", str(data), "--data", str(data),
+                            "--items", str(tmp_path / "titles.csv"), "--title-column", "title"])
     assert r.exit_code == 0, r.output
     assert "18 of the 18 items" in r.output
     inspected = json.loads(runner.invoke(app, ["data", "inspect", str(tmp_path / "feats"), "--json"]).output)
@@ -126,6 +128,10 @@ def test_cli_builds_the_folder_from_mmrec_and_the_moe_preset_trains_on_it(tmp_pa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "sasrec_moe" and set(metrics["expert_usage"]) == {"audio", "text"}
     assert metrics["split"]["name"] == "given" and metrics["test"]["users"] == 24
+    from mmrank.sequential.recommend import recommend
+
+    (top,) = recommend(out, "5", k=1)  # titles from the item-feature folder: the data has no item file
+    assert top["title"] == f"Clip {top['item_id']}"
 
 
 def test_a_folder_whose_ids_match_no_item_of_the_data_is_refused(tmp_path):

@@ -34,23 +34,40 @@ TOP_K = 100
 MODEL_FILE = "model.safetensors"
 
 
-def write_recommend_state(run_dir: str | Path, data) -> Path:
+def write_recommend_state(run_dir: str | Path, data, item_features: str | Path | None = None) -> Path:
     """Write ``seen.safetensors`` and ``ids.json`` for a run trained on ``data`` (a
-    ``SequenceData``: its split's dense ids are the run's)."""
+    ``SequenceData``: its split's dense ids are the run's). Titles come from the data's item
+    file, else from the item-feature folder (``mmrank data item-features --title-column``)."""
     from safetensors.numpy import save
 
     folder = Path(run_dir) / STATE_DIR
     split = data.split
     seen = split.full_history()
     atomic_write_bytes(folder / SEEN, save({"indptr": seen.indptr.astype(np.int64), "items": seen.items.astype(np.int32)}))
-    catalogue = data.catalogue
-    titles = None
-    if catalogue is not None and catalogue.titles is not None:
-        titles = {str(i): str(t) for i, t in zip(catalogue.item_ids, catalogue.titles)}
+    titles = _titles(data.catalogue)
+    if titles is None and item_features is not None:
+        titles = _titles(_folder_titles(Path(item_features)))
     ids = {"users": [str(u) for u in split.users.ids], "items": [str(i) for i in split.items.ids],
            "titles": titles, "data_fingerprint": data.data_fingerprint, "data": data.inter_path}
     atomic_write_text(folder / IDS, json.dumps(ids, ensure_ascii=False))
     return folder
+
+
+def _titles(items) -> dict[str, str] | None:
+    if items is None or items.titles is None:
+        return None
+    return {str(i): str(t) for i, t in zip(items.item_ids, items.titles)}
+
+
+def _folder_titles(folder: Path):
+    """The titles of an item-feature folder's ``items.json`` (as a light ``ItemFeatures``), or None."""
+    from mmrank.data.model import ItemFeatures
+
+    meta = folder / "items.json"
+    if not meta.is_file():
+        return None
+    info = json.loads(meta.read_text(encoding="utf-8"))
+    return None if not info.get("titles") else ItemFeatures(info["item_ids"], titles=info["titles"])
 
 
 def _stamp(run_dir: Path) -> dict:

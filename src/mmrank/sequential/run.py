@@ -198,7 +198,7 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
         metrics["reached_target_seconds"] = reached[0] if reached else None
     _write_predictions(out / "predictions.parquet", rows)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    write_recommend_state(out, data)
+    write_recommend_state(out, data, config.data.item_features)
     ranker.save(out)  # model.json last: a run that has one is complete
     return metrics
 
