@@ -14,7 +14,6 @@ from rich.table import Table
 
 from mmrank.cli.app import data_app, user_errors
 from mmrank.data.formats import (
-    RANKING_FORMATS,
     format_label,
     interaction_output_format,
     is_interaction_format,
