@@ -109,6 +109,8 @@ def _print_sequential(title: str, metrics: dict) -> None:
     names = sorted({k for d in splits.values() for k, v in d.items()
                     if isinstance(v, (int, float)) and k not in ("users", "eval_seconds")})
     _print_table(title, names, splits)
+    if metrics.get("protocol"):
+        console.print(f"protocol: {metrics['protocol']}", style="dim", markup=False)
 
 
 def _fmt(v) -> str:
