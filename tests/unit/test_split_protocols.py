@@ -74,6 +74,16 @@ def test_mmrec_without_timestamps_trains_on_its_own_split_and_every_output_says_
     assert "no timestamps" in temporal.evidence["reason"] and "given" in temporal.evidence["reason"]
     assert report.meta["split"]["name"] == "given" and "one or more held-out items" in report.meta["unit"]
     assert any("temporal_leakage" in r and "no timestamps" in r for r in report.reasons)
+    # the audit reused the run's per-user test metrics; recomputing them gives the same numbers
+    import shutil
+
+    assert report.meta["model_metrics"].startswith("read from the run's predictions.parquet")
+    shutil.copytree(tmp_path / "run", tmp_path / "run_copy")
+    (tmp_path / "run_copy" / "predictions.parquet").unlink()
+    again = audit_recommender(tmp_path / "run_copy", "popularity")
+    assert again.meta["model_metrics"].startswith("recomputed")
+    assert again["significance"].evidence["model_mean"] == report["significance"].evidence["model_mean"]
+    assert again["significance"].value == report["significance"].value
     from mmrank.report import write_report
 
     report.save(tmp_path / "audit" / "audit.json")
