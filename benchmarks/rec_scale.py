@@ -91,8 +91,7 @@ def main() -> None:
     res["inspect_s"], res["pandas_read_s"] = statistics.median(inspect), time.perf_counter() - t0
 
     train_s, train_rss, _ = timed([*MMRANK, "train", "configs/ml100k_sasrec.yaml", "--out", str(run),
-                                   "--set", f"data.path={data_dir}", "--set", f"train.epochs={args.epochs}",
-                                   "--set", "evaluate.sampled_negatives=0"], rss=True)
+                                   "--set", f"data.path={data_dir}", "--set", f"train.epochs={args.epochs}"], rss=True)
     res.update(train_s=train_s, train_rss_mb=train_rss)
 
     users = [str(u) for u in big.interactions.user_ids[:: max(1, n_events // (args.repeats + 1))][: args.repeats + 1]]
