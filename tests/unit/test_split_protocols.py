@@ -210,3 +210,12 @@ def test_every_interaction_format_trains_directly_to_the_same_numbers(tmp_path, 
     assert metrics["split"]["name"] == "leave_one_out"
     assert metrics["split"]["order"] == ("sequence" if fmt == "sasrec" else "time")
     assert metrics["test"]["ndcg@10"] == reference["test"]["ndcg@10"] and metrics["test"]["users"] == 15
+
+
+def test_target_files_whose_events_are_also_in_the_training_file_are_flagged(tmp_path):
+    rows = x_label_rows()
+    (tmp_path / "all.csv").write_text("user_id,item_id\n" + "".join(f"{u},{i}\n" for u, i, _ in rows))
+    (tmp_path / "test.csv").write_text("user_id,item_id\n" + "".join(f"{u},{i}\n" for u, i, x in rows if x == 2))
+    seq = load_sequence_data(config(tmp_path / "all.csv", test_targets=str(tmp_path / "test.csv")).data)
+    assert seq.protocol.params["held_out_pairs_also_in_training"] == 2 * N_USERS
+    assert any("leak" in n for n in seq.notices)

@@ -117,6 +117,12 @@ def load_sequence_data(data: SequentialData | str | Path, path: str | Path | Non
         protocol.params["left_out_without_training_events"] = dropped
         notices.append(f"left out {dropped['valid']} valid and {dropped['test']} test events of users with no "
                        "training event (a sequential model needs a history)")
+    repeated = _held_out_pairs_in_training(events, labels)
+    if repeated:
+        protocol.params["held_out_pairs_also_in_training"] = repeated
+        notices.append(f"{repeated} held-out (user, item) pairs also occur among the training events: repeat "
+                       "consumption, or a leak when the held-out events were left in the training data "
+                       "(target files: data.path must hold the training events only)")
     if not (labels == 2).any():
         raise DataError(f"the {protocol.name} split leaves no test event", path=main.path,
                         hint="users need at least 3 events (leave-one-out), or give test events")
@@ -145,6 +151,14 @@ def _drop_users_without_training(events: Interactions, labels: np.ndarray) -> tu
     out = labels.copy()
     out[orphan] = -1
     return out, counts
+
+
+def _held_out_pairs_in_training(events: Interactions, labels: np.ndarray) -> int:
+    """How many valid/test events repeat a (user, item) pair of the training events."""
+    users, _ = id_codes(events.user_ids)
+    items, item_ids = id_codes(events.item_ids)
+    pairs = users * max(len(item_ids), 1) + items
+    return int(np.isin(pairs[labels > 0], pairs[labels == 0]).sum())
 
 
 def aligned_item_features(folder: str | Path, split: SequenceSplit, modalities: list[str] | None
