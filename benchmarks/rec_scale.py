@@ -15,7 +15,14 @@ user types, Python start-up and imports included):
 4. ``mmrank audit --model RUN --baseline popularity``: wall time and peak RSS
    (``/usr/bin/time -v``).
 
-    python benchmarks/rec_scale.py [--data ../shared/data] [--copies 10] [--epochs 1] [--work /tmp/mmrank-recscale]
+Two phases, because only timings need an idle box: ``--phase memory`` (data, training, the
+first recommend call, the audit: peak RSS; run under ``heavy``) then ``--phase timing`` (inspect
+and recommend latency on the run the first phase left in ``--work``; run under
+``HEAVY_THREADS=2 heavy``). Each phase adds its numbers to ``results/rec_scale.json``; the
+timing phase writes the section.
+
+    python benchmarks/rec_scale.py --phase memory [--data ../shared/data] [--copies 10] [--epochs 1] [--work DIR]
+    python benchmarks/rec_scale.py --phase timing [--repeats 5] [--work DIR]
 """
 
 from __future__ import annotations
@@ -70,65 +77,87 @@ def timed(cmd: list[str], rss: bool = False) -> tuple[float, int | None, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phase", choices=("memory", "timing"), required=True)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mmrank-recscale"))
     args = ap.parse_args()
-    import pandas as pd
+    out = RESULTS / "rec_scale.json"
+    res = json.loads(out.read_text()) if args.phase == "timing" and out.is_file() else {}
+    (memory_phase if args.phase == "memory" else timing_phase)(args, res)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    if args.phase == "timing":
+        (RESULTS / "rec_scale.md").write_text(_markdown(res, args) + "\n")
+    print(json.dumps(res, indent=1))
 
+
+def memory_phase(args, res: dict) -> None:
+    """Data, training, the first recommend call and the audit, with their peak RSS."""
     data_dir, run, audit_dir = args.work / "ml100kx", args.work / "run", args.work / "audit"
     for p in (run, audit_dir):
         subprocess.run(["rm", "-rf", str(p)], check=True)
     big = replicate(args.data / "ml-100k", data_dir, args.copies)
-    n_events, n_users = len(big.interactions), big.interactions.n_users
-    res: dict = {"events": n_events, "users": n_users, "items": big.interactions.n_items, "load_before": os.getloadavg()}
+    inter = big.interactions
+    res.update(events=len(inter), users=inter.n_users, items=inter.n_items, copies=args.copies, epochs=args.epochs,
+               memory_stamp=stamp(), memory_load_before=os.getloadavg())
+    train_s, train_rss, _ = timed([*MMRANK, "train", "configs/ml100k_sasrec.yaml", "--out", str(run),
+                                   "--set", f"data.path={data_dir}", "--set", f"train.epochs={args.epochs}"], rss=True)
+    first, first_rss, _ = timed([*MMRANK, "recommend", str(run), "--user", str(inter.user_ids[0])], rss=True)
+    audit_s, audit_rss, _ = timed([*MMRANK, "audit", "--model", str(run), "--baseline", "popularity",
+                                   "--out", str(audit_dir)], rss=True)
+    verdict = json.loads((audit_dir / "audit.json").read_text())
+    res.update(train_s=train_s, train_rss_mb=train_rss, recommend_first_s=first, recommend_first_rss_mb=first_rss,
+               audit_s=audit_s, audit_rss_mb=audit_rss, audit_verdict=verdict["verdict"],
+               audit_checks={c["name"]: c["status"] for c in verdict["checks"]}, memory_load_after=os.getloadavg())
 
+
+def timing_phase(args, res: dict) -> None:
+    """Inspect and recommend latency (later calls; the live path re-reading the data as peer)."""
+    import pandas as pd
+
+    data_dir, run = args.work / "ml100kx", args.work / "run"
+    res.update(timing_stamp=stamp(), timing_load_before=os.getloadavg())
     inspect = [timed([*MMRANK, "data", "inspect", str(data_dir), "--json"])[0] for _ in range(args.repeats)]
     t0 = time.perf_counter()
     pd.read_csv(data_dir / f"{data_dir.name}.inter", sep="\t")
     res["inspect_s"], res["pandas_read_s"] = statistics.median(inspect), time.perf_counter() - t0
-
-    train_s, train_rss, _ = timed([*MMRANK, "train", "configs/ml100k_sasrec.yaml", "--out", str(run),
-                                   "--set", f"data.path={data_dir}", "--set", f"train.epochs={args.epochs}"], rss=True)
-    res.update(train_s=train_s, train_rss_mb=train_rss)
-
-    users = [str(u) for u in big.interactions.user_ids[:: max(1, n_events // (args.repeats + 1))][: args.repeats + 1]]
-    first, first_rss, _ = timed([*MMRANK, "recommend", str(run), "--user", users[0]], rss=True)
-    later = [timed([*MMRANK, "recommend", str(run), "--user", u])[0] for u in users[1:]]
+    ids = json.loads((run / "recommend" / "ids.json").read_text())["users"]
+    users = [ids[k * (len(ids) // (args.repeats + 1))] for k in range(1, args.repeats + 1)]
+    later = [timed([*MMRANK, "recommend", str(run), "--user", u])[0] for u in users]
     live, _, _ = timed([*MMRANK, "recommend", str(run), "--user", users[0], "--data", str(data_dir)])
-    res.update(recommend_first_s=first, recommend_first_rss_mb=first_rss, recommend_later_s=later,
-               recommend_later_median_s=statistics.median(later), recommend_live_s=live)
-
-    audit_s, audit_rss, _ = timed([*MMRANK, "audit", "--model", str(run), "--baseline", "popularity",
-                                   "--out", str(audit_dir)], rss=True)
-    res.update(audit_s=audit_s, audit_rss_mb=audit_rss, load_after=os.getloadavg())
-    (RESULTS / "rec_scale.json").write_text(json.dumps(res, indent=1) + "\n")
-    (RESULTS / "rec_scale.md").write_text(_markdown(res, args) + "\n")
-    print(json.dumps(res, indent=1))
+    res.update(recommend_later_s=later, recommend_later_median_s=statistics.median(later), recommend_live_s=live,
+               timing_load_after=os.getloadavg())
 
 
 def _markdown(r: dict, args) -> str:
     load = lambda t: ", ".join(f"{x:.2f}" for x in t)  # noqa: E731
     return f"""## Recommendation at 1M events: inspect, recommend latency, audit memory (issue 18)
 
-Command: `{command_line()}` — {stamp()}. Load average before {load(r['load_before'])}, after
-{load(r['load_after'])} (1/5/15 min). Data: ML-100K's users replicated {args.copies}x with new ids:
-{r['events']:,} events, {r['users']:,} users × {r['items']:,} items (RecBole folder with titles).
-Every number is one CLI process, Python start-up and imports included.
+Data: ML-100K's users replicated {r['copies']}x with new ids: {r['events']:,} events, {r['users']:,} users ×
+{r['items']:,} items (RecBole folder with titles). Every number is one CLI process (`python -m mmrank ...`),
+Python start-up and imports included.
+
+Memory phase (`python benchmarks/rec_scale.py --phase memory` under `heavy`, one slot; the box shared,
+load {load(r['memory_load_before'])} before, {load(r['memory_load_after'])} after) — {r['memory_stamp']}:
+
+| step | wall (shared box) | peak RSS (`/usr/bin/time -v`) |
+|---|---|---|
+| `mmrank train configs/ml100k_sasrec.yaml`, {r['epochs']} epoch (data read, split, train, full + sampled evaluation) | {r['train_s']:.0f} s | {r['train_rss_mb']} MB |
+| `mmrank recommend RUN --user U`, first call (scores all {r['users']:,} users once, caches the top 100) | {r['recommend_first_s']:.1f} s | {r['recommend_first_rss_mb']} MB |
+| `mmrank audit --model RUN --baseline popularity` ({r['audit_verdict']}) | {r['audit_s']:.0f} s | **{r['audit_rss_mb']} MB** |
+
+Timing phase (`python benchmarks/rec_scale.py --phase timing` under `HEAVY_THREADS=2 heavy`, the
+box to itself; load {load(r['timing_load_before'])} before, {load(r['timing_load_after'])} after) — {r['timing_stamp']}:
 
 | step | mmrank | peer | peer value | ratio |
 |---|---|---|---|---|
-| `mmrank data inspect DIR --json` (median of {args.repeats}) | {r['inspect_s']:.2f} s | `pandas.read_csv(.inter)` in-process, no validation | {r['pandas_read_s']:.2f} s | {r['inspect_s'] / r['pandas_read_s']:.1f}x |
-| `mmrank recommend RUN --user U`, later calls (median of {len(r['recommend_later_s'])}, max {max(r['recommend_later_s']):.2f} s) | {r['recommend_later_median_s']:.2f} s | same with `--data DIR` (re-reads and re-splits every event, the old path) | {r['recommend_live_s']:.2f} s | {r['recommend_live_s'] / r['recommend_later_median_s']:.0f}x faster |
-| `mmrank recommend`, first call (scores all {r['users']:,} users, caches top 100) | {r['recommend_first_s']:.2f} s, {r['recommend_first_rss_mb']} MB RSS | — | — | — |
-| `mmrank audit --model RUN --baseline popularity` | {r['audit_s']:.1f} s, **{r['audit_rss_mb']} MB peak RSS** | — | — | — |
-| `mmrank train` SASRec, {args.epochs} epoch(s) (context) | {r['train_s']:.1f} s, {r['train_rss_mb']} MB peak RSS | — | — | — |
+| `mmrank recommend RUN --user U`, later calls (median of {len(r['recommend_later_s'])}; max {max(r['recommend_later_s']):.2f} s) | **{r['recommend_later_median_s']:.2f} s** | the same call with `--data DIR` (re-reads and re-splits every event: every call before the cache) | {r['recommend_live_s']:.1f} s | {r['recommend_live_s'] / r['recommend_later_median_s']:.0f}x faster |
+| `mmrank data inspect DIR --json` (median of {args.repeats}) | {r['inspect_s']:.2f} s | `pandas.read_csv(.inter)` in-process, no validation, no summary | {r['pandas_read_s']:.2f} s | {r['inspect_s'] / r['pandas_read_s']:.1f}x |
 
-Goals (issue 18): recommend after the first call < 1 s — **{'met' if r['recommend_later_median_s'] < 1 else 'not met'}**
-(max {max(r['recommend_later_s']):.2f} s); recommendation audit < 2 GB RSS —
-**{'met' if r['audit_rss_mb'] < 2048 else 'not met'}** ({r['audit_rss_mb']} MB).
+Goals (issue 18): recommend after the first call < 1 s — **{'met' if max(r['recommend_later_s']) < 1 else 'not met'}**;
+recommendation audit < 2 GB RSS — **{'met' if r['audit_rss_mb'] < 2048 else 'not met'}** ({r['audit_rss_mb']} MB).
 """
 
 
