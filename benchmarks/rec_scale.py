@@ -77,7 +77,7 @@ def timed(cmd: list[str], rss: bool = False) -> tuple[float, int | None, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--phase", choices=("memory", "timing"), required=True)
+    ap.add_argument("--phase", choices=("memory", "timing", "render"), required=True)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
@@ -85,10 +85,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/mmrank-recscale"))
     args = ap.parse_args()
     out = RESULTS / "rec_scale.json"
-    res = json.loads(out.read_text()) if args.phase == "timing" and out.is_file() else {}
-    (memory_phase if args.phase == "memory" else timing_phase)(args, res)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    if args.phase == "timing":
+    res = json.loads(out.read_text()) if args.phase != "memory" and out.is_file() else {}
+    if args.phase != "render":
+        (memory_phase if args.phase == "memory" else timing_phase)(args, res)
+        out.write_text(json.dumps(res, indent=1) + "\n")
+    if args.phase != "memory":
         (RESULTS / "rec_scale.md").write_text(_markdown(res, args) + "\n")
     print(json.dumps(res, indent=1))
 
@@ -156,9 +157,24 @@ box to itself; load {load(r['timing_load_before'])} before, {load(r['timing_load
 | `mmrank recommend RUN --user U`, later calls (median of {len(r['recommend_later_s'])}; max {max(r['recommend_later_s']):.2f} s) | **{r['recommend_later_median_s']:.2f} s** | the same call with `--data DIR` (re-reads and re-splits every event: every call before the cache) | {r['recommend_live_s']:.1f} s | {r['recommend_live_s'] / r['recommend_later_median_s']:.0f}x faster |
 | `mmrank data inspect DIR --json` (median of {args.repeats}) | {r['inspect_s']:.2f} s | `pandas.read_csv(.inter)` in-process, no validation, no summary | {r['pandas_read_s']:.2f} s | {r['inspect_s'] / r['pandas_read_s']:.1f}x |
 
-Goals (issue 18): recommend after the first call < 1 s — **{'met' if max(r['recommend_later_s']) < 1 else 'not met'}**;
+{_peer(r)}Goals (issue 18): recommend after the first call < 1 s — **{'met' if max(r['recommend_later_s']) < 1 else 'not met'}**;
 recommendation audit < 2 GB RSS — **{'met' if r['audit_rss_mb'] < 2048 else 'not met'}** ({r['audit_rss_mb']} MB).
 """
+
+
+def _peer(r: dict) -> str:
+    """Optional rows measured by hand in the same session (``peer_main``: the same steps with the
+    code before this change; ``p7``: evaluation throughput before/after), when the JSON has them."""
+    text = ""
+    if "peer_main" in r:
+        p = r["peer_main"]
+        text += ("Peer, the code before this change (`git archive main src`, same data, same box, one slot): "
+                 f"audit {p['audit_s']:.0f} s, **{p['audit_rss_mb']} MB** peak RSS ({r['audit_rss_mb'] / p['audit_rss_mb']:.2f}x of it now); "
+                 f"`mmrank recommend` (every call re-reads and re-splits the data) {p['recommend_s']:.1f} s, "
+                 f"{p['recommend_rss_mb']} MB; `mmrank data inspect` {p['inspect_s']:.1f} s. {p.get('note', '')}\n\n")
+    if "p7" in r:
+        text += r["p7"] + "\n\n"
+    return text
 
 
 if __name__ == "__main__":
