@@ -169,7 +169,8 @@ def _peer(r: dict) -> str:
     if "peer_main" in r:
         p = r["peer_main"]
         text += ("Peer, the code before this change (`git archive main src`, same data, same box, one slot): "
-                 f"audit {p['audit_s']:.0f} s, **{p['audit_rss_mb']} MB** peak RSS ({r['audit_rss_mb'] / p['audit_rss_mb']:.2f}x of it now); "
+                 f"audit {p['audit_s']:.0f} s, **{p['audit_rss_mb']} MB** peak RSS (this change: {r['audit_rss_mb']} MB, "
+                 f"{r['audit_rss_mb'] / p['audit_rss_mb']:.2f}x); "
                  f"`mmrank recommend` (every call re-reads and re-splits the data) {p['recommend_s']:.1f} s, "
                  f"{p['recommend_rss_mb']} MB; `mmrank data inspect` {p['inspect_s']:.1f} s. {p.get('note', '')}\n\n")
     if "p7" in r:
