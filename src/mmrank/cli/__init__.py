@@ -25,6 +25,7 @@ from mmrank.cli import clicks_cmds  # noqa: F401,E402
 from mmrank.cli import retrieval_cmds  # noqa: F401,E402
 from mmrank.cli import personalize_cmds  # noqa: F401,E402
 from mmrank.cli import ab_cmds  # noqa: F401,E402
+from mmrank.cli import item_features_cmd  # noqa: F401,E402
 
 
 def main() -> None:
