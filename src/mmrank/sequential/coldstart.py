@@ -127,13 +127,20 @@ def cold_start_data(seq, fraction: float = 0.2, seed: int = 0):
     catalogue = None if seq.catalogue is None else seq.catalogue.item_ids
     split, rows = cold_start_split(seq.interactions, fraction, seed, catalogue, seq.inter_path)
     parts = {name: seq.interactions.take(getattr(rows, name)) for name in ("train", "valid", "test")}
-    return dataclasses.replace(seq, split=split, parts=parts,
-                               loo_fingerprint=rows.fingerprint(seq.data_fingerprint, fraction, seed))
+    fingerprint = rows.fingerprint(seq.data_fingerprint, fraction, seed)
+    protocol = dataclasses.replace(
+        seq.protocol, name="cold_start_items",
+        params={**seq.protocol.params, **{k: fingerprint[k] for k in ("fraction", "seed", "n_cold_items",
+                                                                        "held_out_events", "users_dropped")}},
+        description=f"{seq.protocol.description}; then {fingerprint['n_cold_items']} target items "
+                    f"({fraction:g} of them, seed {seed}) held out of training (cold-start split)")
+    return dataclasses.replace(seq, split=split, parts=parts, protocol=protocol, split_fingerprint=fingerprint)
 
 
 # -- metrics: warm, cold, overall -------------------------------------------------------------------
 def cold_mask(split: SequenceSplit, stage: str, users: np.ndarray) -> np.ndarray:
-    """Per evaluated user (dense ``users``), True when the stage's target item has no training event."""
+    """Per evaluated user (dense ``users``), True when the stage's target item (the first one for a
+    user with several; the cold-start split has one per user) has no training event."""
     return split.cold_items[split.target_for(stage)[users]]
 
 
@@ -233,14 +240,16 @@ def fallback_report(ranker, split: SequenceSplit, ks=(5, 10, 20), content: np.nd
 
 def prediction_rows(per_user: dict[str, np.ndarray], split: SequenceSplit, stage: str, cold: np.ndarray,
                     **extra) -> list[dict]:
-    """One ``predictions.parquet``-style row per evaluated user: ids, target, ``cold_target``,
-    every metric, plus ``extra`` columns."""
-    targets = split.target_for(stage)
+    """One ``predictions.parquet``-style row per evaluated user: ids, (first) target, ``n_targets``,
+    ``cold_target``, every metric (a user with several targets: the mean over them), plus ``extra``
+    columns."""
+    targets = split.targets_for(stage)
+    first, counts = targets.first(), targets.counts()
     out = []
     for j, u in enumerate(per_user["users"]):
         out.append({**extra, "user_id": str(split.users.ids[u]), "stage": stage,
-                    "target_item": str(split.items.ids[targets[u] - 1]), "cold_target": bool(cold[j]),
-                    **{k: float(v[j]) for k, v in per_user.items() if k != "users"}})
+                    "target_item": str(split.items.ids[first[u] - 1]), "n_targets": int(counts[u]),
+                    "cold_target": bool(cold[j]), **{k: float(v[j]) for k, v in per_user.items() if k != "users"}})
     return out
 
 

@@ -52,8 +52,12 @@ def user_fold_data(seq, k: int, fold: int, seed: int = 0):
     fp["combined"] = hash_ids([f"data:{seq.data_fingerprint}", f"k:{k}", f"fold:{fold}", f"seed:{seed}"]
                               + [f"{n}:{h}" for n, h in fp.items()])
     parts = {"train": inter.take(train), "valid": inter.take(valid), "test": inter.take(test)}
-    return dataclasses.replace(seq, split=split, parts=parts,
-                               loo_fingerprint={"method": "user_folds", "k": k, "fold": fold, "seed": seed, **fp})
+    protocol = dataclasses.replace(
+        seq.protocol, name="user_folds", params={**seq.protocol.params, "k": k, "fold": fold, "seed": seed},
+        description=f"{seq.protocol.description}; user fold {fold} of {k} (seed {seed}) evaluated, the other "
+                    "users' valid/test events train")
+    return dataclasses.replace(seq, split=split, parts=parts, protocol=protocol,
+                               split_fingerprint={"method": "user_folds", "k": k, "fold": fold, "seed": seed, **fp})
 
 
 def evaluation_split(seq, data_cfg):
@@ -64,6 +68,13 @@ def evaluation_split(seq, data_cfg):
     cold, folds = getattr(data_cfg, "cold_start", None), getattr(data_cfg, "folds", None)
     if cold is not None and folds is not None:
         raise ConfigError("data.cold_start and data.folds: choose one evaluation split")
+    name = "data.cold_start" if cold is not None else "data.folds"
+    if (cold is not None or folds is not None) and seq.protocol.name != "leave_one_out":
+        # both re-split the events by leave-one-out in time; on another protocol they would
+        # silently replace the split the config asked for
+        raise ConfigError(f"{name}: built on the leave_one_out split, and data.split resolved to "
+                          f"{seq.protocol.name} — set data.split: leave_one_out (needs timestamps or a sequence "
+                          f"order), or drop {name}")
     if cold is not None:
         return cold_start_data(seq, cold.fraction, cold.seed)
     if folds is not None:
