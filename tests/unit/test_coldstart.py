@@ -109,3 +109,46 @@ def test_fallbacks_replace_only_the_cold_rows(chain):
     assert id_fallback(ranker, "untrained", split) is ranker
     with pytest.raises(ConfigError):
         id_fallback(ranker, "content_nearest", split, None)
+
+
+class _Fixed:
+    """Scores every user with the same item vector (a known ranking)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = torch.as_tensor(scores, dtype=torch.float32)
+
+    def score_users(self, users, histories):
+        """The fixed scores for every user."""
+        return self.scores.expand(len(users), -1).clone()
+
+
+def test_evaluation_masks_the_held_out_events(chain):
+    _, split, _ = chain
+    # Distinct scores, held-out items on top: the rank of each target is known by brute force over
+    # the items the user has not seen (history + held-out events + padding masked, target never).
+    scores = np.random.default_rng(0).random(split.n_items + 1)
+    scores[np.unique(split.seen_extra.items)] += 10.0
+    per_user = evaluate_stage(_Fixed(scores), split, "test", (10,))
+    users, target = per_user["users"], split.target_for("test")[per_user["users"]]
+    expected, unmasked = [], []
+    for u, t in zip(users, target):
+        seen = set(split.history_for("test").of(u).tolist()) | set(split.seen_extra.of(u).tolist()) | {0}
+        above = [i for i in range(split.n_items + 1) if i != t and scores[i] > scores[t]]
+        expected.append(1 + sum(i not in seen for i in above))
+        unmasked.append(1 + sum(i not in seen or i in split.seen_extra.of(u) for i in above))
+    assert np.array_equal(per_user["rank"], np.array(expected, dtype=float))
+    assert not np.array_equal(per_user["rank"], np.array(unmasked, dtype=float)), "held-out events should matter here"
+
+
+def test_cold_start_and_folds_refuse_a_split_other_than_leave_one_out():
+    from types import SimpleNamespace
+
+    from mmrank.sequential.config import ColdStart, Folds, SequentialData
+    from mmrank.sequential.folds import evaluation_split
+
+    seq = SimpleNamespace(protocol=SimpleNamespace(name="random"))
+    for extra in ({"cold_start": ColdStart()}, {"folds": Folds()}):
+        with pytest.raises(ConfigError, match="leave_one_out"):
+            evaluation_split(seq, SequentialData(path="x", **extra))
+    plain = SequentialData(path="x")
+    assert evaluation_split(seq, plain) is seq
