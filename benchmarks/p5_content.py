@@ -31,12 +31,13 @@ def metrics_of(run: str) -> dict:
     return json.loads((Path(run) / "metrics.json").read_text())
 
 
-def pairs(a_runs: list[str], b_runs: list[str], subset: str = "all", b_fallbacks: list[str] | None = None) -> dict:
-    """Per-seed lifts of a over b on ``subset`` and the lift of the per-user seed means."""
+def pairs(a_runs: list[str], b_runs: list[str], subset: str = "all", b_fallbacks: list[str] | None = None,
+          metric: str = "ndcg@10") -> dict:
+    """Per-seed lifts of a over b in ``metric`` on ``subset`` and the lift of the per-user seed means."""
     fb = b_fallbacks or [None] * len(b_runs)
-    a = [per_user(r, subset=subset) for r in a_runs]
-    b = [per_user(r, subset=subset, fallback=f) for r, f in zip(b_runs, fb)]
-    return {"subset": subset, "per_seed": [paired_lift(x, y, "a", "b") for x, y in zip(a, b)],
+    a = [per_user(r, subset=subset, metric=metric) for r in a_runs]
+    b = [per_user(r, subset=subset, fallback=f, metric=metric) for r, f in zip(b_runs, fb)]
+    return {"subset": subset, "metric": metric, "per_seed": [paired_lift(x, y, "a", "b") for x, y in zip(a, b)],
             "seed_averaged": paired_lift(seed_averaged(a), seed_averaged(b), "a", "b")}
 
 
@@ -65,6 +66,9 @@ def main() -> None:
         best = [r["best_fallback"] for r in reports]
         out["cold"] = {"best_fallback_per_seed": best, "chosen_on": reports[0]["chosen_on"],
                        "cold_targets_vs_best_fallback": pairs(args.content_cold, args.id_cold, "cold", best),
+                       "cold_targets_vs_best_fallback_hr@20": pairs(args.content_cold, args.id_cold, "cold", best, "hr@20"),
+                       # mean rank of the cold targets (lower is better: a negative delta favours content)
+                       "cold_targets_vs_best_fallback_rank": pairs(args.content_cold, args.id_cold, "cold", best, "rank"),
                        "warm_targets_vs_best_fallback": pairs(args.content_cold, args.id_cold, "warm", best),
                        "cold_targets_vs_each_fallback": {
                            f: pairs(args.content_cold, args.id_cold, "cold", [f] * len(best))["seed_averaged"]
