@@ -35,7 +35,9 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     """Per-user metrics of ``stage`` ("valid"/"test"): full ranking over all items with each
     user's seen items masked; with ``sampled_negatives`` > 0 also ``sampled_*`` metrics (target
     among that many random unseen items). Users without a held-out item are left out; the
-    returned ``users`` array says which dense users the rows are."""
+    returned ``users`` array says which dense users the rows are. Chunks of users are scored by
+    one worker thread per torch thread, each running torch single-threaded, so the metrics are
+    the same bits at any thread count."""
     histories = split.history_for(stage)
     targets = split.target_for(stage)
     evaluated = np.flatnonzero(targets > 0)
@@ -56,11 +58,11 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     # keeps user order: its negatives are drawn per row.
     order = np.argsort(histories.lengths()[evaluated], kind="stable")
     with getattr(ranker, "scoring_session", contextlib.nullcontext)():
-        full = full_ranking_metrics(*ranking_args(evaluated[order]), chunk_size=chunk_size)
+        full = full_ranking_metrics(*ranking_args(evaluated[order]), chunk_size=chunk_size, workers=None)
         out = {k: v[np.argsort(order)] for k, v in full.items()}
         if sampled_negatives:
             sampled = sampled_ranking_metrics(*ranking_args(evaluated), n_negatives=sampled_negatives, seed=seed,
-                                              chunk_size=chunk_size)
+                                              chunk_size=chunk_size, workers=None)
             out.update({f"sampled_{k}": v for k, v in sampled.items()})
     out["users"] = evaluated
     return out
