@@ -157,15 +157,24 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
         if ids > config.max_candidates:  # 5 ms for 8 MB: refuse before parsing a byte
             return error_response(413, f"{ids} candidate ids, more than the limit {config.max_candidates} "
                                        f"— send the top {config.max_candidates}")
+        timings: dict[str, float] = {}
         if len(body) > config.offload_bytes:
-            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body, config.max_candidates)
+            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body,
+                                                                      config.max_candidates, timings)
         else:
-            parsed = parse_request(body, config.max_candidates)
+            parsed = parse_request(body, config.max_candidates, timings)
         if not isinstance(parsed, ParsedQuery):
             return parsed
         loaded = state.slot.current  # read once: a reload mid-request does not change this request's model
+        t0 = time.perf_counter()
         decision = await decide_one(loaded.ranker, parsed.query, config.policy, state.scoring_pool)
-        return _answer(state, loaded, parsed, decision)
+        t1 = time.perf_counter()
+        response = _answer(state, loaded, parsed, decision)
+        timings["model"], timings["serialise"] = t1 - t0, time.perf_counter() - t1
+        state.metrics.record_stages(timings)
+        # Server-Timing (W3C): a client or a browser's dev tools see the split of every answer
+        response.headers["server-timing"] = ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timings.items())
+        return response
 
 
 def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decision) -> Response:
