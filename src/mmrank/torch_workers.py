@@ -11,6 +11,7 @@ the workers leaves the caller's setting alone.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
@@ -22,6 +23,17 @@ R = TypeVar("R")
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
+
+
+def _forget_pools_after_fork() -> None:
+    """A forked child has none of the parent's threads: a pool it inherited would take work and
+    never run it. The child starts with no pools (and a fresh lock) and makes its own."""
+    global _LOCK
+    _POOLS.clear()
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def single_thread_pool(workers: int) -> ThreadPoolExecutor:

@@ -54,3 +54,17 @@ def test_map_chunks_keeps_order_errors_and_the_callers_threads():
 
     with pytest.raises(ValueError, match="chunk 4"):
         map_chunks(boom, range(6), workers=2)
+
+
+def test_a_forked_child_gets_working_pools():
+    import multiprocessing as mp
+
+    map_chunks(lambda c: c, range(4), workers=2)  # the parent has a pool now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(_in_child).get(timeout=60)  # an inherited pool would hang here
+    assert result == [0, 2, 4, 6]
+
+
+def _in_child():
+    return map_chunks(lambda c: 2 * c, range(4), workers=2)
