@@ -69,3 +69,23 @@ def test_cotrr_run_is_served_with_its_fused_scores(tmp_path):
         by_id = {c["candidate_id"]: c["score"] for c in answer["candidates"]}
         got = np.array([by_id[c["candidate_id"]] for c in q["candidates"]])
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_models_are_scored_with_one_torch_thread_whatever_the_process_setting():
+    class ThreadsSeen:
+        def score(self, rset):
+            self.threads = torch.get_num_threads()
+            return np.zeros(rset.n_candidates)
+
+    model = ThreadsSeen()
+    slot = ModelSlot(LoadedModel(ranker=model, run_dir=Path("."), kind="test", model_id="test:threads",
+                                 version="v0", loaded_at=time.time()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        http = TestClient(create_app(slot, ServeConfig(policy=RerankPolicy(timeout_ms=5000))))
+        assert http.post("/rerank", json=step5_query(np.random.default_rng(2), "q", 5)).status_code == 200
+        assert model.threads == 1
+        assert torch.get_num_threads() == 2  # the process's own setting is untouched
+    finally:
+        torch.set_num_threads(before)

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +60,24 @@ class ServeConfig:
     offload_bytes: int = 64 * 1024  # bodies larger than this are parsed off the event loop
 
 
+class SingleTorchThreadPool(ThreadPoolExecutor):
+    """The scoring pool: each model call runs torch with one intra-op thread. Concurrency comes
+    from requests scored side by side; intra-op threads on top would put (scoring threads x cores)
+    OpenMP threads on the cores, spinning at barriers. Checked per call, since a reload can bring
+    in the first torch model after the pool's threads started."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)`` on a pool thread running torch single-threaded."""
+        return super().submit(_one_torch_thread, fn, *args, **kwargs)
+
+
+def _one_torch_thread(fn, *args, **kwargs):
+    torch = sys.modules.get("torch")  # a LambdaMART server never imports torch: nothing to set
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return fn(*args, **kwargs)
+
+
 @dataclass
 class ServerState:
     """What the routes share: the slot, settings, metrics, worker pools, reload bookkeeping."""
@@ -78,7 +97,7 @@ class ServerState:
     reload_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scoring_pool = ThreadPoolExecutor(self.config.scoring_threads, thread_name_prefix="mmrank-score")
+        self.scoring_pool = SingleTorchThreadPool(self.config.scoring_threads, thread_name_prefix="mmrank-score")
         self.parse_pool = ThreadPoolExecutor(2, thread_name_prefix="mmrank-parse")
         self.reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
         self.metrics.set_model(self.slot.current.model_id, self.slot.current.version)
