@@ -111,7 +111,7 @@ class FusedScorer:
         chunk_candidates: about how many candidates one chunk of queries holds.
     """
 
-    def __init__(self, net: nn.Module, precision: Precision = "fp32", chunk_candidates: int = 512) -> None:
+    def __init__(self, net: nn.Module, precision: Precision = "fp32", chunk_candidates: int = 256) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r} — use one of {PRECISIONS}")
         self.precision = precision
