@@ -32,7 +32,7 @@ class ServeMetrics:
         self.model_info = Gauge("mmrank_model_info", "the model being served (value 1)", ["model_id", "version"], registry=r)
         self.reloads = Counter("mmrank_reloads", "model reloads by result", ["result"], registry=r)
         self.stages = Histogram(
-            "mmrank_request_stage_seconds", "where a /rerank request's time goes: parse, features, model, serialise",
+            "mmrank_request_stage_seconds", "where a /rerank request's time goes: parse, features, model, serialise (ab_log with --ab-log)",
             ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
         )
 
