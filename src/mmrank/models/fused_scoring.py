@@ -22,8 +22,8 @@ their rankings).
 
 ``precision="bf16"`` runs the matrix products in bfloat16 (AVX-512 BF16 doubles the CPU's GEMM
 throughput) with the residual stream, layer norms and softmaxes in float32. It changes scores at the
-third significant digit and therefore rankings; it is opt-in only, and
-``benchmarks/p1_ranking_equality.py`` measures on real data whether it keeps the fp32 top-10.
+third significant digit and therefore rankings; it is opt-in only, and the ranking-equality gate of
+``benchmarks/p1_throughput.py`` measures on real data whether it keeps the fp32 top-10.
 """
 
 from __future__ import annotations
