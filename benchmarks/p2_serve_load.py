@@ -335,34 +335,53 @@ def main() -> None:
     ap.add_argument("--load-note", default="", help="what else ran on the box (written with the results)")
     ap.add_argument("--out-json", help="also write every row as JSON")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/serving.md")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="measure nothing: write serving.md from --out-json files of earlier runs (kept short, one idle-box run each)")
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.server_workers = [int(w) for w in args.server_workers.split(",")]
     seconds = min(args.seconds, 60.0)
     load_note = f", {args.load_note}" if args.load_note else ""
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
-            for layout in args.layouts.split(","):
-                rows += measure(model, layout, args, seconds, Path(tmp))
+    if args.render:
+        for path in args.render:
+            rows += json.loads(Path(path).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in args.models.split(","):
+                for layout in args.layouts.split(","):
+                    rows += measure(model, layout, args, seconds, Path(tmp))
+        for r in rows:
+            r.update(command=command_line(), stamp=stamp(), seconds_per_row=seconds, warmup=args.warmup,
+                     timeout_ms=args.timeout_ms, trees=args.trees, hostile_clients=args.hostile_clients)
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(rows, indent=1, default=str))
+    write_markdown(rows, load_note, args.no_write)
+
+
+def write_markdown(rows: list[dict], load_note: str, no_write: bool) -> None:
+    """Print (and unless ``no_write`` write to benchmarks/results/serving.md) the P2 section of ``rows``."""
+    first = rows[0]
+    runs = list(dict.fromkeys(f"`{r['command']}` — {r['stamp']}" for r in rows))
+    seconds, warmup, timeout_ms = first["seconds_per_row"], first["warmup"], first["timeout_ms"]
     http_rows = [http_row(r) for r in rows if not r.get("batch")]
     batch_rows = [f"| {r['model']} | {r['layout']} | {r['top_m']} | {r['queries']} | {r['mb']:.0f} | {r['seconds']:.2f} | {r['qps']:.0f} |\n"
                   for r in rows if r.get("batch")]
     layouts = sorted({r["described"] for r in rows if not r.get("batch")})
     md = f"""## Serving (P2): HTTP latency under load, where the time goes, batch rerank throughput
 
-Command: `{command_line()}` — {stamp()}; 2-core CPU dev box{load_note} (the load clients run on the
-same 2 cores as the servers).
+Commands (one idle-box run each):
+{chr(10).join("- " + r for r in runs)}
 
-Models: LambdaMART ({args.trees} trees, 31 leaves); CoTRR library default (d_model 256, 2 token layers, 8
+2-core CPU dev box{load_note} (the load clients run on the same 2 cores as the servers).
+
+Models: LambdaMART ({first['trees']} trees, 31 leaves); CoTRR library default (d_model 256, 2 token layers, 8
 heads, list context); CoTRR d64 (the shipped configs' size); CoTRR with random weights (cost does not
 depend on them), scored on the fused fp32 path. Requests: {'; '.join(layouts)}. Server: `mmrank serve`
-(uvicorn, one process per worker, --timeout-ms {args.timeout_ms:g}, OMP_NUM_THREADS=1). Load: closed-loop
-clients (asyncio + httpx, one process) on 127.0.0.1 for {seconds:g} s per row after a {args.warmup:g} s
+(uvicorn, one process per worker, --timeout-ms {timeout_ms:g}, OMP_NUM_THREADS=1). Load: closed-loop
+clients (asyncio + httpx, one process) on 127.0.0.1 for {seconds:g} s per row after a {warmup:g} s
 warm-up, client k on server worker k mod N; every 200 answer checked to be a permutation of its request.
-Meanwhile {args.hostile_clients} hostile client(s): hang up mid-body, send broken JSON, send 1,001 candidates.
+Meanwhile {first['hostile_clients']} hostile client(s): hang up mid-body, send broken JSON, send 1,001 candidates.
 "Stage ms" is the mean per request from each answer's `Server-Timing` header (parse = JSON + schema;
 features = the query's RankingSet; model = scoring, thread hand-off and timeout guard included;
 serialise = the answer; outside = client latency minus those: HTTP, event-loop queueing, the client).
@@ -378,7 +397,7 @@ Batch (`mmrank rerank` path: `rerank_file` in-process, streaming, 64 queries per
 |---|---|---|---|---|---|---|
 {''.join(batch_rows)}"""
     print(md)
-    if not args.no_write:  # BENCHMARKS.md is re-assembled from the results by benchmarks/common.py's assemble()
+    if not no_write:  # BENCHMARKS.md is re-assembled from the results by benchmarks/common.py's assemble()
         (RESULTS / "serving.md").write_text(md.rstrip() + "\n")
         print("wrote", RESULTS / "serving.md")
 
