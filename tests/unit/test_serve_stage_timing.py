@@ -3,6 +3,7 @@ serialise), /metrics keeps the same split per stage, and a CoTRR run is served o
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def test_server_timing_and_stage_metrics_split_a_request():
         assert f'mmrank_request_stage_seconds_count{{stage="{stage}"}} 4.0' in metrics
     bad = http.post("/rerank", content=b'{"query_id": "x", "candidates": [')
     assert bad.status_code == 422 and "server-timing" not in bad.headers  # only answered queries are split
+
+
+def test_the_ab_log_write_is_its_own_stage(tmp_path):
+    """With --ab-log, the assignment event's write shows as an ``ab_log`` stage after the others."""
+    slot = ModelSlot(LoadedModel(ranker=SlowModel(), run_dir=Path("."), kind="test", model_id="test:slow",
+                                 version="v0", loaded_at=time.time()))
+    config = ServeConfig(policy=RerankPolicy(timeout_ms=5000), ab_log=tmp_path / "ab.jsonl")
+    http = TestClient(create_app(slot, config))
+    r = http.post("/rerank", json=step5_query(np.random.default_rng(0), "q1", 10))
+    timing = timing_of(r.headers["server-timing"])
+    assert tuple(timing) == (*STAGES, "ab_log") and timing["model"] >= 30 and timing["ab_log"] < 30
+    assert 'mmrank_request_stage_seconds_count{stage="ab_log"} 1.0' in http.get("/metrics").text
+    events = [json.loads(line) for line in (tmp_path / "ab.jsonl").read_text().splitlines()]
+    assert [e["query_id"] for e in events] == ["q1"]  # the assignment was written, once
 
 
 def test_cotrr_run_is_served_with_its_fused_scores(tmp_path):
