@@ -24,6 +24,9 @@ Batch (``--batch-queries`` > 0): ``mmrank.serve.batch.rerank_file`` over a gener
 
     python benchmarks/p2_serve_load.py --seconds 30
     python benchmarks/p2_serve_load.py --models cotrr --layouts 64x64 --clients 4,8 --server-workers 1,2
+
+Short idle-box runs can be joined: each with ``--no-write --out-json PART.json``, then
+``--render PART.json ...`` writes serving.md from them (every run's command listed).
 """
 
 from __future__ import annotations
