@@ -128,6 +128,7 @@ def audit_recommender(
 ) -> AuditReport:
     """Run the recommendation checks (all by default, or the named ones) and decide the verdict."""
     from mmrank.config import load_config
+    from mmrank.sequential.folds import evaluation_split
     from mmrank.sequential.run import load_sequence_data
 
     pol = load_policy(policy) if not isinstance(policy, dict) or "verdict" not in policy else policy
@@ -137,7 +138,8 @@ def audit_recommender(
         raise ConfigError(f"--model {model}: not a sequential run directory — train one with "
                           "`mmrank train configs/ml100k_sasrec_moe.yaml --out RUN`")
     config = load_config(model_dir / "config.yaml")
-    seq = load_sequence_data(config.data, data)
+    # the run's own evaluation split (cold-start or user fold when its config asks for one)
+    seq = evaluation_split(load_sequence_data(config.data, data), config.data)
     if baseline is not None and Path(baseline).is_dir():
         ours, theirs = _split_fingerprint(model_dir), _split_fingerprint(Path(baseline))
         if ours != theirs:

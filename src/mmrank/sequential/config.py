@@ -17,6 +17,23 @@ from mmrank.config import Strict
 from mmrank.models.registry import kinds
 
 
+class ColdStart(Strict):
+    """Cold-start split (``mmrank.sequential.coldstart``): leave-one-out, then a seeded random
+    ``fraction`` of the valid/test target items is held out of training entirely."""
+
+    fraction: float = Field(0.2, gt=0, lt=1, description="share of the distinct target items held out")
+    seed: int = 0
+
+
+class Folds(Strict):
+    """One user fold of ``k`` (``mmrank.sequential.folds``): only the fold's users are evaluated;
+    the other users' valid/test events train. ``mmrank evaluate --folds K`` sets this per fold."""
+
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    seed: int = 0
+
+
 class SequentialData(Strict):
     """``path``: interaction data in any interaction format (``format``: recbole, mmrec,
     movielens, sasrec, table — csv/tsv/parquet; detected when omitted; ``format_options`` go to
@@ -28,8 +45,11 @@ class SequentialData(Strict):
     ``random``. ``valid_targets`` / ``test_targets``: files of held-out (user, item) events in
     any interaction format (``targets_format``), which make ``path`` the training events.
     ``item_features``: a folder written by ``mmrank data item-features`` or ``mmrank data
-    features`` (``items.safetensors`` + ``items.json``); needed by ``sasrec_moe``.
-    ``modalities``: which of its modalities to use (default: all)."""
+    features`` (``items.safetensors`` + ``items.json``); needed by ``sasrec_moe`` /
+    ``sasrec_content`` (and used by an ID-only model's ``content_nearest`` cold-start fallback).
+    ``modalities``: which of its modalities to use (default: all). ``cold_start``: hold a share of
+    the valid/test target items out of training after the split (cold-start evaluation);
+    ``folds``: evaluate one user fold (k-fold evaluation)."""
 
     path: str
     format: str | None = None
@@ -41,6 +61,8 @@ class SequentialData(Strict):
     targets_format: str | None = None
     item_features: str | None = None
     modalities: list[str] | None = None
+    cold_start: ColdStart | None = None
+    folds: Folds | None = None
 
     @field_validator("split")
     @classmethod
@@ -64,10 +86,13 @@ class SequentialData(Strict):
 
 
 class SequentialModel(Strict):
-    """``kind``: ``sasrec`` (ID-only), ``sasrec_moe`` (multimodal), or the baselines
-    ``popularity`` / ``most_recent``. ``params`` go to the model's constructor (checked there):
-    hidden, layers, heads, max_len, dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
-    n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
+    """``kind``: ``sasrec`` (ID-only), ``sasrec_content`` (ID + gated content, content that cannot
+    hurt), ``sasrec_moe`` (multimodal MoE), or the baselines ``popularity`` / ``most_recent``.
+    ``params`` go to the model's constructor (checked there): hidden, layers, heads, max_len,
+    dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
+    n_negatives, gbce_t, the contrastive cl_* options; for sasrec_moe also n_experts,
+    expert_dropout, user_gate, balance_weight; for sasrec_content adapter, id_dropout,
+    modality_dropout, gate_init, init_from, ..."""
 
     kind: Literal[kinds("sequential")] = "sasrec"  # type: ignore[valid-type]  (the registry's sequential kinds)
     params: dict[str, Any] = Field(default_factory=dict)

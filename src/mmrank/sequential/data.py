@@ -221,6 +221,9 @@ class SequenceSplit:
     valid_targets: Targets
     test_targets: Targets
     cold_items: np.ndarray  # (n_items+1,) bool: True for catalogue items with no training interaction
+    # Events the model never reads but that count as seen in evaluation (masked like the history):
+    # the cold-start split's held-out training events (mmrank.sequential.coldstart). None: no such events.
+    seen_extra: Histories | None = None
 
     def __post_init__(self) -> None:
         for name in ("valid_targets", "test_targets"):

@@ -25,14 +25,18 @@ KS = (5, 10, 20)
 EVAL_CHUNK = 64
 
 
-def seen_csr(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+def seen_csr(histories: Histories, extra: Histories | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seen items per user as CSR over score columns; column 0 (padding) is seen by everyone,
-    so it can never compete with a real item."""
-    lens = histories.lengths() + 1
+    so it can never compete with a real item. ``extra``: more seen events per user (the
+    cold-start split's held-out ones, ``SequenceSplit.seen_extra``)."""
+    lens = histories.lengths() + 1 + (0 if extra is None else extra.lengths())
     indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     indices = np.zeros(indptr[-1], dtype=np.int64)
     for u in range(histories.n_users):
-        indices[indptr[u] + 1 : indptr[u + 1]] = histories.of(u)
+        h = histories.of(u)
+        indices[indptr[u] + 1 : indptr[u] + 1 + len(h)] = h
+        if extra is not None:
+            indices[indptr[u] + 1 + len(h) : indptr[u + 1]] = extra.of(u)
     return indptr, indices
 
 
@@ -49,7 +53,7 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     targets = split.targets_for(stage)
     row_users, row_targets = targets.rows()
     evaluated = np.unique(row_users)
-    indptr, indices = _row_seen(histories, targets, row_users)
+    indptr, indices = _row_seen(histories, targets, row_users, split.seen_extra)
     several = len(row_users) != len(evaluated)
 
     def ranking_args(rows_: np.ndarray) -> tuple:
@@ -88,11 +92,13 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     return out
 
 
-def _row_seen(histories: Histories, targets: Targets, row_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Seen items per evaluation row (CSR): the user's history (column 0, padding, included),
-    plus all the user's targets when it has several (the metric functions never mask a row's
-    own target, so only the others leave the ranking)."""
-    indptr, indices = seen_csr(histories)
+def _row_seen(histories: Histories, targets: Targets, row_users: np.ndarray,
+              seen_extra: Histories | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seen items per evaluation row (CSR): the user's history (column 0, padding, included) and
+    ``seen_extra`` events (the cold-start split's held-out ones), plus all the user's targets when
+    it has several (the metric functions never mask a row's own target, so only the others leave
+    the ranking)."""
+    indptr, indices = seen_csr(histories, seen_extra)
     counts = targets.counts()[row_users]
     extra = np.where(counts > 1, counts, 0)
     out_ptr = np.concatenate([[0], np.cumsum(np.diff(indptr)[row_users] + extra)]).astype(np.int64)

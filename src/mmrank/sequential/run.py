@@ -29,6 +29,7 @@ from mmrank.errors import ConfigError, DataError
 from mmrank.models.registry import build_ranker as build_model
 from mmrank.models.registry import kinds, task_of
 from mmrank.runs import git_sha, load_model, model_kind, package_versions
+from mmrank.sequential.coldstart import cold_mask, prediction_rows, warm_cold_breakdown
 from mmrank.sequential.config import SequentialConfig
 from mmrank.sequential.data import SequenceSplit
 from mmrank.sequential.dataset import (
@@ -40,28 +41,30 @@ from mmrank.sequential.dataset import (
 from mmrank.sequential.protocols import SplitProtocol
 from mmrank.sequential.recommend_state import write_recommend_state
 from mmrank.sequential.evaluation import evaluate_stage, mean_metrics
+from mmrank.sequential.folds import evaluation_split
 from mmrank.sequential.schedule import fit_staged
 from mmrank.sequential.training import fit_net
 from mmrank.train.trainer import checkpoint_path
 
 BASELINES = ("popularity", "most_recent")
+CONTENT_KINDS = ("sasrec_moe", "sasrec_content")  # kinds that read data.item_features
 LOGS = "logs"
 
 
 def make_ranker(cfg: SequentialConfig):
     """The configured ranker, parameters checked (before any data is read)."""
     ranker = build_model(cfg.model.kind, cfg.model.params)
-    if cfg.model.kind == "sasrec_moe" and not cfg.data.item_features:
-        raise ConfigError("data.item_features: required by sasrec_moe — build the folder with "
+    if cfg.model.kind in CONTENT_KINDS and not cfg.data.item_features:
+        raise ConfigError(f"data.item_features: required by {cfg.model.kind} — build the folder with "
                           "`mmrank data item-features OUT --modality text=text_feat.npy ...` (any data) or "
                           "`mmrank data features --dataset ml100k --data-dir DIR --out OUT`")
     return ranker
 
 
 def build_ranker(cfg: SequentialConfig, data: SequenceData, ranker=None):
-    """``make_ranker`` plus, for sasrec_moe, the item features aligned with the split's dense ids."""
+    """``make_ranker`` plus, for the content kinds, the item features aligned with the split's dense ids."""
     ranker = ranker or make_ranker(cfg)
-    if cfg.model.kind == "sasrec_moe":
+    if cfg.model.kind in CONTENT_KINDS:
         ranker.set_item_features(*aligned_item_features(cfg.data.item_features, data.split, cfg.data.modalities))
     return ranker
 
@@ -97,12 +100,9 @@ def evaluate_all(ranker, split: SequenceSplit, cfg: SequentialConfig, protocol: 
         metrics[stage] = {k: round(v, 6) for k, v in mean_metrics(per_user).items()}
         metrics[stage]["users"] = int(len(per_user["users"]))
         metrics[stage]["eval_seconds"] = round(seconds, 3)
-        targets = split.targets_for(stage)
-        first, counts = targets.first(), targets.counts()
-        for j, u in enumerate(per_user["users"]):
-            rows.append({"user_id": str(split.users.ids[u]), "stage": stage,
-                         "target_item": str(split.items.ids[first[u] - 1]), "n_targets": int(counts[u]),
-                         **{k: float(v[j]) for k, v in per_user.items() if k != "users"}})
+        cold = cold_mask(split, stage, per_user["users"])
+        metrics.setdefault("warm_cold", {})[stage] = warm_cold_breakdown(per_user, cold)
+        rows += prediction_rows(per_user, split, stage, cold)
     split_text = "leave-one-out in time" if protocol is None else protocol.description
     several = "; a user with several held-out items: mean over them, the others taken out of the ranking" \
         if (split.test_targets.counts() > 1).any() or (split.valid_targets.counts() > 1).any() else ""
@@ -174,7 +174,7 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     _check_out(config, out, resume)
     started = time.perf_counter()
     ranker = make_ranker(config)  # parameter errors before any data is read
-    data = load_sequence_data(config.data)
+    data = evaluation_split(load_sequence_data(config.data), config.data)
     if config.train.progress:
         _tell(f"split: {data.protocol.description}" + "".join(f"\nnote: {n}" for n in data.notices))
     ranker = build_ranker(config, data, ranker)
@@ -190,7 +190,9 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     metrics["model"] = config.model.kind
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
+    if hasattr(ranker, "modality_share"):
         metrics["modality_share"] = ranker.modality_share()
+    _write_fallbacks(out, ranker, config, data, metrics)
     history = getattr(ranker, "history_", [])
     if history:
         metrics["epochs"] = len(history)
@@ -201,6 +203,30 @@ def train_sequential(config: SequentialConfig, out: str | Path, resume: bool = F
     write_recommend_state(out, data, config.data.item_features)
     ranker.save(out)  # model.json last: a run that has one is complete
     return metrics
+
+
+def _fallbacks(ranker, config: SequentialConfig, split: SequenceSplit, metrics: dict) -> list[dict] | None:
+    """For an ID-only SASRec on a split with cold targets: every cold-start fallback
+    (``mmrank.sequential.coldstart``) into ``metrics["cold_start_fallbacks"]``; returns the per-user
+    rows (None when there is nothing to report)."""
+    from mmrank.sequential.coldstart import ID_ONLY_KINDS, content_matrix, fallback_report
+
+    has_cold = any(metrics["warm_cold"][s]["users"]["cold"] for s in ("valid", "test"))
+    if config.model.kind not in ID_ONLY_KINDS or not has_cold:
+        return None
+    content = None
+    if config.data.item_features:
+        content = content_matrix(*aligned_item_features(config.data.item_features, split, config.data.modalities))
+    metrics["cold_start_fallbacks"], rows = fallback_report(ranker, split, config.evaluate.ks, content,
+                                                            seed=config.train.seed, chunk_size=config.evaluate.chunk_size)
+    return rows
+
+
+def _write_fallbacks(out: Path, ranker, config: SequentialConfig, data: SequenceData, metrics: dict) -> None:
+    """``_fallbacks`` plus ``predictions_fallbacks.parquet`` in the run directory."""
+    rows = _fallbacks(ranker, config, data.split, metrics)
+    if rows is not None:
+        _write_predictions(out / "predictions_fallbacks.parquet", rows)
 
 
 def _tell(text: str) -> None:
@@ -240,11 +266,14 @@ def evaluate_sequential(run_dir: str | Path, data: str | Path | None = None, all
     from mmrank.provenance import refuse_if_trained_on
 
     ranker, config = load_run(run_dir)
-    seq = load_sequence_data(config.data, data)
+    seq = evaluation_split(load_sequence_data(config.data, data), config.data)
     overlap = refuse_if_trained_on(run_dir, seq.events("test"), allow=allow_trained_on, path=str(data or config.data.path))
-    metrics, _ = evaluate_all(ranker, split_for(ranker, seq), config, seq.protocol)
+    split = split_for(ranker, seq)
+    metrics, _ = evaluate_all(ranker, split, config, seq.protocol)
+    _fallbacks(ranker, config, split, metrics)
     metrics["trained_on_overlap"] = ("unknown: the run recorded no provenance" if overlap is None else overlap.to_dict())
     if hasattr(ranker, "expert_usage"):
         metrics["expert_usage"] = ranker.expert_usage()
+    if hasattr(ranker, "modality_share"):
         metrics["modality_share"] = ranker.modality_share()
     return metrics
