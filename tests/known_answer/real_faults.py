@@ -93,6 +93,21 @@ def plant_test_item_in_history(events: Interactions, share: float, seed: int) ->
     return both.sorted(), planted_users
 
 
+def write_recbole_folder(events: Interactions, folder: Path, catalogue: Path | None = None) -> Path:
+    """``events`` as a RecBole dataset folder ``folder/<name>.inter`` (user, item, rating 1,
+    timestamp), with ``catalogue`` (a RecBole ``.item`` file) copied beside it: what a run reads
+    through ``data.path``."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if catalogue is not None:
+        shutil.copyfile(catalogue, folder / f"{folder.name}.item")
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    rows += [f"{u}\t{i}\t1\t{t:.0f}" for u, i, t in zip(events.user_ids, events.item_ids, events.timestamps)]
+    (folder / f"{folder.name}.inter").write_text("\n".join(rows) + "\n")
+    return folder
+
+
 class OwnHistoryScorer:
     """Ranks each user's own history first (most recent highest), popularity after: it can only
     score well when the test item is already in the user's history."""

@@ -146,3 +146,39 @@ def test_ml100k_task_noise_modalities_vs_the_one_real_modality(ml100k, seed):
         assert per[m]["carries_signal"] is False and not per[m]["finding"].startswith(f"{m}: carries signal")
         assert "depends on it" not in per[m]["finding"] or "never call it useful" in per[m]["finding"]
     assert check.status == WARN
+
+
+@pytest.mark.parametrize("seed,share", [(0, 0.0), (3, 0.3), (2, 1.0)])
+def test_repeat_run_on_a_leaked_ml100k_split_is_no_go_through_the_cli(ml100k, data_dir, tmp_path, seed, share):
+    """The issue's own-history scorer end to end: the registered ``repeat`` baseline (each user's
+    own history first) trained by ``mmrank train`` into a run directory on ML-100K where each
+    planted user's test item was copied into their training history, then ``mmrank audit --model
+    RUN``: held_out_leakage FAILs on exactly the planted users, NO_GO, exit 4. On the real data
+    (share 0) nothing is planted: held_out_leakage PASSes and repeat is only popularity."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from known_answer.real_faults import write_recbole_folder
+    from mmrank.cli import app
+
+    leaked, planted = plant_test_item_in_history(ml100k, share, seed)
+    config = tmp_path / "repeat.yaml"
+    config.write_text(yaml.safe_dump({"task": "sequential", "data": {"path": str(write_recbole_folder(leaked, tmp_path / "ml", data_dir / "ml-100k" / "ml-100k.item"))},
+                                      "model": {"kind": "repeat"}, "evaluate": {"ks": [10], "sampled_negatives": 0}}))
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    ndcg = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["ndcg@10"]
+    result = runner.invoke(app, ["audit", "--model", str(tmp_path / "run"), "--baseline", "popularity",
+                                 "--out", str(tmp_path / "audit")])
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    held = next(c for c in report["checks"] if c["name"] == "held_out_leakage")
+    assert held["evidence"]["held_out_in_training"] == len(planted) and held["evidence"]["test_events"] == 943
+    if share == 0.0:
+        assert held["status"] == "PASS" and result.exit_code == 3, result.output   # repeat == popularity: no gain
+        assert ndcg < 0.1
+        return
+    assert held["status"] == "FAIL" and report["verdict"] == "NO_GO" and result.exit_code == 4, result.output
+    assert ndcg >= 0.9 * share   # the leak makes the history scorer look good: 1.0 when every user is planted

@@ -35,6 +35,7 @@ MODELS: dict[str, ModelEntry] = {
     "sasrec_moe": ModelEntry("mmrank.sequential.moe:SASRecMoERanker", "sequential"),
     "popularity": ModelEntry("mmrank.sequential.baselines:PopularityRanker", "sequential"),
     "most_recent": ModelEntry("mmrank.sequential.baselines:MostRecentRanker", "sequential"),
+    "repeat": ModelEntry("mmrank.sequential.baselines:RepeatRanker", "sequential"),
 }
 
 
@@ -43,7 +44,7 @@ def kinds(task: Task | None = None) -> tuple[str, ...]:
 
     Example:
         >>> kinds("sequential")
-        ('sasrec', 'sasrec_moe', 'popularity', 'most_recent')
+        ('sasrec', 'sasrec_moe', 'popularity', 'most_recent', 'repeat')
     """
     return tuple(k for k, e in MODELS.items() if task is None or e.task == task)
 
