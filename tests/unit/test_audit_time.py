@@ -26,8 +26,8 @@ def drifting_task(n_users: int = 60, per_query: int = 10, seed: int = 0):
     for split, cut in (("train", 100.0), ("valid", 200.0), ("test", 300.0)):
         n = n_users * per_query
         x = rng.normal(size=(n, 2))
-        late = cut > 150
-        labels = (x[:, 1 if late else 0] > 0.3).astype(float) + (x[:, 1 if late else 0] > 1.0)
+        relevance = x[:, 1 if cut > 150 else 0] + rng.normal(0, 0.6, n)   # noisy: no feature copies the label
+        labels = (relevance > 0.3).astype(float) + (relevance > 1.0)
         qids = [f"u{u}@{split}" for u in range(n_users)]
         cands = [f"i{split}{j}" for j in range(n)]
         sets[split] = RankingSet(qids, np.arange(0, n + 1, per_query), cands, labels, features={"f": x})
@@ -117,3 +117,40 @@ def test_task_json_is_found_beside_the_test_file(tmp_path):
     assert times.users["test"]["7@test"] == "7" and times.global_test_cut() == 5.0 and times.interactions_fingerprint == "abc"
     (tmp_path / "task.json").write_text("{}")
     assert task_beside(tmp_path / "test.parquet") is None
+
+
+def test_cli_wires_the_task_and_the_ratings_of_a_time_split_task(tmp_path):
+    """`mmrank audit` finds task.json beside --test and reads --interactions: the time checks run
+    (and are required); --interactions for files without cut times is one clear line, exit 2."""
+    from typer.testing import CliRunner
+
+    from mmrank.cli import app
+    from mmrank.data.formats import write_ranking
+
+    sets, times, events = drifting_task(n_users=30)
+    for split, rset in sets.items():
+        write_ranking(rset, tmp_path / f"{split}.parquet")
+    (tmp_path / "task.json").write_text(json.dumps({"cut_time_per_query": times.cuts}))
+    (tmp_path / "ratings").mkdir()
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    rows += [f"{u}\t{i}\t1\t{t:.0f}" for u, i, t in zip(events.user_ids, events.item_ids, events.timestamps)]
+    (tmp_path / "ratings" / "ratings.inter").write_text("\n".join(rows) + "\n")
+    (tmp_path / "policy.yaml").write_text("significance: {bootstrap_resamples: 300, permutation_resamples: 300}\n")
+    (tmp_path / "small.yaml").write_text("model: {kind: lambdamart, params: {n_estimators: 30, num_leaves: 7, num_threads: 1}}\n")
+    files = ["--train", str(tmp_path / "train.parquet"), "--valid", str(tmp_path / "valid.parquet"),
+             "--test", str(tmp_path / "test.parquet"), "--model", "lambdamart", "--config", str(tmp_path / "small.yaml"),
+             "--baseline", "lambdamart", "--policy", str(tmp_path / "policy.yaml"), "--jobs", "1"]
+    result = CliRunner().invoke(app, ["audit", *files, "--interactions", str(tmp_path / "ratings"), "--out", str(tmp_path / "a")])
+    report = json.loads((tmp_path / "a" / "audit.json").read_text())
+    by = {c["name"]: c for c in report["checks"]}
+    assert result.exit_code in (0, 3), result.output
+    assert by["temporal_leakage"]["status"] == "PASS" and by["temporal_leakage"]["evidence"]["global_cut"] == 300.0
+    assert by["split_sensitivity"]["status"] == "PASS" and report["meta"]["files"]["task"].endswith("task.json")
+    (tmp_path / "task.json").unlink()
+    import subprocess
+    import sys
+
+    refused = subprocess.run([sys.executable, "-m", "mmrank", "audit", *files, "--interactions", str(tmp_path / "ratings"),
+                              "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--task" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
