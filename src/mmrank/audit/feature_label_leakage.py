@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmrank.audit.context import AuditContext
+from mmrank.audit.jobs import run_pool
 from mmrank.audit.result import FAIL, PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
 from mmrank.errors import DataError
@@ -243,14 +244,21 @@ def soft_leak_evidence(ctx: AuditContext, test: RankingSet, names: list[str], be
     order = sorted(screened, key=lambda j: (-screened[j], j))
     out: dict = {"probe_all_inputs": float(np.nanmean(full_pq)),
                  "lift_share_when_shuffled": {names[j]: screened[j] for j in order}, "suspects": {}}
-    for j in [j for j in order if screened[j] >= float(p["min_lift_share"])][: int(p["probe_units"])]:
-        without = probe_fit(ctx.train, ctx.valid, test, ctx.seed, drop=j)
+    probed = [j for j in order if screened[j] >= float(p["min_lift_share"])][: int(p["probe_units"])]
+    partners = {j: partner_of(ctx.train, j) for j in probed}
+    # the probes of every suspect (without it; it alone; it with its partner) are independent: one pool
+    tasks = [(j, what, (probe_fit, (ctx.train, ctx.valid, test, ctx.seed, *args)))
+             for j in probed for what, args in (("without", (j, None)), ("alone", (None, [j])),
+                                                 ("with_partner", (None, [j, partners[j]])))
+             if what != "with_partner" or partners[j] is not None]
+    fitted = run_pool([t for _, _, t in tasks], engine=ctx.engine, n_jobs=ctx.n_jobs, address=ctx.address) if tasks else []
+    probes = {(j, what): result for (j, what, _), (result, _) in zip(tasks, fitted)}
+    for j in probed:
+        without, partner = probes[(j, "without")], partners[j]
         if without is None:
             continue
         others = ndcg(without["test"])
-        partner = partner_of(ctx.train, j)
-        small = [probe_fit(ctx.train, ctx.valid, test, ctx.seed, columns=c)
-                 for c in ([j], [j, partner]) if None not in c]
+        small = [probes.get((j, what)) for what in ("alone", "with_partner")]
         small = max((s for s in small if s is not None), key=lambda s: s["select"], default=None)
         keep = ~np.isnan(full_pq) & ~np.isnan(others)
         entry = {"share": screened[j], "partner": None if partner is None else names[partner],

@@ -7,7 +7,8 @@ engines and worker counts (tested). Results come back in job order.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from mmrank.errors import ConfigError
 
@@ -52,7 +53,7 @@ def run_jobs(
     return list(Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)(delayed(fn)(*args) for args in jobs))
 
 
-def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], n_jobs: int, address: str | None) -> list[Any]:
+def _import_ray():
     try:
         import ray
     except ImportError as e:
@@ -60,14 +61,41 @@ def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], n_jobs: int, address
             "engine 'ray' needs the ray package — install it with `pip install 'mmrank[ray]'` "
             "(or `pip install ray`), or use --engine joblib"
         ) from e
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = int(n_jobs)
-        ray.init(**kwargs)
+    return ray
+
+
+def _start_ray(ray, n_jobs: int, address: str | None) -> bool:
+    """Start (or join) Ray unless it runs already; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = int(n_jobs)
+    ray.init(**kwargs)
+    return True
+
+
+@contextmanager
+def engine_session(engine: str, n_jobs: int, address: str | None = None) -> Iterator[None]:
+    """Keep the engine up for a whole audit: Ray is started once (its start-up costs seconds)
+    and shut down at the end, however many pools run inside; joblib needs nothing."""
+    if engine != "ray":
+        yield
+        return
+    ray = _import_ray()
+    started = _start_ray(ray, n_jobs, address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], n_jobs: int, address: str | None) -> list[Any]:
+    ray = _import_ray()
+    started_here = _start_ray(ray, n_jobs, address)
     try:
         remote = ray.remote(num_cpus=1)(fn)
         # Large shared inputs (the training set) are put in the object store once, not per job.

@@ -41,7 +41,7 @@ from mmrank.audit import (
     temporal_leakage,
 )
 from mmrank.audit.context import AuditContext
-from mmrank.audit.jobs import ENGINES, run_pool
+from mmrank.audit.jobs import ENGINES, engine_session, run_pool
 from mmrank.audit.policy import default_policy, load_policy
 from mmrank.audit.rankers import Unfitted, fit_ranker, plan_ranker
 from mmrank.audit.result import CheckResult, to_jsonable
@@ -270,12 +270,13 @@ def audit(
         query_times=query_times, interactions_hint=hint,
     )
     fits = {role: m for role, m in (("model", model), ("baseline", baseline)) if isinstance(m, Unfitted)}
-    t0 = time.perf_counter()
-    fitted = prefetch(ctx, names, fits)
-    pool_seconds = round(time.perf_counter() - t0, 3)
-    ctx.model = model = fitted.get("model", model)
-    ctx.baseline = baseline = fitted.get("baseline", baseline)
-    results, timings = run_checks(CHECKS, names, ctx, progress)
+    with engine_session(engine, ctx.n_jobs, address):
+        t0 = time.perf_counter()
+        fitted = prefetch(ctx, names, fits)
+        pool_seconds = round(time.perf_counter() - t0, 3)
+        ctx.model = model = fitted.get("model", model)
+        ctx.baseline = baseline = fitted.get("baseline", baseline)
+        results, timings = run_checks(CHECKS, names, ctx, progress)
     verdict: Verdict = decide(results, pol, task=("rerank", "rerank_timed") if query_times is not None else "rerank")
     if run_dir is not None:
         ctx.extras.update(read_run_artifacts(run_dir))
