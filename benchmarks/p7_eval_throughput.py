@@ -46,7 +46,7 @@ def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
         forward()
     flops = counter.get_total_flops()
     seconds = median_seconds(forward, repeats, warmup=True)
-    cap = ranker.params["max_len"]
+    cap = ranker.params.max_len
     computed = sum(len(b) * min(cap, max(len(s) for s in b)) for b in batches)
     real = sum(min(len(hist.of(u)), cap) for u in users)
     return {"gflop": round(flops / 1e9, 3), "seconds": round(seconds, 4),

@@ -34,6 +34,9 @@ def train(
 
     Example: mmrank train configs/mq2008_cotrr.yaml --set train.max_epochs=5 --out runs/cotrr
 
+    Changing the model kind of a preset works directly: --set model.kind=popularity on a SASRec
+    preset drops the SASRec-only model.params with a notice.
+
     Scale out with: torchrun --standalone --nproc_per_node=2 -m mmrank train CONFIG.yaml --out RUN
     """
     from mmrank.config import load_config
@@ -43,7 +46,10 @@ def train(
         sets.append(f"train.seed={seed}")
     if deterministic:
         sets.append("train.deterministic=true")
-    cfg = load_config(config, sets)
+    notices: list[str] = []
+    cfg = load_config(config, sets, notices)
+    for note in notices:
+        console.print(f"note: {note}", style="yellow", markup=False)
     if resume and out is None:
         from mmrank.errors import ConfigError
 
@@ -103,6 +109,8 @@ def _print_sequential(title: str, metrics: dict) -> None:
     names = sorted({k for d in splits.values() for k, v in d.items()
                     if isinstance(v, (int, float)) and k not in ("users", "eval_seconds")})
     _print_table(title, names, splits)
+    if metrics.get("protocol"):
+        console.print(f"protocol: {metrics['protocol']}", style="dim", markup=False)
 
 
 def _fmt(v) -> str:

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 import pydantic_core
 
 import mmrank
+from mmrank.serve.ab_log import ABLogger, add_outcome_route
 from mmrank.serve.model_slot import LoadedModel, ModelSlot
 from mmrank.serve.policy import RerankPolicy, decide_one
 from mmrank.serve.prometheus import CONTENT_TYPE, ServeMetrics
@@ -57,6 +58,7 @@ class ServeConfig:
     read_timeout_s: float | None = 10.0
     docs: bool = False
     offload_bytes: int = 64 * 1024  # bodies larger than this are parsed off the event loop
+    ab_log: Path | None = None  # A/B events for `mmrank ab analyze` (mmrank.serve.ab_log)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class ServerState:
     traffic: TrafficLayouts = field(default_factory=TrafficLayouts)
     reload_problems: list[str] = field(default_factory=list)
     forced_reload: bool = False
+    ab: ABLogger | None = None
     # The pools live as long as the app (not its lifespan: test clients run the lifespan per
     # connection, and idle worker threads cost nothing).
     scoring_pool: ThreadPoolExecutor = field(init=False)
@@ -113,6 +116,9 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
         return invalid_response(exc.errors())
 
     rerank_auth, admin_auth = _auth_dependencies(config.token)
+    if config.ab_log is not None:
+        state.ab = ABLogger(config.ab_log)
+        add_outcome_route(app, state.ab, rerank_auth)
     _add_rerank_route(app, state, rerank_auth)
     _add_probe_routes(app, state)
     _add_reload_route(app, state, admin_auth)
@@ -150,6 +156,7 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
     @app.post("/rerank", response_model=RerankResponse, responses={401: _ERR, 408: _ERR, 413: _ERR, 422: _ERR},
               dependencies=[Depends(auth)], openapi_extra=_REQUEST_BODY)
     async def rerank(request: Request):
+        started = time.perf_counter()
         # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
         # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
         body = await request.body()
@@ -165,7 +172,10 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
             return parsed
         loaded = state.slot.current  # read once: a reload mid-request does not change this request's model
         decision = await decide_one(loaded.ranker, parsed.query, config.policy, state.scoring_pool)
-        return _answer(state, loaded, parsed, decision)
+        answer = _answer(state, loaded, parsed, decision)
+        if state.ab is not None:
+            state.ab.assignment(parsed.obj, decision, loaded, config.policy.rollout_percent, started)
+        return answer
 
 
 def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decision) -> Response:
