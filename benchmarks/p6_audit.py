@@ -91,9 +91,11 @@ def main() -> None:
         engine, rest = spec.split(":")
         n, _, t = rest.partition("@")
         threads(int(t or 1))
+        # every CoTRR job sets its own torch threads (Ray workers would otherwise inherit OMP_NUM_THREADS of the shell)
+        opts = {"settings": {**fit_options["settings"], "threads": int(t or 1)}} if fit_options else {}
         t0 = time.perf_counter()
-        report = audit(Unfitted(factory, fit_options), Unfitted(base_factory), train=train, test=test, valid=valid,
-                       make_model=factory, fit_options=fit_options, engine=engine, n_jobs=int(n),
+        report = audit(Unfitted(factory, opts), Unfitted(base_factory), train=train, test=test, valid=valid,
+                       make_model=factory, fit_options=opts, engine=engine, n_jobs=int(n),
                        query_times=times, interactions=events)
         secs = time.perf_counter() - t0
         checks = json.dumps([c.to_dict() for c in report.checks], sort_keys=True)
