@@ -104,6 +104,7 @@ def test_server_logs_assignments_shadow_orders_and_outcomes(tmp_path):
                 first = answer["candidates"][0]["candidate_id"]
                 assert client.post("/ab/outcome", json={"query_id": q["query_id"], "clicks": [first]}).status_code == 200
         assert client.post("/ab/outcome", json={"clicks": ["x"]}).status_code == 422
+        assert 'route="/ab/outcome"' in client.get("/metrics").text  # its own label, not "other"
         log, report = read_ab_log(log_path)
         assert report.ok and len(log.assignments) == 150 and len(log.outcomes) == 50
         arms = log.assignments.set_index("query_id")["arm"]

@@ -77,24 +77,11 @@ def weak_labels(rset: RankingSet, model: ClickModel, *, grades: int = 5, min_imp
     if not known.any():
         raise DataError("no candidate of the data appears in the click model",
                         hint="the click log's query_id/candidate_id must be the data's ids")
-    labelled = _rows(rset.with_labels(np.where(known, grades_of(np.nan_to_num(relevance), grades), 0.0)),
-                     np.flatnonzero(known))
+    labelled = rset.with_labels(np.where(known, grades_of(np.nan_to_num(relevance), grades), 0.0)).take_rows(
+        np.flatnonzero(known))
     keep_queries = np.flatnonzero(labelled.group_sizes > 0)
     out = labelled.subset(keep_queries)
     return WeakLabels(out, rset.n_candidates, int(known.sum()), rset.n_queries, len(keep_queries))
-
-
-def _rows(rset: RankingSet, rows: np.ndarray) -> RankingSet:
-    """The candidates ``rows`` of ``rset`` (sorted positions), query groups kept."""
-    qi = rset.query_index[rows]
-    sizes = np.bincount(qi, minlength=rset.n_queries)
-    return RankingSet(
-        query_ids=rset.query_ids, offsets=np.concatenate([[0], np.cumsum(sizes)]),
-        candidate_ids=rset.candidate_ids[rows], labels=rset.labels[rows], domains=rset.domains,
-        baseline_scores=None if rset.baseline_scores is None else rset.baseline_scores[rows],
-        features={k: v[rows] for k, v in rset.features.items()}, query_features=rset.query_features,
-        query_texts=rset.query_texts,
-    )
 
 
 def relevance_agreement(rset: RankingSet, model: ClickModel, min_impressions: int = 1) -> dict:

@@ -215,6 +215,20 @@ class RankingSet:
             query_texts=None if self.query_texts is None else self.query_texts[qi],
         )
 
+    def take_rows(self, rows: np.ndarray) -> "RankingSet":
+        """The same queries (all of them, in order) holding only the candidate ``rows`` (sorted
+        positions, or a boolean mask over the candidates); a query may end up empty. Used to
+        subsample candidates without regrouping."""
+        rows = np.asarray(rows)
+        sizes = np.bincount(self.query_index[rows], minlength=self.n_queries)
+        return RankingSet(
+            query_ids=self.query_ids, offsets=np.concatenate([[0], np.cumsum(sizes)]),
+            candidate_ids=self.candidate_ids[rows], labels=self.labels[rows], domains=self.domains,
+            baseline_scores=None if self.baseline_scores is None else self.baseline_scores[rows],
+            features={k: v[rows] for k, v in self.features.items()}, query_features=self.query_features,
+            query_texts=self.query_texts,
+        )
+
     def with_labels(self, labels: np.ndarray) -> "RankingSet":
         """Return a new set with the labels replaced; feature matrices are shared, not copied.
 

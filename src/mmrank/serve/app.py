@@ -40,7 +40,7 @@ from mmrank.serve.request_parse import ParsedQuery, error_response, invalid_resp
 from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
 
 log = logging.getLogger("mmrank.serve")
-ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload"}
+ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload", "/ab/outcome"}  # /metrics labels; others → "other"
 
 
 @dataclass(frozen=True)
