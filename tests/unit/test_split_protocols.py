@@ -108,6 +108,37 @@ def test_several_targets_are_each_ranked_without_the_others_known_answer():
     assert out["ndcg@10"][0] == pytest.approx(1 / math.log2(3)) and out["hr@1"][0] == 0.0
 
 
+def test_several_targets_give_the_same_bits_with_two_chunk_workers():
+    """Users with 1-3 test targets, chunks of 4 rows (a user's rows cut across chunks), scores
+    with ties: the evaluation with two torch threads (two chunk workers) equals the one-thread
+    evaluation bit for bit, full ranking and sampled."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 30, 40
+    hist = [rng.choice(np.arange(1, n_items + 1), 3, replace=False) for _ in range(n_users)]
+    tgt = [rng.choice(np.setdiff1d(np.arange(1, n_items + 1), h), 1 + u % 3, replace=False) for u, h in enumerate(hist)]
+    split = SequenceSplit(IdVocab(np.array([f"u{u}" for u in range(n_users)], dtype=object), 0, "user"),
+                          IdVocab(np.array([str(i) for i in range(1, n_items + 1)], dtype=object), 1, "item"),
+                          Histories(np.arange(0, 3 * n_users + 1, 3), np.concatenate(hist)), np.zeros(n_users, dtype=np.int64),
+                          Targets(np.concatenate([[0], np.cumsum([len(t) for t in tgt])]), np.concatenate(tgt)),
+                          np.zeros(n_items + 1, dtype=bool))
+    ranker = PopularityRanker()
+    ranker.items_, ranker.users_ = split.items, split.users
+    ranker.item_scores_ = np.concatenate([[-np.inf], rng.integers(0, 8, n_items).astype(float)])  # ties
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(evaluate_stage(ranker, split, "test", ks=(1, 10), sampled_negatives=5, chunk_size=4))
+    finally:
+        torch.set_num_threads(threads)
+    one, two = runs
+    assert one.keys() == two.keys() and len(one["users"]) == n_users
+    for name in one:
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+    assert len(np.unique(one["rank"])) > 5  # means over several targets: not a constant
+
+
 def test_a_table_without_time_gets_a_random_holdout_that_says_so(tmp_path, capsys):
     rows = "".join(f"u{u},i{(u + j) % 9}\n" for u in range(12) for j in range(5))
     (tmp_path / "plays.csv").write_text("user_id,item_id\n" + rows)

@@ -42,7 +42,9 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     user's seen items masked; with ``sampled_negatives`` > 0 also ``sampled_*`` metrics (target
     among that many random unseen items). Users without a held-out item are left out; the
     returned ``users`` array says which dense users the rows are (ascending). A user with
-    several targets gets the mean over them (module docstring)."""
+    several targets gets the mean over them (module docstring). Chunks of rows are scored by
+    one worker thread per torch thread, each running torch single-threaded, so the metrics are
+    the same bits at any thread count."""
     histories = split.history_for(stage)
     targets = split.targets_for(stage)
     row_users, row_targets = targets.rows()
@@ -72,11 +74,11 @@ def evaluate_stage(ranker, split: SequenceSplit, stage: str, ks: Iterable[int] =
     rows = np.arange(len(row_users))
     order = np.lexsort((row_users, histories.lengths()[row_users]))
     with getattr(ranker, "scoring_session", contextlib.nullcontext)():
-        full = full_ranking_metrics(*ranking_args(rows[order]), chunk_size=chunk_size)
+        full = full_ranking_metrics(*ranking_args(rows[order]), chunk_size=chunk_size, workers=None)
         out = {k: v[np.argsort(order)] for k, v in full.items()}
         if sampled_negatives:
             sampled = sampled_ranking_metrics(*ranking_args(rows), n_negatives=sampled_negatives, seed=seed,
-                                              chunk_size=chunk_size)
+                                              chunk_size=chunk_size, workers=None)
             out.update({f"sampled_{k}": v for k, v in sampled.items()})
     if several:
         user_row = np.searchsorted(evaluated, row_users)

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +62,24 @@ class ServeConfig:
     ab_log: Path | None = None  # A/B events for `mmrank ab analyze` (mmrank.serve.ab_log)
 
 
+class SingleTorchThreadPool(ThreadPoolExecutor):
+    """The scoring pool: each model call runs torch with one intra-op thread. Concurrency comes
+    from requests scored side by side; intra-op threads on top would put (scoring threads x cores)
+    OpenMP threads on the cores, spinning at barriers. Checked per call, since a reload can bring
+    in the first torch model after the pool's threads started."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)`` on a pool thread running torch single-threaded."""
+        return super().submit(_one_torch_thread, fn, *args, **kwargs)
+
+
+def _one_torch_thread(fn, *args, **kwargs):
+    torch = sys.modules.get("torch")  # a LambdaMART server never imports torch: nothing to set
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return fn(*args, **kwargs)
+
+
 @dataclass
 class ServerState:
     """What the routes share: the slot, settings, metrics, worker pools, reload bookkeeping."""
@@ -81,7 +100,7 @@ class ServerState:
     reload_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scoring_pool = ThreadPoolExecutor(self.config.scoring_threads, thread_name_prefix="mmrank-score")
+        self.scoring_pool = SingleTorchThreadPool(self.config.scoring_threads, thread_name_prefix="mmrank-score")
         self.parse_pool = ThreadPoolExecutor(2, thread_name_prefix="mmrank-parse")
         self.reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
         self.metrics.set_model(self.slot.current.model_id, self.slot.current.version)
@@ -164,18 +183,28 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
         if ids > config.max_candidates:  # 5 ms for 8 MB: refuse before parsing a byte
             return error_response(413, f"{ids} candidate ids, more than the limit {config.max_candidates} "
                                        f"— send the top {config.max_candidates}")
+        timings: dict[str, float] = {}
         if len(body) > config.offload_bytes:
-            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body, config.max_candidates)
+            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body,
+                                                                      config.max_candidates, timings)
         else:
-            parsed = parse_request(body, config.max_candidates)
+            parsed = parse_request(body, config.max_candidates, timings)
         if not isinstance(parsed, ParsedQuery):
             return parsed
         loaded = state.slot.current  # read once: a reload mid-request does not change this request's model
+        t0 = time.perf_counter()
         decision = await decide_one(loaded.ranker, parsed.query, config.policy, state.scoring_pool)
-        answer = _answer(state, loaded, parsed, decision)
+        t1 = time.perf_counter()
+        response = _answer(state, loaded, parsed, decision)
+        timings["model"], timings["serialise"] = t1 - t0, time.perf_counter() - t1
         if state.ab is not None:
+            t2 = time.perf_counter()
             state.ab.assignment(parsed.obj, decision, loaded, config.policy.rollout_percent, started)
-        return answer
+            timings["ab_log"] = time.perf_counter() - t2
+        state.metrics.record_stages(timings)
+        # Server-Timing (W3C): a client or a browser's dev tools see the split of every answer
+        response.headers["server-timing"] = ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timings.items())
+        return response
 
 
 def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decision) -> Response:
