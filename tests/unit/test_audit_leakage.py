@@ -7,9 +7,10 @@ import pytest
 
 from known_answer.rankers import RidgeRanker
 from known_answer.simulator import simulate
-from mmrank.audit import FAIL, PASS, SKIP, audit
+from mmrank.audit import FAIL, PASS, SKIP, WARN, audit
 from mmrank.audit.feature_label_leakage import pessimistic_scores
 from mmrank.data.model import Interactions, RankingSet, concat_ranking_sets
+from mmrank.models.baselines import LambdaMART
 
 FAST = {"significance": {"bootstrap_resamples": 500, "permutation_resamples": 500}}
 
@@ -131,3 +132,23 @@ def test_near_duplicates_find_copies_under_new_ids_with_the_approximate_index_to
         nd = res["near_duplicates"]
         assert nd.status == FAIL and nd.evidence["copied_queries"] == 4 and nd.evidence["search"] == search
         assert nd.evidence["same_query_twin_share"] == 0.0    # new ids: only the any-query search sees them
+
+
+def test_an_honest_input_stronger_than_all_others_warns_and_its_label_made_twin_fails():
+    """Simulator seed 0 draws one feature (meta[0]) that carries more than all the others together:
+    the soft-leak rule flags it, but the other inputs explain part of it beyond the labels (as they
+    do for honest inputs), so it only WARNs. A column of the same strength made from the labels
+    (label + noise) is explained by nothing but the labels: FAIL."""
+    sim = simulate(0)
+    honest = run(sim, ["feature_label_leakage"], model=LambdaMART(n_estimators=60, num_leaves=7, num_threads=1).fit(sim.train))
+    check = honest["feature_label_leakage"]
+    suspect = check.evidence["suspects"]["meta[0]"]
+    assert check.status == WARN and suspect["excess"]["mean"] >= 0.05 and suspect["explained_beyond_label"] > 0.01
+    rng = np.random.default_rng(0)
+    for rset in (sim.train, sim.test):   # meta[0] replaced by a label + noise column of about its strength
+        meta = rset.features["meta"].copy()
+        meta[:, 0] = rset.labels + rng.normal(0, 1.0, rset.n_candidates)
+        rset.features["meta"] = meta
+    leaky = run(sim, ["feature_label_leakage"], model=LambdaMART(n_estimators=60, num_leaves=7, num_threads=1).fit(sim.train))
+    leak = leaky["feature_label_leakage"]
+    assert leak.status == FAIL and leak.evidence["suspects"]["meta[0]"]["explained_beyond_label"] <= 0.01, leak.evidence

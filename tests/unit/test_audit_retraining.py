@@ -131,3 +131,25 @@ def test_each_permuted_retrain_gets_its_own_training_seed_and_the_validation_row
     assert ev["training_seed_per_retrain"] and ev["validation"] and len(set(np.round(ev["per_retrain_lift"], 12))) == 3
     # the spread between retrains decides as well as the query bootstrap: lifts that disagree in sign
     assert retrain_bound(np.array([0.05, -0.01, 0.02])) < 0 < retrain_bound(np.array([0.05, 0.051, 0.049]))
+
+
+def test_fits_and_retrains_share_one_pool_and_match_an_audit_of_prefitted_models():
+    """Models given Unfitted are fitted inside the audit's one job pool, beside the permuted
+    retrains and the probes: on 2 workers the checks equal those of an audit handed the same
+    models fitted beforehand, and the report says what each job cost."""
+    from functools import partial
+
+    from mmrank.audit.rankers import Unfitted
+
+    sim = simulate(5, n_train=60, n_test=40)
+    model_f = partial(LambdaMART, n_estimators=20, num_leaves=7, num_threads=1)
+    base_f = partial(LambdaMART, n_estimators=5, num_leaves=3, num_threads=1)
+    checks = ["feature_label_leakage", "label_permutation_control", "modality_ablation", "significance"]
+    direct = audit(model_f().fit(sim.train), base_f().fit(sim.train), train=sim.train, test=sim.test, make_model=model_f,
+                   policy=FAST, n_jobs=1, checks=checks)
+    pooled = audit(Unfitted(model_f), Unfitted(base_f), train=sim.train, test=sim.test, policy=FAST, n_jobs=2,
+                   checks=checks)
+    assert [c.to_dict() for c in pooled.checks] == [c.to_dict() for c in direct.checks]
+    assert set(pooled.meta["fit_seconds"]) == {"model", "baseline"}
+    assert {"label_permutation_control", "feature_label_leakage", "modality_ablation"} <= set(pooled.meta["job_seconds"])
+    assert pooled.meta["model"] == "LambdaMART" and pooled.meta["job_pool_seconds"] > 0

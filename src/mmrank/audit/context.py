@@ -90,7 +90,22 @@ class AuditContext(PolicyView):
     fit_evaluate: Callable | None = None         # (train_events, test_events) -> per-user metric
     sampled_vs_full: dict | None = None          # precomputed {"sampled": (U,), "full": (U,)} (recommenders)
     run_dir: Any = None                          # the model's run directory (its recorded provenance), if any
+    query_times: Any = None                      # QueryTimes: each query's user and cut time (time-split tasks)
+    interactions_hint: str | None = None         # what to provide when the time checks lack interactions
     extras: dict = field(default_factory=dict)   # plot data collected along the way (report)
+    prefetched: dict = field(default_factory=dict)   # check name -> its jobs' results, run in the audit's one pool
+    job_seconds: dict = field(default_factory=dict)  # check name -> summed own seconds of its pool jobs
+
+    def job_results(self, name: str, plan: Callable[["AuditContext"], list[tuple]]) -> list:
+        """The results of check ``name``'s jobs (``plan(self)``: ``(fn, args)`` each): those the
+        audit ran in its one job pool when there are, else run now on the context's engine."""
+        if name in self.prefetched:
+            return self.prefetched[name]
+        from mmrank.audit.jobs import run_pool
+
+        done = run_pool(plan(self), engine=self.engine, n_jobs=self.n_jobs, address=self.address)
+        self.job_seconds[name] = self.job_seconds.get(name, 0.0) + sum(s for _, s in done)
+        return [r for r, _ in done]
 
     @property
     def domains(self) -> np.ndarray | None:

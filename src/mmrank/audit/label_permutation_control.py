@@ -28,7 +28,6 @@ import numpy as np
 from scipy import stats as sps
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import FAIL, PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
 from mmrank.stats import paired_bootstrap_ci, seed_variance
@@ -90,6 +89,20 @@ def retrain_bound(lifts: np.ndarray, confidence: float = 0.95) -> float:
     return float(np.mean(lifts) - sps.t.ppf(confidence, k - 1) * sd / np.sqrt(k))
 
 
+def plan(ctx: AuditContext) -> list[tuple]:
+    """The retrains, ``(fn, args)`` each (policy ``seeds`` of them, seeds ``seed + 1000 + i``), for
+    the audit's one job pool; none without a model factory."""
+    if ctx.make_model is None:
+        return []
+    return [(fit_permuted_and_score, (ctx.make_model, ctx.train, ctx.test, s, ctx.fit_options, ctx.valid))
+            for s in retrain_seeds(ctx)]
+
+
+def retrain_seeds(ctx: AuditContext) -> list[int]:
+    """One independent seed per permuted retrain: ``policy seed + 1000 + i``."""
+    return [ctx.seed + 1000 + i for i in range(int(ctx.policy[NAME]["seeds"]))]
+
+
 def check(ctx: AuditContext) -> CheckResult:
     """Measure how much of the real model's lift over chance a model retrained on labels
     permuted within each training query keeps on the real test labels (``value``: the
@@ -104,9 +117,8 @@ def check(ctx: AuditContext) -> CheckResult:
     if ctx.make_model is None:
         return CheckResult.skip(NAME, "no model factory to retrain with (pass make_model)")
     p = ctx.policy[NAME]
-    seeds = [ctx.seed + 1000 + i for i in range(int(p["seeds"]))]
-    jobs = [(ctx.make_model, ctx.train, ctx.test, s, ctx.fit_options, ctx.valid) for s in seeds]
-    results = run_jobs(fit_permuted_and_score, jobs, engine=ctx.engine, n_jobs=ctx.n_jobs, address=ctx.address)
+    seeds = retrain_seeds(ctx)
+    results = ctx.job_results(NAME, plan)
     keep = ctx.evaluable
     chance = ctx.chance_per_query[keep]
     permuted = np.array([ctx.per_query(ctx.test, scores)[keep] for scores, _, _, _ in results])

@@ -35,7 +35,6 @@ from typing import Any, Callable
 import numpy as np
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import PASS, WARN, CheckResult
 from mmrank.data.model import RankingSet
 from mmrank.errors import DataError
@@ -150,6 +149,25 @@ def finding(m: str, signal: bool | None, used: bool, absent: bool) -> str | None
             "dead: evaluate on more queries")
 
 
+def audited_modalities(ctx: AuditContext) -> list[str]:
+    """The candidate modalities both splits have (the binary ``conflict``/``compliance`` flags left out)."""
+    return sorted(set(ctx.test.features) & set(ctx.train.features) - {"conflict", "compliance"})
+
+
+def plan(ctx: AuditContext) -> list[tuple]:
+    """The model-independent jobs, ``(fn, args)`` each, for the audit's one job pool: one
+    "carries signal" probe per modality, then (policy ``retrain``) one retrain without each."""
+    p = ctx.policy[NAME]
+    modalities = audited_modalities(ctx)
+    if not modalities:
+        return []
+    held, _ = held_out_for_probe(ctx)
+    jobs = [(probe_scores, (ctx.train, held, m, int(p["probe_trees"]), ctx.seed)) for m in modalities]
+    if p.get("retrain") and ctx.make_model is not None and len(modalities) > 1:
+        jobs += [(fit_without_and_score, (ctx.make_model, ctx.train, ctx.test, m, ctx.fit_options)) for m in modalities]
+    return jobs
+
+
 def check(ctx: AuditContext) -> CheckResult:
     """Measure, per candidate modality, whether it carries signal (a ``probe_trees``-tree
     LambdaMART on it alone beats chance on validation + test queries) and whether the model
@@ -165,7 +183,7 @@ def check(ctx: AuditContext) -> CheckResult:
     has no candidate modalities. Never FAILs. ``value`` is the smallest best drop."""
     p = ctx.policy[NAME]
     min_drop, alpha = float(p["min_drop"]), float(p["alpha"])
-    modalities = sorted(set(ctx.test.features) & set(ctx.train.features) - {"conflict", "compliance"})
+    modalities = audited_modalities(ctx)
     if not modalities:
         return CheckResult.skip(NAME, "the data has no candidate modalities")
     keep = ctx.evaluable
@@ -177,16 +195,14 @@ def check(ctx: AuditContext) -> CheckResult:
             "train_mean": ctx.model.score(replaced_by_mean(ctx.test, ctx.train, m)),
             "shuffled": ctx.model.score(shuffled(ctx.test, m, ctx.seed + i)),
         }
-    if p.get("retrain") and ctx.make_model is not None and len(modalities) > 1:
-        jobs = [(ctx.make_model, ctx.train, ctx.test, m, ctx.fit_options) for m in modalities]
-        for m, scores in zip(modalities, run_jobs(fit_without_and_score, jobs, engine=ctx.engine,
-                                                  n_jobs=ctx.n_jobs, address=ctx.address)):
-            variants[m]["retrained_without"] = scores
+    jobs = ctx.job_results(NAME, plan)
+    probes, retrained = jobs[:len(modalities)], jobs[len(modalities):]
+    for m, scores in zip(modalities, retrained):
+        variants[m]["retrained_without"] = scores
     tests: list[tuple[str, str, dict]] = []       # (modality, what, comparison)
     held, held_chance = held_out_for_probe(ctx)
     held_keep = ~np.isnan(held_chance)
-    for m in modalities:
-        probe = probe_scores(ctx.train, held, m, int(p["probe_trees"]), ctx.seed)
+    for m, probe in zip(modalities, probes):
         if probe is not None:
             probe_pq = ctx.per_query(held, probe)
             tests.append((m, "signal", _comparison(ctx, probe_pq[held_keep], held_chance[held_keep])))

@@ -1,10 +1,19 @@
-"""split_sensitivity (interaction data): the metric under a random vs a temporal split.
+"""split_sensitivity: how much a split that is not by time overstates the metric.
 
-Each user holds out one event: their last (temporal, leave-last-out) or a random one
-(seeded). The same ``fit_evaluate(train_events, test_events) -> per-user metric`` runs on both
-(as two parallel jobs). A random split lets the model train on each user's future and on
-items' later popularity; when it overstates the temporal-split metric by more than
-``max_relative_gap`` (paired CI95 of the per-user gap above zero), WARN: quote the temporal one.
+**Interaction data** (``interactions`` + ``fit_evaluate``): each user holds out one event, their
+last (temporal, leave-last-out) or a random one (seeded). The same ``fit_evaluate(train_events,
+test_events) -> per-user metric`` runs on both (as two jobs of the audit's pool). A random split
+lets the model train on each user's future and on items' later popularity; when it overstates
+the temporal-split metric by more than ``max_relative_gap`` (paired CI95 of the per-user gap
+above zero), WARN: quote the temporal one.
+
+**Time-split reranking data** (queries with cut times, ``mmrank.audit.timed_queries``): when
+every test query's cut is at or after every training query's cut, the audited split *is* the
+temporal one — PASS, nothing to retrain. Otherwise the same model configuration is retrained on a
+temporal re-split of the same queries (train + test pooled, the latest ``len(test)`` queries by
+cut time held out) and the audited test metric is compared with the re-split's (an unpaired
+bootstrap CI of the difference of means: different queries): WARN when the audited split
+overstates it by more than ``max_relative_gap`` with the CI above zero.
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ from typing import Callable
 import numpy as np
 
 from mmrank.audit.context import AuditContext
-from mmrank.audit.jobs import run_jobs
 from mmrank.audit.result import PASS, WARN, CheckResult
-from mmrank.data.model import Interactions
+from mmrank.audit.rankers import fit_ranker
+from mmrank.data.model import Interactions, RankingSet, concat_ranking_sets
 from mmrank.stats import paired_bootstrap_ci
 
 NAME = "split_sensitivity"
@@ -48,6 +57,78 @@ def evaluate_split(fit_evaluate: Callable, events: Interactions, how: str, seed:
     return np.asarray(fit_evaluate(train, test), float)
 
 
+def temporal_resplit(ctx: AuditContext) -> tuple[RankingSet, RankingSet]:
+    """(train, test): the audit's train and test queries pooled and ordered by cut time (ties by
+    query id); the latest ``len(test)`` queries are the test set."""
+    times = ctx.query_times
+    cuts = np.r_[times.of("train", ctx.train)[1], times.of("test", ctx.test)[1]]
+    pool = concat_ranking_sets([ctx.train, ctx.test])
+    order = np.lexsort((pool.query_ids.astype(str), cuts))
+    held = len(order) - ctx.test.n_queries
+    return pool.subset(np.sort(order[:held])), pool.subset(np.sort(order[held:]))
+
+
+def fit_and_score(make_model: Callable, train: RankingSet, valid: RankingSet | None, test: RankingSet,
+                  fit_options: dict) -> np.ndarray:
+    """One job: a fresh model fitted on ``train`` (early stopping on ``valid``), its scores on ``test``."""
+    return np.asarray(fit_ranker(make_model, train, valid, fit_options).score(test), float)
+
+
+def plan(ctx: AuditContext) -> list[tuple]:
+    """The jobs, ``(fn, args)`` each, for the audit's one job pool: the retrain on a temporal
+    re-split (time-split reranking data whose audited split is not temporal), or the random and
+    temporal holdouts (interaction data with a ``fit_evaluate`` function); else none."""
+    times = getattr(ctx, "query_times", None)
+    if times is not None:
+        if times.is_temporal() or ctx.make_model is None:
+            return []
+        train, test = temporal_resplit(ctx)
+        return [(fit_and_score, (ctx.make_model, train, ctx.valid, test, ctx.fit_options))]
+    if ctx.interactions is None or ctx.fit_evaluate is None:
+        return []
+    return [(evaluate_split, (ctx.fit_evaluate, ctx.interactions, how, ctx.seed)) for how in ("random", "temporal")]
+
+
+def unpaired_bootstrap_ci(a: np.ndarray, b: np.ndarray, ctx: AuditContext) -> dict:
+    """CI of ``mean(a) - mean(b)`` for two independent samples (queries differ), by
+    ``scipy.stats.bootstrap`` with the policy's bootstrap options."""
+    from scipy import stats as sps
+
+    opts = ctx.stats_options()
+    res = sps.bootstrap((a, b), lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis), paired=False,
+                        vectorized=True, n_resamples=opts["n_resamples"], confidence_level=opts["confidence"],
+                        method=opts["method"], rng=np.random.default_rng(opts["seed"]))
+    return {"mean": float(a.mean() - b.mean()), "low": float(res.confidence_interval.low),
+            "high": float(res.confidence_interval.high), "n": [int(len(a)), int(len(b))]}
+
+
+def check_timed_queries(ctx: AuditContext) -> CheckResult:
+    """The reranking variant (queries with cut times): see the module docstring."""
+    limit = float(ctx.policy[NAME]["max_relative_gap"])
+    rule = f"WARN if (audited - temporal re-split) / temporal > {limit:g} with CI95 above 0 (PASS: split is temporal)"
+    if ctx.query_times.is_temporal():
+        return CheckResult(NAME, PASS, 0.0, limit, rule, {"audited_split": "temporal: every test cut is at or "
+                                                          "after every training cut — no re-split needed"})
+    if ctx.make_model is None:
+        return CheckResult.skip(NAME, "the audited split is not temporal and there is no model factory to retrain "
+                                "on a temporal re-split", provide="pass make_model (or audit a model kind)")
+    scores = ctx.job_results(NAME, plan)[0]
+    _, temporal_test = temporal_resplit(ctx)
+    temporal = ctx.per_query(temporal_test, scores)
+    audited = ctx.model_per_query[ctx.evaluable]
+    temporal = temporal[~np.isnan(temporal)]
+    ci = unpaired_bootstrap_ci(audited, temporal, ctx)
+    gap = ci["mean"] / abs(float(temporal.mean())) if temporal.mean() else float("inf")
+    evidence = {"audited_split": "not temporal: some test cuts precede training cuts", "audited": float(audited.mean()),
+                "temporal_resplit": float(temporal.mean()), "gap_ci": ci}
+    ctx.extras["split_sensitivity"] = {"random": evidence["audited"], "temporal": evidence["temporal_resplit"]}
+    if gap > limit and ci["low"] > 0:
+        return CheckResult(NAME, WARN, gap, limit, rule, evidence,
+                           "the audited split overstates a temporal re-split of the same queries: the model profits "
+                           "from training on later periods — split by time and report that")
+    return CheckResult(NAME, PASS, gap, limit, rule, evidence)
+
+
 def check(ctx: AuditContext) -> CheckResult:
     """Measure how much a random leave-one-out split overstates the per-user metric of a
     temporal (leave-last-out) split: ``mean(random - temporal) / |mean(temporal)|``, with the
@@ -55,12 +136,15 @@ def check(ctx: AuditContext) -> CheckResult:
 
     Rule (policy ``split_sensitivity.max_relative_gap``): WARN when the relative gap exceeds it
     and the CI low bound is above 0 (quote the temporal split); PASS otherwise. SKIP without
-    ``interactions`` and a ``fit_evaluate`` function. Never FAILs."""
+    ``interactions`` and a ``fit_evaluate`` function. Never FAILs. Reranking queries with cut
+    times (``query_times``) take the re-split variant instead (module docstring)."""
+    if getattr(ctx, "query_times", None) is not None:
+        return check_timed_queries(ctx)
     if ctx.interactions is None or ctx.fit_evaluate is None:
-        return CheckResult.skip(NAME, "needs interaction data and a fit_evaluate function (recommenders)")
+        return CheckResult.skip(NAME, "needs interaction data and a fit_evaluate function (recommenders), or "
+                                "reranking queries with cut times (a time-split task's task.json)")
     p = ctx.policy[NAME]
-    jobs = [(ctx.fit_evaluate, ctx.interactions, how, ctx.seed) for how in ("random", "temporal")]
-    random_m, temporal_m = run_jobs(evaluate_split, jobs, engine=ctx.engine, n_jobs=ctx.n_jobs, address=ctx.address)
+    random_m, temporal_m = ctx.job_results(NAME, plan)
     ci = paired_bootstrap_ci(random_m, temporal_m, **ctx.stats_options())
     temporal = float(temporal_m.mean())
     gap = ci.mean / abs(temporal) if temporal else float("inf")

@@ -2,7 +2,10 @@
 
 Per user: any training event strictly later than that user's earliest test event (the model
 saw the future of the very user it is evaluated on). Globally, when the policy names a cut
-time: any training event at or after the cut. Needs interaction data (user, item, timestamp).
+time: any training event at or after the cut. Needs interaction data (user, item, timestamp):
+a recommender's recorded events, or a time-split reranking task's queries turned into events
+(``mmrank.audit.timed_queries``: ``--interactions`` with the task's ``task.json``; there the
+task's single test cut becomes the global cut).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def check(ctx: AuditContext) -> CheckResult:
     exceeds it (the model saw the future: a leakage check, NO_GO); PASS otherwise. SKIP without
     train and test interactions. Never WARNs."""
     if ctx.train_interactions is None or ctx.test_interactions is None:
-        return CheckResult.skip(NAME, "no interaction timestamps given (train/test events)")
+        return CheckResult.skip(NAME, "no interaction timestamps given (train/test events)",
+                                provide=getattr(ctx, "interactions_hint", None))
     p = ctx.policy[NAME]
     limit = float(p["max_violation_share"])
     train, test = ctx.train_interactions, ctx.test_interactions
@@ -44,7 +48,8 @@ def check(ctx: AuditContext) -> CheckResult:
     n_test_users = len(np.unique(test.user_ids))
     share = len(users) / n_test_users if n_test_users else 0.0
     evidence = {"test_users": n_test_users, "users_with_future_training": len(users),
-                "future_training_events": n_events, "examples": users[:10].tolist()}
+                "future_training_events": n_events, "examples": users[:10].tolist(),
+                "training_events": len(train), "test_events": len(test)}
     shares = {"users": share}
     if p.get("global_cut") is not None:
         cut = float(p["global_cut"])

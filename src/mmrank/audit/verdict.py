@@ -35,23 +35,28 @@ def _reason(c: CheckResult) -> str:
     return f"{c.name} {c.status}: {c.advice or c.rule}"
 
 
-def not_checked(checks: list[CheckResult], policy: dict, task: str) -> list[str]:
-    """Reasons for each check the policy requires for ``task`` that SKIPped or did not run."""
-    required = (policy["verdict"].get("required") or {}).get(task) or []
+def not_checked(checks: list[CheckResult], policy: dict, task: str | tuple[str, ...]) -> list[str]:
+    """Reasons for each check the policy requires for ``task`` (or for any of several: e.g.
+    ``("rerank", "rerank_timed")`` for reranking data with times) that SKIPped or did not run."""
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    lists = policy["verdict"].get("required") or {}
+    required = list(dict.fromkeys(name for t in tasks for name in (lists.get(t) or [])))
     by_name = {c.name: c for c in checks}
     out = []
     for name in required:
         c = by_name.get(name)
         if c is None:
-            out.append(f"not checked: {name} — it was not run (run every check, or drop it from verdict.required.{task})")
+            where = next(t for t in tasks if name in (lists.get(t) or []))
+            out.append(f"not checked: {name} — it was not run (run every check, or drop it from verdict.required.{where})")
         elif c.status == SKIP:
             why = c.evidence.get("provide") or c.evidence.get("reason") or "it did not apply"
             out.append(f"not checked: {name} — {why}")
     return out
 
 
-def decide(checks: list[CheckResult], policy: dict, task: str = "rerank") -> Verdict:
-    """The verdict for ``checks`` of a ``task`` ("rerank" or "sequential") audit."""
+def decide(checks: list[CheckResult], policy: dict, task: str | tuple[str, ...] = "rerank") -> Verdict:
+    """The verdict for ``checks`` of a ``task`` ("rerank" or "sequential"; a tuple adds the
+    required checks of each, e.g. ``("rerank", "rerank_timed")``) audit."""
     leakage = set(policy["verdict"]["leakage_checks"])
     by_name = {c.name: c for c in checks}
     leaks = [c for c in checks if c.name in leakage and c.status == FAIL]

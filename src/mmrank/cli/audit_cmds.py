@@ -55,6 +55,8 @@ def audit_cmd(
     engine: str = typer.Option("joblib", "--engine", help="where retraining jobs run: joblib or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="parallel retraining jobs (default: policy engine.n_jobs)"),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="rerankers on a time-split task: the ratings it was built from (RecBole folder/.inter, MovieLens) — enables temporal_leakage"),
+    task: Optional[Path] = typer.Option(None, "--task", help="the task's task.json (each query's cut time; default: task.json beside --test)"),
 ) -> None:
     """Audit a model against a baseline: leakage, controls, ablations, significance → verdict.
 
@@ -66,7 +68,14 @@ def audit_cmd(
     by full ranking on the run's data (temporal leakage, modality ablation, expert usage,
     significance over users, sampled vs full metrics, sample size).
 
+    Time-split reranking tasks (a task.json with each query's cut time beside --test, as `mmrank data
+    features` writes): with --interactions the queries become training and test events and
+    temporal_leakage runs; split_sensitivity compares the split with a temporal re-split. Both are
+    then required for GO.
+
     Example: mmrank audit --train S1.txt --valid S4.txt --test S5.txt --model lambdamart --baseline lambdamart --out audit/
+
+    Example: mmrank audit --train out/rerank/train.parquet --valid out/rerank/valid.parquet --test out/rerank/test.parquet --interactions ../shared/data/ml-100k --model lambdamart --baseline heuristic --out audit_ml/
 
     Example: mmrank audit --model runs/ml100k_moe --baseline runs/ml100k_sasrec --out audit_moe/
     """
@@ -94,6 +103,7 @@ def audit_cmd(
         task = progress.add_task("reading data", total=len(CHECKS))
         report = audit_files(model, baseline, train=train, test=test, valid=valid, format=format, config=config,
                              policy=pol, engine=engine, n_jobs=jobs, address=address,
+                             interactions=interactions, task=task,
                              step=lambda text: progress.update(task, description=text),
                              progress=lambda name: progress.update(task, advance=1, description=f"check {name}"))
     _finish(out, report)

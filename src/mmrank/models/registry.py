@@ -36,6 +36,7 @@ MODELS: dict[str, ModelEntry] = {
     "sasrec_content": ModelEntry("mmrank.sequential.content:SASRecContentRanker", "sequential"),
     "popularity": ModelEntry("mmrank.sequential.baselines:PopularityRanker", "sequential"),
     "most_recent": ModelEntry("mmrank.sequential.baselines:MostRecentRanker", "sequential"),
+    "repeat": ModelEntry("mmrank.sequential.baselines:RepeatRanker", "sequential"),
 }
 
 
@@ -44,7 +45,7 @@ def kinds(task: Task | None = None) -> tuple[str, ...]:
 
     Example:
         >>> kinds("sequential")
-        ('sasrec', 'sasrec_moe', 'sasrec_content', 'popularity', 'most_recent')
+        ('sasrec', 'sasrec_moe', 'sasrec_content', 'popularity', 'most_recent', 'repeat')
     """
     return tuple(k for k, e in MODELS.items() if task is None or e.task == task)
 

@@ -1,6 +1,7 @@
 """Non-learned sequential baselines, scored exactly like SASRec (full ranking, seen items masked).
 
 * ``PopularityRanker``: every user gets the items with most training interactions.
+* ``RepeatRanker``: each user's own past items first (repeat consumption), popularity after.
 * ``MostRecentRanker``: popularity among the most recent ``window`` training interactions
   (global time), ties broken by overall popularity — "what is being watched right now", the
   time-aware baseline a sequential model must also beat.
@@ -24,6 +25,8 @@ from mmrank.config import Strict
 from mmrank.errors import DataError
 from mmrank.models.params import WithParams
 from mmrank.sequential.data import IdVocab
+
+COUNTED_KINDS = ("popularity", "most_recent", "repeat")  # fitted by counting events, nothing trained
 
 
 class _ItemScoreRanker(WithParams):
@@ -99,3 +102,57 @@ class MostRecentRanker(_ItemScoreRanker):
         overall = _counts(train.items, split.n_items)
         # Recent count dominates; overall popularity (scaled below 1) only breaks its ties.
         return _counts(recent, split.n_items) + overall / (overall.max() + 1.0)
+
+
+class RepeatRanker(_ItemScoreRanker):
+    """Repeat consumption: each user's own past items first (most often consumed first, the most
+    recent breaking ties), every other item after them in popularity order.
+
+    The baseline for data where people consume the same item again (music, groceries, re-watches):
+    under the usual "seen items masked" evaluation its history part only matters for a held-out
+    item the user already has in their history — a split that put the test item into the training
+    history makes it look perfect, which is what ``held_out_leakage`` must catch.
+    """
+
+    kind = "repeat"
+
+    def _item_scores(self, split) -> np.ndarray:
+        return _counts(split.train.items, split.n_items)
+
+    def score_users(self, users: torch.Tensor, histories=None) -> torch.Tensor:
+        """``(len(users), n_items + 1)``: popularity scaled into [0, 1) for every item; a user's
+        own items get ``2 + count + recency`` (count of that item in the history, recency in
+        (0, 1): the position of its latest occurrence), so they rank above every other item."""
+        pop = self.item_scores_.copy()
+        finite = np.isfinite(pop)
+        pop[finite] /= pop[finite].max() + 1.0
+        out = np.tile(pop, (len(users), 1))
+        if histories is None:
+            return torch.from_numpy(out)
+        for row, u in enumerate(torch.as_tensor(users).tolist()):
+            out[row] = self._with_history(out[row], histories.of(int(u)))
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def _with_history(row: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if len(items):
+            counts = np.bincount(items, minlength=len(row)).astype(np.float64)
+            latest = np.zeros(len(row))
+            latest[items] = (np.arange(len(items)) + 1.0) / (len(items) + 1.0)  # later occurrences overwrite
+            seen = counts > 0
+            seen[0] = False
+            row[seen] = 2.0 + counts[seen] + latest[seen]
+        return row
+
+    def score(self, rset) -> np.ndarray:
+        """RankingSet scores: each query's ``query_texts`` entry holds the user's history as
+        space-separated item ids (oldest first), as for SASRec; its candidates are item ids."""
+        out = np.empty(rset.n_candidates, dtype=np.float64)
+        base = self.score_users(torch.zeros(1, dtype=torch.long))[0].numpy()
+        for q in range(rset.n_queries):
+            text = rset.query_texts[q] if rset.query_texts is not None else ""
+            seq = self.items_.encode(str(text or "").split(), "<RankingSet query_texts>")
+            row = self._with_history(base.copy(), np.asarray(seq, dtype=np.int64))
+            a, b = rset.offsets[q], rset.offsets[q + 1]
+            out[a:b] = row[self.items_.encode(rset.candidate_ids[a:b], "<RankingSet candidate_ids>")]
+        return out

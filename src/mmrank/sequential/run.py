@@ -30,6 +30,7 @@ from mmrank.models.registry import build_ranker as build_model
 from mmrank.models.registry import kinds, task_of
 from mmrank.runs import git_sha, load_model, model_kind, package_versions
 from mmrank.sequential.coldstart import cold_mask, prediction_rows, warm_cold_breakdown
+from mmrank.sequential.baselines import COUNTED_KINDS
 from mmrank.sequential.config import SequentialConfig
 from mmrank.sequential.data import SequenceSplit
 from mmrank.sequential.dataset import (
@@ -46,7 +47,7 @@ from mmrank.sequential.schedule import fit_staged
 from mmrank.sequential.training import fit_net
 from mmrank.train.trainer import checkpoint_path
 
-BASELINES = ("popularity", "most_recent")
+BASELINES = COUNTED_KINDS  # fitted by counting, no network to train
 CONTENT_KINDS = ("sasrec_moe", "sasrec_content")  # kinds that read data.item_features
 LOGS = "logs"
 
