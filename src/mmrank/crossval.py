@@ -33,8 +33,6 @@ import pandas as pd
 from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
-SEQUENTIAL_BASELINES = ("popularity", "most_recent")
-RERANK_BASELINES = ("lambdamart", "heuristic")
 SEQUENTIAL_METRICS = ("ndcg@10", "hr@10", "mrr@10")
 
 
@@ -52,10 +50,14 @@ def load_source_config(source: str | Path) -> dict:
 
 def baseline_config(cfg: dict, baseline: str) -> dict:
     """The comparison system's config: a built-in baseline kind trained on the same data and folds
-    (``popularity`` / ``most_recent`` for sequential configs, ``lambdamart`` / ``heuristic`` for
-    rerank ones), or another run directory / config file of the same task."""
+    (the counted kinds ``popularity`` / ``most_recent`` / ``repeat`` for sequential configs,
+    ``lambdamart`` / ``heuristic`` for rerank ones), or another run directory / config file of the
+    same task."""
+    from mmrank.sequential.baselines import COUNTED_KINDS  # one list each, where the runs define them
+    from mmrank.train.rerank_run import BASELINES
+
     task = cfg.get("task", "rerank")
-    builtins = SEQUENTIAL_BASELINES if task == "sequential" else RERANK_BASELINES
+    builtins = COUNTED_KINDS if task == "sequential" else BASELINES
     if baseline in builtins:
         out = copy.deepcopy(cfg)
         out["model"] = {"kind": baseline, "params": {}}
