@@ -95,6 +95,8 @@ def test_features_report_lists_truncated_jpeg_and_empty_overview_and_rerun_hits_
     assert items.masks["image_effnet"].tolist() == items.masks["image"].tolist()
     assert by_item[("image_effnet", "5")]["state"] == "failed" and "truncated" in by_item[("image_effnet", "5")]["reason"]
     assert "cache hits: text 0/12, image 0/10, image_effnet 0/10, reranking task 0/2" in first.output
+    backend = info["encoders"]["image_effnet_backend"]
+    assert backend in ("onnxruntime", "torch") and f"image_effnet forward: {backend}" in first.output
     # both protocols are written: per-user cuts (every user has a test query) and one global cut
     per_user, glob = (json.loads((out / d / "task.json").read_text()) for d in ("rerank", "rerank_global"))
     assert (per_user["protocol"], glob["protocol"]) == ("per_user", "global")

@@ -61,6 +61,9 @@ def features(
     image_encoder: str = typer.Option("efficientnet-lite0", "--image-encoder",
                                       help="pretrained poster encoder for the image_effnet modality: efficientnet-lite0 "
                                            "(lite1/lite2 when their weight wheels are installed) or none"),
+    image_backend: str = typer.Option("auto", "--image-backend",
+                                      help="forward of the poster encoder: auto (ONNX Runtime when it reproduces "
+                                           "torch to 1e-4, else torch), onnxruntime or torch"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="also add clip_image/clip_text with this open_clip model (e.g. ViT-B-32, local-dir:/folder)"),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file for --clip-model"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)"),
@@ -97,7 +100,8 @@ def features(
     protocols = tuple(TASK_FOLDERS) if task_protocol == "both" else (task_protocol,)
     options = FeatureOptions(cache_dir=None if no_cache else (cache or default_cache_dir()), text_model=text_model,
                              batch_size=batch_size, hsv_bins=_parse_bins(hsv_bins),
-                             image_encoder=None if image_encoder == "none" else image_encoder, clip_model=clip_model,
+                             image_encoder=None if image_encoder == "none" else image_encoder, image_backend=image_backend,
+                             clip_model=clip_model,
                              clip_pretrained=clip_pretrained, threads=threads, negatives=negatives,
                              negative_sampling=negative_sampling, context_k=context_k, seed=seed, task_format=task_format,
                              task_protocols=protocols)
@@ -117,6 +121,9 @@ def _print_summary(report, task_info: dict, out: Path, cache_dir: Path | None, t
         table.add_row(name, str(c.items), str(c.ok), str(c.missing), str(c.failed), str(c.cache_hits),
                       str(c.computed), "" if seconds is None else f"{seconds:.2f}")
     console.print(table)
+    backend = json.loads((out / "items.json").read_text()).get("encoders", {}).get("image_effnet_backend")
+    if backend:
+        console.print(f"image_effnet forward: {backend}", highlight=False)
     for protocol, info in task_info.items():
         tasks = Table(title=f"ML-100K reranking task, {protocol} time cuts → {out / TASK_FOLDERS[protocol]}")
         for col in ("split", "queries", "candidates", "positives", "negatives"):
@@ -144,6 +151,9 @@ def dedup(
     path: Path = typer.Argument(..., help="an image folder (searched recursively) or one image file"),
     phash_distance: int = typer.Option(5, "--phash-distance", help="max Hamming distance of 64-bit pHashes"),
     cosine: float = typer.Option(0.95, "--cosine", help="min cosine of embeddings for the embedding method"),
+    image_backend: str = typer.Option("auto", "--image-backend",
+                                      help="forward of the poster encoder: auto (ONNX Runtime when it reproduces "
+                                           "torch to 1e-4, else torch), onnxruntime or torch"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip model name for embedding dedup (off when absent)"),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file of --clip-model"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="feature cache folder for the CLIP embeddings"),

@@ -31,6 +31,7 @@ class FeatureOptions:
     batch_size: int = 64
     hsv_bins: tuple[int, int, int] = (8, 4, 4)
     image_encoder: str | None = "efficientnet-lite0"  # pretrained poster encoder (None: off)
+    image_backend: str = "auto"  # its forward: auto (ONNX Runtime when it matches torch) | onnxruntime | torch
     clip_model: str | None = None
     clip_pretrained: str | None = None
     threads: int | None = None
@@ -47,10 +48,12 @@ class FeatureOptions:
         if unknown or not self.task_protocols:
             raise ConfigError(f"--task-protocol {','.join(self.task_protocols)!r} — use per_user, global or both")
         if self.image_encoder is not None:
-            from mmrank.features.efficientnet import MODELS
+            from mmrank.features.efficientnet import BACKENDS, MODELS
 
             if self.image_encoder not in MODELS:
                 raise ConfigError(f"--image-encoder {self.image_encoder!r} — use one of {', '.join(MODELS)} or none")
+            if self.image_backend not in BACKENDS:
+                raise ConfigError(f"--image-backend {self.image_backend!r} — use one of {', '.join(BACKENDS)}")
         if self.task_format not in TASK_FORMATS:
             raise ConfigError(f"--task-format {self.task_format!r} — use parquet or jsonl")
         if len(self.hsv_bins) != 3 or min(self.hsv_bins) < 1:
@@ -127,7 +130,7 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     if options.image_encoder:
         from mmrank.features.efficientnet import EfficientNetEncoder
 
-        image_encoder = EfficientNetEncoder(options.image_encoder)
+        image_encoder = EfficientNetEncoder(options.image_encoder, backend=options.image_backend)
     clip_encoder = None
     if options.clip_model:
         from mmrank.features.clip import ClipEncoder
