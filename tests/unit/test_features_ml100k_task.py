@@ -175,3 +175,26 @@ def test_bad_settings_and_unknown_items_are_user_errors():
     fewer = ItemFeatures(items.item_ids[:10], {k: v[:10] for k, v in items.features.items()})
     with pytest.raises(DataError, match="no item features"):
         build_rerank_task(inter, fewer, CFG)
+
+
+def test_the_audit_judges_the_task_events_temporal_leakage_pass_and_a_planted_fail():
+    from mmrank.audit import audit
+    from mmrank.models.baselines import HeuristicBaseline
+
+    inter, items = synthetic()
+    sets, info = build_rerank_task(inter, items, CFG)
+    model = HeuristicBaseline(query_feature="text")
+
+    def judged(events_info):
+        seen, held = task_events(events_info, inter)
+        report = audit(model, None, train=sets["train"], test=sets["test"], train_interactions=seen,
+                       test_interactions=held, checks=["temporal_leakage"])
+        return report["temporal_leakage"], report.verdict
+
+    check, _ = judged(info)
+    assert check.status == "PASS" and check.evidence["test_users"] == sets["test"].n_queries
+    leaked = copy.deepcopy(info)
+    for window in leaked["window_per_query"]["valid"].values():  # validation targets run into the test period
+        window[1] = float(inter.timestamps.max()) + 1
+    check, verdict = judged(leaked)
+    assert check.status == "FAIL" and check.evidence["users_with_future_training"] > 0 and verdict == "NO_GO"
