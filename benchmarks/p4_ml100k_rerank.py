@@ -414,6 +414,15 @@ def cmd_report(args) -> None:
     goal = summary.get("V2 fusion (switches chosen on valid)") if top.startswith("fusion.") else summary.get("CoTRR")
     L.append(f"Best multimodal model on validation: `{top}`. **P4 goal (its CI95 lower bound above LambdaMART): "
              f"{'met' if goal and goal['low'] > 0 else 'not met'}** ({_fmt_cmp(goal) if goal else 'n/a'}).")
+    if goal:
+        from mmrank.stats import paired_power, required_sample_size
+
+        d = _mean_pq(runs, top) - lm_pq
+        d = d[~np.isnan(d)]
+        need = required_sample_size(float(d.mean()), float(d.std(ddof=1)))
+        L.append(f"Power of this comparison: per-query differences have sd {d.std(ddof=1):.4f}; at the observed "
+                 f"Δ {d.mean():+.4f}, {len(d)} test queries give {paired_power(float(d.mean()), float(d.std(ddof=1)), len(d)):.0%} "
+                 f"power (paired t, α 0.05); 80% would need {need if np.isfinite(need) else '∞'} queries.")
     L.append("")
     (RESULTS / "p4_ml100k_summary.json").write_text(json.dumps({"best": top, "lambdamart": lm, "cotrr": cot, "fusion": fus,
                                                                 "vs_lambdamart": summary}, indent=1) + "\n")
