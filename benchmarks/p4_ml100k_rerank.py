@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, command_line, stamp  # noqa: E402
 
 RUNS_FILE = RESULTS / "p4_ml100k_runs.json"
+PICKS_FILE = RESULTS / "p4_ml100k_picks.json"  # the choices the main plan froze (on validation)
 MODALITIES = ("text", "image_effnet", "image", "meta", "pop")
 MASKS = {**{m: (m,) for m in MODALITIES}, "images": ("image_effnet", "image")}  # test-time masking groups
 SEEDS = (0, 1, 2)
@@ -239,19 +240,25 @@ def plan(name: str, runs: dict) -> list[Spec]:
         specs.append(Spec("fusion.preset.s0", "fusion", cot.params, cot.train))
         return specs
     if name == "main":
-        picks = [spec_of(runs, best(runs, p)) for p in ("lambdamart.", "cotrr.", "fusion.")]
-        return [s for p in picks for s in seeded(p)] + [Spec("fusion.off.s1", *_tail(runs, "fusion.off.s0", 1)),
-                                                        Spec("fusion.off.s2", *_tail(runs, "fusion.off.s0", 2)),
-                                                        Spec("heuristic.s0", "heuristic")]
-    if name == "modalities":
-        top, lm = spec_of(runs, best_multimodal(runs)), spec_of(runs, best(runs, "lambdamart."))
-        out = []
-        for m in MODALITIES:
-            out += [Spec(f"{top.name.rsplit('.s', 1)[0]}.-{m}.s0", top.preset, top.params, top.train, (m,), 0)]
-            out += [Spec(f"{lm.name.rsplit('.s', 1)[0]}.-{m}.s0", lm.preset, lm.params, lm.train, (m,), 0)]
+        # The choices are frozen here (PICKS_FILE): runs finished later (e.g. switches run after this
+        # plan for lack of time) appear in the ablation table but can no longer change what is "best".
+        picks = picks_of(runs)
+        specs = [s for p in ("lambdamart", "cotrr", "fusion") for s in seeded(spec_of(runs, picks[p]))]
+        return specs + [Spec("heuristic.s0", "heuristic")]
+    if name == "main-off-seeds":
+        return [Spec("fusion.off.s1", *_tail(runs, "fusion.off.s0", 1)), Spec("fusion.off.s2", *_tail(runs, "fusion.off.s0", 2))]
+    if name in ("modalities", "modalities-core", "modalities-rest"):
+        # core: LambdaMART without each modality, LambdaMART given the cosines, and the best multimodal
+        # model without each image modality (handcrafted vs pretrained); rest: the neural model
+        # without text, meta, pop. `modalities` = both.
+        top, lm = spec_of(runs, best_multimodal(runs)), spec_of(runs, picks_of(runs)["lambdamart"])
+        neural = lambda m: Spec(f"{top.name.rsplit('.s', 1)[0]}.-{m}.s0", top.preset, top.params, top.train, (m,), 0)  # noqa: E731
+        core = [Spec(f"{lm.name.rsplit('.s', 1)[0]}.-{m}.s0", lm.preset, lm.params, lm.train, (m,), 0) for m in MODALITIES]
         # Is the neural gain the query-candidate similarity trees cannot compute from raw columns?
-        out.append(Spec(f"{lm.name.rsplit('.s', 1)[0]}.+cos.s0", lm.preset, lm.params, lm.train, (), 0, True))
-        return out
+        core.append(Spec(f"{lm.name.rsplit('.s', 1)[0]}.+cos.s0", lm.preset, lm.params, lm.train, (), 0, True))
+        core += [neural("image_effnet"), neural("image")]
+        rest = [neural(m) for m in ("text", "meta", "pop")]
+        return {"modalities": core + rest, "modalities-core": core, "modalities-rest": rest}[name]
     raise SystemExit(f"unknown plan {name!r}")
 
 
@@ -281,13 +288,27 @@ def cmd_run(args) -> None:
 AUDIT_FILE = RESULTS / "p4_ml100k_audit.json"
 
 
+def picks_of(runs: dict) -> dict:
+    """The seed-0 run chosen on validation for each model kind: frozen in PICKS_FILE by the first
+    call (the main plan), read back afterwards, so later runs cannot move the choice."""
+    if PICKS_FILE.is_file():
+        return json.loads(PICKS_FILE.read_text())
+    picks = {p: best(runs, f"{p}.") for p in ("lambdamart", "cotrr", "fusion")}
+    picks["candidates"] = sorted(k for k, r in runs.items() if r["spec"]["seed"] == 0 and not r["spec"]["drop"]
+                                 and not r["spec"].get("cosines"))
+    picks["frozen_at"] = stamp()
+    PICKS_FILE.write_text(json.dumps(picks, indent=1) + "\n")
+    return picks
+
+
 def best_multimodal(runs: dict) -> str:
     """Of the chosen CoTRR and the chosen V2 (seed-0 names), the one with the better validation
     nDCG@10 averaged over the seeds it has (all three once the main plan ran)."""
     def valid(name: str) -> float:
         return float(np.mean([runs[n]["valid_ndcg@10"] for n in _seed_names(runs, name)]))
 
-    return max((best(runs, "cotrr."), best(runs, "fusion.")), key=valid)
+    picks = picks_of(runs)
+    return max((picks["cotrr"], picks["fusion"]), key=valid)
 
 
 def cmd_audit(args) -> None:
@@ -302,7 +323,7 @@ def cmd_audit(args) -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     runs = load_runs()
-    name, base = best_multimodal(runs), best(runs, "lambdamart.")
+    name, base = best_multimodal(runs), picks_of(runs)["lambdamart"]
     sets, info, inter = load_task(Path(args.features), Path(args.data_dir))
     seen, held_out = task_events(info, inter)
     models = Path(args.scores) / "models"
@@ -374,8 +395,13 @@ def _grouped_share(share: dict) -> dict:
     return out
 
 
-def _met(ok: bool) -> str:
-    return "**met**" if ok else "**not met**"
+def _met(ok: bool | None) -> str:
+    return "**not measured**" if ok is None else "**met**" if ok else "**not met**"
+
+
+def _all_below(values: list, limit: float) -> bool | None:
+    """Every value below ``limit``; None when any was not measured (its run is missing)."""
+    return None if any(v is None for v in values) else all(v < limit for v in values)
 
 
 def cmd_report(args) -> None:
@@ -383,7 +409,8 @@ def cmd_report(args) -> None:
     info = json.loads((Path(args.features) / "rerank" / "task.json").read_text())
     n_test = info["counts"]["test"]["queries"]
     scores_dir = Path(args.scores)
-    lm, cot, fus = best(runs, "lambdamart."), best(runs, "cotrr."), best(runs, "fusion.")
+    picks = picks_of(runs)
+    lm, cot, fus = picks["lambdamart"], picks["cotrr"], picks["fusion"]
     top = best_multimodal(runs)
     lm_pq = _mean_pq(runs, lm)
     L = ["## P4 on the ML-100K multimodal reranking task: LambdaMART vs CoTRR vs V2 fusion (issue 13)", ""]
@@ -404,13 +431,18 @@ def cmd_report(args) -> None:
           "wall times under that load).", ""]
 
     # tuning
-    L += ["### Tuning on validation (seed 0)", "", "| run | valid nDCG@10 | test nDCG@10 | trees / epochs | seconds |", "|---|---|---|---|---|"]
+    L += ["### Tuning on validation (seed 0)", "",
+          f"Choices frozen by the main plan ({picks.get('frozen_at', '?')}) among the runs then finished; test "
+          "numbers of the runs not chosen are not reported (the V2 switch ablation below is a measurement, not a choice).", "",
+          "| run | valid nDCG@10 | trees / epochs | seconds |", "|---|---|---|---|"]
     for prefix in ("lambdamart.", "cotrr.", "fusion."):
         for k in sorted(k for k, r in runs.items() if k.startswith(prefix) and r["spec"]["seed"] == 0
                         and not r["spec"]["drop"] and not r["spec"].get("cosines")):
             r = runs[k]
             mark = " ← chosen" if k in (lm, cot, fus) else ""
-            L.append(f"| {k}{mark} | {r['valid_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} | "
+            if k not in picks.get("candidates", [k]):
+                mark += " (finished after the choice)"
+            L.append(f"| {k}{mark} | {r['valid_ndcg@10']:.4f} | "
                      f"{r['trees'] if r['trees'] is not None else r['epochs']} | {r['seconds']:.0f} |")
     L.append("")
 
@@ -532,7 +564,7 @@ def criteria_section(runs: dict, scores_dir: Path, args, cot: str, fus: str, lm:
             L.append(f"| {label} | {seed} | {drop:+.1%} | {top_mod} {share[top_mod]:.1%} | "
                      f"{'—' if v1 is None else f'{v1:.3f}'} | {'—' if lmc is None else f'{lmc:.3f}'} |")
         verdicts[label] = (np.mean(drops) >= 0.05, max(tops) <= 0.60,
-                           all(v is not None and v < 0.90 for v in v1s), all(v is not None and v < 0.90 for v in lms))
+                           _all_below(v1s, 0.90), _all_below(lms, 0.90))
     L.append("")
     v = verdicts["V2 fusion"]
     L.append(f"V2 (`{fus.rsplit('.s', 1)[0]}`), over its seeds: image-masking drop ≥ 5% (seed mean) {_met(v[0])}; largest "
@@ -543,6 +575,7 @@ def criteria_section(runs: dict, scores_dir: Path, args, cot: str, fus: str, lm:
 
 
 def switches_section(runs: dict, fus: str) -> list[str]:
+    picks = picks_of(runs)
     names = ["fusion.off.s0"] + [f"fusion.{k}.s0" for k in SWITCHES] + ["fusion.preset.s0"]
     names = [n for n in names if n in runs]
     if not names:
@@ -558,6 +591,8 @@ def switches_section(runs: dict, fus: str) -> list[str]:
         full, m = np.mean(r["test_per_query"]), np.mean(r["masked_per_query"]["images"])
         cmp = "—" if n == "fusion.off.s0" or off is None else _fmt_cmp(_compare(_pq(runs, n), off))
         label = n.rsplit(".s", 1)[0].split(".", 1)[1] + (" ← chosen on valid" if n == fus else "")
+        if n not in picks.get("candidates", [n]):
+            label += " (finished after the choice)"
         L.append(f"| {label} | {r['valid_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} | {cmp} | {(full - m) / full:+.1%} | "
                  f"{top_mod} {share[top_mod]:.1%} |")
     L += ["", "Switch weights: " + ", ".join(f"{k} {v}" for k, v in SWITCHES.items()) + "; `preset` = the preset's "
@@ -586,7 +621,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="train the runs of a plan (skips finished ones)")
-    run.add_argument("--plan", required=True, help="tune-lambdamart | tune-cotrr | switches | main | modalities")
+    run.add_argument("--plan", required=True, help="tune-lambdamart | tune-cotrr | switches | main | main-off-seeds | "
+                     "modalities (= modalities-core + modalities-rest)")
     aud = sub.add_parser("audit", help="audit the best multimodal model (on validation) against the tuned LambdaMART")
     rep = sub.add_parser("report", help="write benchmarks/results/p4_ml100k.md and refresh BENCHMARKS.md")
     for p in (run, aud, rep):
