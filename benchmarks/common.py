@@ -40,11 +40,12 @@ def median_seconds(fn, repeats: int, warmup: bool = False) -> float:
     return statistics.median(times)
 
 
-def gemm_peak(n: int = 1024, repeats: int = 20) -> float:
-    """Best-of-``repeats`` GFLOP/s of an ``n``-cube fp32 matmul at the current torch thread count."""
+def gemm_peak(n: int = 1024, repeats: int = 20, dtype: str = "float32") -> float:
+    """Best-of-``repeats`` GFLOP/s of an ``n``-cube matmul (``dtype``: float32, or bfloat16 — oneDNN,
+    AVX-512 BF16 where the CPU has it) at the current torch thread count."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
     a @ b
     best = float("inf")
     for _ in range(repeats):

@@ -1,26 +1,38 @@
-"""P2: serving latency under a bounded loopback load, and batch rerank throughput.
+"""P2: serving latency under a bounded loopback load, where a request's time goes, and batch
+rerank throughput — for LambdaMART and CoTRR.
 
-HTTP: ``mmrank serve`` (real LambdaMART run, uvicorn, one process) in a child process on a free
-127.0.0.1 port; 4 concurrent closed-loop clients (asyncio + httpx, one process) POST
-100-candidate Step5 queries for ``--seconds`` (≤ 60) after a warm-up. Reports p50/p95/p99,
-throughput, errors, 5xx, and checks that every answer is a permutation of its request. Alongside
-them, ``--hostile-clients`` (default 1) loop on bad behaviour: hang up mid-body, send broken JSON,
-send too many candidates; the server's own /metrics must then show zero 5xx and count the hang-ups
-as 499 (client closed), not as server errors. Every loop stops at the deadline.
+HTTP: ``mmrank serve`` (a real run, uvicorn, one process per server worker) in child processes on
+free 127.0.0.1 ports; ``--clients`` concurrent closed-loop clients (asyncio + httpx, one process,
+client k talks to server worker k mod N) POST queries for ``--seconds`` (<= 60) after a warm-up.
+Reports p50/p95/p99, throughput, errors, 5xx, checks that every answer is a permutation of its
+request, and splits the server's time per request by stage from each answer's ``Server-Timing``
+header (parse, features, model, serialise; "outside" = client latency minus those: HTTP, event-loop
+queueing and the client itself). Alongside, ``--hostile-clients`` (default 1) loop on bad behaviour:
+hang up mid-body, send broken JSON, send too many candidates; the servers' own /metrics must then
+show zero 5xx and count the hang-ups as 499 (client closed), not as server errors.
 
-Batch: ``mmrank.serve.batch.rerank_file`` over a generated Step5 file of ``--batch-queries``
-100-candidate queries (top-M 20 and all 100), queries/s.
+Models (``--models``): ``lambdamart`` (``--trees`` trees, 31 leaves, trained on synthetic
+Step5-shaped data), ``cotrr`` (the library default: d_model 256, 2 token layers, list context) and
+``cotrr-d64`` (the shipped configs' size, configs/mq2008_cotrr.yaml), both with random weights —
+serving cost depends on the model's size and the request's size, not on what it learned.
+Layouts (``--layouts``): ``64x64`` / ``8x8`` (Step5 image x text dims, 100 candidates, compliance
+and raw score) and ``mq2008`` (the real MQ2008 Fold1 test queries, 46-d LETOR vectors in the native
+schema; LambdaMART trained on Fold1 train).
 
-The model is LambdaMART trained here on synthetic Step5-shaped data (``--trees`` trees,
-31 leaves) — serving cost depends on the model's size and the request's size, not on what it
-learned. Writes benchmarks/results/serving.md (and re-assembles BENCHMARKS.md).
+Batch (``--batch-queries`` > 0): ``mmrank.serve.batch.rerank_file`` over a generated Step5 file of
+100-candidate queries (top-M 20 and all 100), queries/s. Writes benchmarks/results/serving.md.
 
     python benchmarks/p2_serve_load.py --seconds 30
+    python benchmarks/p2_serve_load.py --models cotrr --layouts 64x64 --clients 4,8 --server-workers 1,2
+
+Short idle-box runs can be joined: each with ``--no-write --out-json PART.json``, then
+``--render PART.json ...`` writes serving.md from them (every run's command listed).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import asyncio
 import json
 import os
@@ -35,19 +47,87 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the se
 from common import RESULTS, command_line, stamp  # noqa: E402
 from serve_support import ServerProcess, assert_permutation, step5_query  # noqa: E402
 
-CLIENTS = 4
 CANDIDATES = 100
+STAGES = ("parse", "features", "model", "serialise")
+MODELS = ("lambdamart", "cotrr", "cotrr-d64")
 
 
-def train(run_dir: Path, dims: dict, trees: int) -> Path:
+# -- runs and requests ---------------------------------------------------------------------------
+def step5_set(dims: dict, n_queries: int = 200, seed: int = 0):
+    """Synthetic Step5-shaped training data of feature ``dims`` (50 candidates a query)."""
     from mmrank.data.model import concat_ranking_sets
-    from mmrank.models.baselines import LambdaMART
     from mmrank.serve.records import ranking_set_of
 
-    rng = np.random.default_rng(0)
-    rset = concat_ranking_sets([ranking_set_of(step5_query(rng, f"t{q}", 50, dims)) for q in range(200)])
-    LambdaMART(n_estimators=trees, early_stopping_rounds=trees, num_leaves=31, num_threads=1).fit(rset).save(run_dir)
-    return run_dir
+    rng = np.random.default_rng(seed)
+    return concat_ranking_sets([ranking_set_of(step5_query(rng, f"t{q}", 50, dims)) for q in range(n_queries)])
+
+
+def mq2008_fold1(data_dir: Path):
+    """MQ2008 Fold1 (train, test) from the shared data."""
+    from mmrank.data.formats import load_ranking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["sh", str(data_dir / "ltr" / "make_folds.sh"), tmp], check=True, capture_output=True)
+        fold = Path(tmp) / "MQ2008" / "Fold1"
+        return [load_ranking(fold / f"{p}.txt", "libsvm", n_features=46) for p in ("train", "test")]
+
+
+def native_queries(rset) -> list[dict]:
+    """Every query of ``rset`` as a native-schema request body (one ``letor`` vector per candidate)."""
+    out = []
+    for q in range(rset.n_queries):
+        a, b = rset.offsets[q], rset.offsets[q + 1]
+        out.append({"query_id": str(rset.query_ids[q]), "candidates": [
+            {"candidate_id": str(rset.candidate_ids[i]), "features": {m: [round(float(v), 6) for v in x[i]] for m, x in rset.features.items()}}
+            for i in range(a, b)]})
+    return out
+
+
+def fit_model(name: str, train, trees: int):
+    """The served model ``name`` on ``train`` (CoTRR: built and normalised on it, random weights)."""
+    import torch
+
+    from mmrank.models.baselines import LambdaMART
+    from mmrank.models.cotrr import CoTRR
+
+    torch.manual_seed(0)
+    if name == "lambdamart":
+        return LambdaMART(n_estimators=trees, early_stopping_rounds=trees, num_leaves=31, num_threads=1).fit(train)
+    if name == "cotrr":
+        return CoTRR().prepare(train)
+    if name == "cotrr-d64":
+        return CoTRR(d_model=64, n_heads=4).prepare(train)
+    raise SystemExit(f"--models: unknown model {name!r} — use {', '.join(MODELS)}")
+
+
+def make_setting(model: str, layout: str, args, work: Path) -> tuple[Path, list[tuple[dict, bytes]], str]:
+    """(run folder, request bodies, a line describing the requests) for one model and layout."""
+    rng = np.random.default_rng(2)
+    if layout == "mq2008":
+        train, test = mq2008_fold1(Path(args.data_dir))
+        queries = native_queries(test)
+        sizes = test.group_sizes
+        described = f"MQ2008 Fold1 test, {len(queries)} real queries of {sizes.min()}-{sizes.max()} (mean {sizes.mean():.0f}) 46-d candidates"
+    else:
+        image, text = (int(x) for x in layout.split("x"))
+        dims = {"image": image, "text": text}
+        train = step5_set(dims)
+        queries = [step5_query(rng, f"q{i}", CANDIDATES, dims, labels=False) for i in range(256)]
+        described = f"Step5, {CANDIDATES} candidates, image {image} + text {text} dims"
+    run_dir = work / f"run-{model}-{layout}"
+    fit_model(model, train, args.trees).save(run_dir)
+    return run_dir, [(q, json.dumps(q).encode()) for q in queries], described
+
+
+# -- load ------------------------------------------------------------------------------------------
+def server_timing(header: str) -> dict[str, float]:
+    """``{"parse": ms, ...}`` of a ``Server-Timing: parse;dur=0.41, model;dur=3.2`` header."""
+    out = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if dur:
+            out[name] = float(dur)
+    return out
 
 
 HOSTILE_MAX_PER_CLIENT = 20_000  # a bound besides the deadline
@@ -92,31 +172,35 @@ def server_codes(url: str) -> dict[str, float]:
     return codes
 
 
-async def load(url: str, queries: list[tuple[dict, bytes]], seconds: float, warmup: float, n_hostile: int = 0,
-               too_many: bytes = b"") -> dict:
+async def load(urls: list[str], queries: list[tuple[dict, bytes]], seconds: float, warmup: float, clients: int,
+               n_hostile: int = 0, too_many: bytes = b"") -> dict:
+    """Closed-loop load on the server workers at ``urls`` (client k on worker k mod N)."""
     import httpx
 
-    latencies, codes, statuses, violations = [], {}, {}, 0
+    latencies, codes, statuses, violations, stages = [], {}, {}, 0, []
     start = time.perf_counter()
     end_warmup, end = start + warmup, start + warmup + seconds
 
     async def client(k: int) -> None:
         nonlocal violations
         i = k
-        async with httpx.AsyncClient(base_url=url, timeout=10.0) as http:
+        async with httpx.AsyncClient(base_url=urls[k % len(urls)], timeout=10.0) as http:
             while (now := time.perf_counter()) < end:
                 query, body = queries[i % len(queries)]
-                i += CLIENTS
+                i += clients
                 t0 = time.perf_counter()
                 try:
                     r = await http.post("/rerank", content=body, headers={"content-type": "application/json"})
                     code, answer = r.status_code, (r.json() if r.status_code == 200 else None)
+                    timing = server_timing(r.headers.get("server-timing", ""))
                 except httpx.HTTPError:
-                    code, answer = "transport error", None
+                    code, answer, timing = "transport error", None, {}
                 t1 = time.perf_counter()
                 if now < end_warmup:
                     continue
                 latencies.append(t1 - t0)
+                if timing:
+                    stages.append([timing.get(k, 0.0) for k in STAGES] + [(t1 - t0) * 1e3 - sum(timing.values())])
                 codes[code] = codes.get(code, 0) + 1
                 if answer is not None:
                     try:
@@ -126,12 +210,16 @@ async def load(url: str, queries: list[tuple[dict, bytes]], seconds: float, warm
                     key = f'{answer["status"]}/{answer["reason"]}'
                     statuses[key] = statuses.get(key, 0) + 1
 
-    port = int(url.rsplit(":", 1)[1])
-    results = await asyncio.gather(*(client(k) for k in range(CLIENTS)), *(hostile(port, end, too_many) for _ in range(n_hostile)))
-    bad = {k: sum(r[k] for r in results[CLIENTS:]) for k in ("aborted", "broken_json", "too_many", "unexpected")}
+    ports = [int(u.rsplit(":", 1)[1]) for u in urls]
+    results = await asyncio.gather(*(client(k) for k in range(clients)),
+                                   *(hostile(ports[h % len(ports)], end, too_many) for h in range(n_hostile)))
+    bad = {k: sum(r[k] for r in results[clients:]) for k in ("aborted", "broken_json", "too_many", "unexpected")}
+    st = np.array(stages) if stages else np.zeros((1, len(STAGES) + 1))
+    split = {name: {"mean": float(st[:, j].mean()), "p95": float(np.percentile(st[:, j], 95))}
+             for j, name in enumerate((*STAGES, "outside"))}
     lat = np.array(latencies) * 1000
     return {
-        "hostile": bad,
+        "hostile": bad, "stages_ms": split,
         "requests": len(lat), "seconds": seconds, "throughput": len(lat) / seconds,
         "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "p99": float(np.percentile(lat, 99)),
         "max": float(lat.max()), "codes": codes, "statuses": statuses, "violations": violations,
@@ -177,26 +265,42 @@ def batch_throughput(run_dir: Path, dims: dict, n_queries: int, work: Path) -> l
     return rows
 
 
-def measure(dims: dict, args, seconds: float) -> tuple[dict, list[dict], float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        run_dir = train(work / "run", dims, args.trees)
-        rng = np.random.default_rng(2)
-        queries = [step5_query(rng, f"q{i}", CANDIDATES, dims, labels=False) for i in range(256)]
-        queries = [(q, json.dumps(q).encode()) for q in queries]
-        body_kb = float(np.mean([len(b) for _, b in queries]) / 1024)
-        too_many = json.dumps(step5_query(rng, "too-many", 1001, {"image": 1, "text": 1}, labels=False)).encode()
-        with ServerProcess(run_dir, "--timeout-ms", str(args.timeout_ms), "--max-candidates", "1000") as server:
-            cpu0 = process_cpu_s(server.proc.pid)
-            http = asyncio.run(load(server.url, queries, seconds, args.warmup, args.hostile_clients, too_many))
-            http["server_codes"] = server_codes(server.url)
-            http["server_5xx"] = sum(v for c, v in http["server_codes"].items() if c.startswith("5"))
-            # CPU the server spent per request (warm-up requests included in both counts' spirit:
-            # divided by every request it answered, read from its own request counter)
-            answered = requests_answered(server.url)
-            http["server_cpu_ms"] = (process_cpu_s(server.proc.pid) - cpu0) * 1000 / max(answered, 1)
-        batch = batch_throughput(run_dir, dims, args.batch_queries, work)
-    return http, batch, body_kb
+def measure(model: str, layout: str, args, seconds: float, work: Path) -> list[dict]:
+    """Every (clients, server workers) row of one model and layout, and its batch rows."""
+    run_dir, queries, described = make_setting(model, layout, args, work)
+    body_kb = float(np.mean([len(b) for _, b in queries]) / 1024)
+    rng = np.random.default_rng(3)
+    too_many = json.dumps(step5_query(rng, "too-many", 1001, {"image": 1, "text": 1}, labels=False)).encode()
+    rows = []
+    for workers in args.server_workers:
+        for clients in args.clients:
+            servers = [ServerProcess(run_dir, "--timeout-ms", str(args.timeout_ms), "--max-candidates", "1000")
+                       for _ in range(workers)]
+            for server in servers:
+                server.__enter__()
+            try:
+                cpu0 = sum(process_cpu_s(sv.proc.pid) for sv in servers)
+                http = asyncio.run(load([sv.url for sv in servers], queries, seconds, args.warmup, clients,
+                                        args.hostile_clients, too_many))
+                http["server_codes"] = {}
+                for sv in servers:
+                    for code, n in server_codes(sv.url).items():
+                        http["server_codes"][code] = http["server_codes"].get(code, 0.0) + n
+                http["server_5xx"] = sum(v for c, v in http["server_codes"].items() if c.startswith("5"))
+                # CPU the servers spent per request they answered (warm-up included in both counts)
+                answered = sum(requests_answered(sv.url) for sv in servers)
+                http["server_cpu_ms"] = (sum(process_cpu_s(sv.proc.pid) for sv in servers) - cpu0) * 1000 / max(answered, 1)
+            finally:
+                for server in servers:
+                    server.__exit__(None, None, None)
+            http.update(model=model, layout=layout, described=described, clients=clients, workers=workers, body_kb=body_kb)
+            print(json.dumps(http, default=str), flush=True)
+            rows.append(http)
+    if args.batch_queries and layout != "mq2008":
+        image, text = (int(x) for x in layout.split("x"))
+        for r in batch_throughput(run_dir, {"image": image, "text": text}, args.batch_queries, work):
+            rows.append({**r, "model": model, "layout": layout, "batch": True})
+    return rows
 
 
 def hostile_cell(http: dict) -> str:
@@ -206,63 +310,97 @@ def hostile_cell(http: dict) -> str:
             f"{h['too_many']} too many candidates ({h['unexpected']} answered otherwise than 422/413)")
 
 
+def http_row(h: dict) -> str:
+    """One markdown row of the HTTP table."""
+    met = h["p95"] <= 25.0 and h["5xx"] == 0 and h["server_5xx"] == 0 and h["violations"] == 0
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(h["statuses"].items()))
+    st = h["stages_ms"]
+    split = " / ".join(f"{st[k]['mean']:.1f}" for k in (*STAGES, "outside"))
+    return (f"| {h['model']} | {h['layout']} | {h['clients']} | {h['workers']} | {h['body_kb']:.0f} | {h['requests']} | "
+            f"{h['throughput']:.1f} | {h['p50']:.1f} | {h['p95']:.1f} | {h['p99']:.1f} | {h['server_cpu_ms']:.1f} | {split} | "
+            f"{h['errors']} | {h['5xx']} | {h['violations']} | {statuses} | {hostile_cell(h)} | {h['server_5xx']:.0f} | "
+            f"{'met' if met else 'not met'} |\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=30.0, help="measured load duration per configuration (max 60)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured load duration per row (max 60)")
     ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--dims", default="64x64,8x8", help="image x text feature dims, one configuration per comma")
+    ap.add_argument("--models", default="lambdamart,cotrr,cotrr-d64", help=f"comma-separated: {', '.join(MODELS)}")
+    ap.add_argument("--layouts", default="64x64,8x8,mq2008", help="Step5 image x text dims, or mq2008")
+    ap.add_argument("--clients", default="4,8", help="concurrent closed-loop clients, one row per value")
+    ap.add_argument("--server-workers", default="1", help="server processes (clients spread over them), one row per value")
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--timeout-ms", type=float, default=50.0)
-    ap.add_argument("--batch-queries", type=int, default=1000)
+    ap.add_argument("--batch-queries", type=int, default=1000, help="queries of the batch rerank file (0: no batch rows)")
     ap.add_argument("--hostile-clients", type=int, default=1, help="clients that hang up mid-body and send bad requests meanwhile")
+    ap.add_argument("--data-dir", default=os.environ.get("MMRANK_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     ap.add_argument("--load-note", default="", help="what else ran on the box (written with the results)")
+    ap.add_argument("--out-json", help="also write every row as JSON")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/serving.md")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="measure nothing: write serving.md from --out-json files of earlier runs (kept short, one idle-box run each)")
     args = ap.parse_args()
+    args.clients = [int(c) for c in args.clients.split(",")]
+    args.server_workers = [int(w) for w in args.server_workers.split(",")]
     seconds = min(args.seconds, 60.0)
     load_note = f", {args.load_note}" if args.load_note else ""
-    http_rows, batch_rows = [], []
-    for spec in args.dims.split(","):
-        image, text = (int(x) for x in spec.split("x"))
-        http, batch, body_kb = measure({"image": image, "text": text}, args, seconds)
-        print(json.dumps({"dims": spec, "http": http, "batch": batch}, default=str))
-        met = http["p95"] <= 25.0 and http["5xx"] == 0 and http["server_5xx"] == 0 and http["violations"] == 0
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(http["statuses"].items()))
-        http_rows.append(
-            f"| {image} + {text} | {body_kb:.0f} | {http['requests']} | {http['throughput']:.1f} | {http['p50']:.1f} | "
-            f"{http['p95']:.1f} | {http['p99']:.1f} | {http['server_cpu_ms']:.1f} | {http['errors']} | {http['5xx']} | {http['violations']} | {statuses} | "
-            f"{hostile_cell(http)} | {http['server_5xx']:.0f} | "
-            f"{'met' if met else 'not met'} |\n"
-        )
-        batch_rows += [f"| {image} + {text} | {r['top_m']} | {r['queries']} | {r['mb']:.0f} | {r['seconds']:.2f} | {r['qps']:.0f} |\n" for r in batch]
-    md = f"""## Serving (P2): HTTP latency under load, batch rerank throughput
+    rows: list[dict] = []
+    if args.render:
+        for path in args.render:
+            rows += json.loads(Path(path).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in args.models.split(","):
+                for layout in args.layouts.split(","):
+                    rows += measure(model, layout, args, seconds, Path(tmp))
+        for r in rows:
+            r.update(command=command_line(), stamp=stamp(), seconds_per_row=seconds, warmup=args.warmup,
+                     timeout_ms=args.timeout_ms, trees=args.trees, hostile_clients=args.hostile_clients)
+    if args.out_json:
+        Path(args.out_json).write_text(json.dumps(rows, indent=1, default=str))
+    write_markdown(rows, load_note, args.no_write)
 
-Command: `{command_line()}` — {stamp()}; 2-core CPU dev box{load_note} (the load clients run on the
-same 2 cores as the server).
 
-Model: LambdaMART ({args.trees} trees, 31 leaves) trained on synthetic Step5-shaped data; requests are
-Step5 queries of {CANDIDATES} candidates with image + text feature vectors of the dims below, a
-compliance score and a raw score. Server: `mmrank serve` (one uvicorn process, --timeout-ms {args.timeout_ms:g}).
-Load: {CLIENTS} concurrent closed-loop clients (asyncio + httpx, one process) on 127.0.0.1 for {seconds:g} s
-per row after a {args.warmup:g} s warm-up; every 200 answer checked to be a permutation of its request.
-Meanwhile {args.hostile_clients} hostile client(s) on the same loopback, in turn: hang up mid-body, send broken JSON,
-send 1,001 candidates (limit 1,000). "Server 5xx" is read from the server's own `/metrics` (all routes,
-hostile requests included); a hang-up must be counted `499` (client closed), not 5xx.
-Goal: p95 ≤ 25 ms and zero 5xx. "Server CPU ms/request" is the server process's user+system CPU
-time over the run divided by the /rerank requests it answered (warm-up included): the cost of a
-request independent of how much of the shared CPU the server got.
+def write_markdown(rows: list[dict], load_note: str, no_write: bool) -> None:
+    """Print (and unless ``no_write`` write to benchmarks/results/serving.md) the P2 section of ``rows``."""
+    first = rows[0]
+    runs = list(dict.fromkeys(f"`{r['command']}` — {r['stamp']}" for r in rows))
+    seconds, warmup, timeout_ms = first["seconds_per_row"], first["warmup"], first["timeout_ms"]
+    http_rows = [http_row(r) for r in rows if not r.get("batch")]
+    batch_rows = [f"| {r['model']} | {r['layout']} | {r['top_m']} | {r['queries']} | {r['mb']:.0f} | {r['seconds']:.2f} | {r['qps']:.0f} |\n"
+                  for r in rows if r.get("batch")]
+    layouts = sorted({r["described"] for r in rows if not r.get("batch")})
+    md = f"""## Serving (P2): HTTP latency under load, where the time goes, batch rerank throughput
 
-| dims (image + text) | body KiB | requests | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/request | non-200 | 5xx | permutation violations | answers | hostile clients | server 5xx | goal |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+Commands (one idle-box run each):
+{chr(10).join("- " + r for r in runs)}
+
+2-core CPU dev box{load_note} (the load clients run on the same 2 cores as the servers).
+
+Models: LambdaMART ({first['trees']} trees, 31 leaves); CoTRR library default (d_model 256, 2 token layers, 8
+heads, list context); CoTRR d64 (the shipped configs' size); CoTRR with random weights (cost does not
+depend on them), scored on the fused fp32 path. Requests: {'; '.join(layouts)}. Server: `mmrank serve`
+(uvicorn, one process per worker, --timeout-ms {timeout_ms:g}, OMP_NUM_THREADS=1). Load: closed-loop
+clients (asyncio + httpx, one process) on 127.0.0.1 for {seconds:g} s per row after a {warmup:g} s
+warm-up, client k on server worker k mod N; every 200 answer checked to be a permutation of its request.
+Meanwhile {first['hostile_clients']} hostile client(s): hang up mid-body, send broken JSON, send 1,001 candidates.
+"Stage ms" is the mean per request from each answer's `Server-Timing` header (parse = JSON + schema;
+features = the query's RankingSet; model = scoring, thread hand-off and timeout guard included;
+serialise = the answer; outside = client latency minus those: HTTP, event-loop queueing, the client).
+"Server CPU ms/request" is the servers' user+system CPU over the run divided by the requests they
+answered. Goal: p95 <= 25 ms and zero 5xx.
+
+| model | layout | clients | server workers | body KiB | requests | req/s | p50 ms | p95 ms | p99 ms | server CPU ms/request | stage ms: parse / features / model / serialise / outside | non-200 | 5xx | permutation violations | answers | hostile clients | server 5xx | goal |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {''.join(http_rows)}
-Where a request's CPU goes, and what would bring p95 under 25 ms: docs/serving.md, "Performance".
-
 Batch (`mmrank rerank` path: `rerank_file` in-process, streaming, 64 queries per model call):
 
-| dims (image + text) | top-M | queries | JSONL MB | seconds | queries/s |
-|---|---|---|---|---|---|
+| model | layout | top-M | queries | JSONL MB | seconds | queries/s |
+|---|---|---|---|---|---|---|
 {''.join(batch_rows)}"""
     print(md)
-    if not args.no_write:  # BENCHMARKS.md is re-assembled from the results by benchmarks/common.py's assemble()
+    if not no_write:  # BENCHMARKS.md is re-assembled from the results by benchmarks/common.py's assemble()
         (RESULTS / "serving.md").write_text(md.rstrip() + "\n")
         print("wrote", RESULTS / "serving.md")
 

@@ -12,55 +12,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-
-def per_user(run: str, stage: str = "test") -> pd.Series:
-    df = pd.read_parquet(Path(run) / "predictions.parquet")
-    df = df[df.stage == stage]
-    return df.set_index("user_id")["ndcg@10"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seqrec_common import audit_summary, paired_lift, per_user, seed_averaged  # noqa: E402
 
 
 def lift(a_run: str, b_run: str) -> dict:
-    from mmrank.stats import paired_bootstrap_ci
-
-    a, b = per_user(a_run), per_user(b_run)
-    users = a.index.intersection(b.index)
-    ci = paired_bootstrap_ci(a[users].to_numpy(), b[users].to_numpy(), n_resamples=10_000, seed=0)
-    return {"a": a_run, "b": b_run, "users": int(len(users)), "ndcg@10_a": round(float(a[users].mean()), 5),
-            "ndcg@10_b": round(float(b[users].mean()), 5), "delta": round(ci.mean, 5),
-            "ci95": [round(ci.low, 5), round(ci.high, 5)], "method": ci.method, "n_resamples": ci.n_resamples}
+    """MoE-style pair: NDCG@10 of run a minus run b on the test users, paired CI95."""
+    out = paired_lift(per_user(a_run), per_user(b_run), "ndcg@10_a", "ndcg@10_b")
+    return {"a": a_run, "b": b_run, **out}
 
 
 def seed_averaged_lift(moe_runs: list[str], id_runs: list[str]) -> dict:
     """Per user, the mean NDCG@10 over the seeds of each system, then the paired CI over users."""
-    from mmrank.stats import paired_bootstrap_ci
-
-    a = pd.concat([per_user(r) for r in moe_runs], axis=1).mean(axis=1)
-    b = pd.concat([per_user(r) for r in id_runs], axis=1).mean(axis=1)
-    users = a.index.intersection(b.index)
-    ci = paired_bootstrap_ci(a[users].to_numpy(), b[users].to_numpy(), n_resamples=10_000, seed=0)
-    return {"seeds": len(moe_runs), "ndcg@10_moe": round(float(a[users].mean()), 5),
-            "ndcg@10_id": round(float(b[users].mean()), 5), "delta": round(ci.mean, 5),
-            "ci95": [round(ci.low, 5), round(ci.high, 5)]}
-
-
-def audit_summary(moe_run: str, id_run: str) -> dict:
-    from mmrank.audit.recommender_runner import audit_recommender
-
-    report = audit_recommender(moe_run, id_run, checks=["modality_ablation", "expert_usage", "significance", "sample_size"])
-    checks = {c.name: {"status": c.status, "value": c.value, "threshold": c.threshold} for c in report.checks}
-    abl = report["modality_ablation"].evidence
-    drops = {m: {k: round(v, 5) for k, v in d["drop"].items() if k in ("mean", "low", "high")}
-             for m, d in abl["per_modality"].items()}
-    if abl.get("all_content_drop"):
-        drops["all content"] = {k: round(v, 5) for k, v in abl["all_content_drop"].items() if k in ("mean", "low", "high")}
-    return {"verdict": report.verdict, "checks": checks, "full_ndcg@10": round(abl["full"], 5),
-            "ablation_drop": drops, "expert_usage": report["expert_usage"].evidence["mean_router_probability"],
-            "top1_share": report["expert_usage"].evidence["top1_share"]}
+    out = paired_lift(seed_averaged([per_user(r) for r in moe_runs]), seed_averaged([per_user(r) for r in id_runs]),
+                      "ndcg@10_moe", "ndcg@10_id")
+    return {"seeds": len(moe_runs), **out}
 
 
 def main() -> None:

@@ -1,30 +1,40 @@
-"""P7: full-ranking evaluation throughput (users/s) of a trained sequential run, next to
-RecBole's full-sort evaluation time read from its own log (the "epoch N evaluating [time: S]"
-lines: valid users ranked against all items, seen items masked, inside RecBole's process).
+"""P7: full-ranking evaluation throughput (users/s) of trained sequential runs, next to RecBole's
+own full-sort evaluation measured in the same run (its ``trainer.evaluate`` on a saved checkpoint,
+in RecBole's venv, at the same thread count; rounds alternate ours / RecBole's), or read from a
+RecBole log's "epoch N evaluating [time: S]" lines.
 
-    python benchmarks/p7_eval_throughput.py RUN --recbole-log SASRec.log [--repeats 5]
+    python benchmarks/p7_eval_throughput.py RUN [RUN ...] --threads 1 \
+        --recbole-ckpt SASRec-....pth [--recbole-python ~/.cache/recbole-venv/bin/python] [--rounds 2]
 
 Ours is timed the same way: the test stage's full ranking of every user (scores for all items,
-seen items masked, metrics), median of ``--repeats`` runs, with torch threads as given.
+seen items masked, metrics), median of ``--repeats`` runs, with torch threads as given (chunks of
+users go to one single-threaded worker per thread).
 
 Beside it, the roofline of the model's own forward: its FLOPs over all test users (counted by
 ``torch.utils.flop_counter``: matmuls and attention), the median time of that forward alone, the
 GFLOP/s it reaches and an fp32 GEMM peak measured in the same run at the same thread count.
+
+``--save-per-user DIR`` writes each run's per-user metrics (``<run name>.npz``); ``--compare-per-user
+DIR`` checks them bit for bit against such files written by another code version (e.g. the commit
+before an optimisation, run with its own ``PYTHONPATH``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import gemm_peak, median_seconds  # noqa: E402
+from common import command_line, gemm_peak, median_seconds, stamp  # noqa: E402
 from seqrec_common import recbole_epochs  # noqa: E402
 
 
@@ -46,7 +56,7 @@ def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
         forward()
     flops = counter.get_total_flops()
     seconds = median_seconds(forward, repeats, warmup=True)
-    cap = ranker.params["max_len"]
+    cap = ranker.params.max_len
     computed = sum(len(b) * min(cap, max(len(s) for s in b)) for b in batches)
     real = sum(min(len(hist.of(u)), cap) for u in users)
     return {"gflop": round(flops / 1e9, 3), "seconds": round(seconds, 4),
@@ -55,20 +65,22 @@ def forward_roofline(ranker, split, chunk_size: int, repeats: int) -> dict:
             "real_positions": int(real)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run")
-    ap.add_argument("--recbole-log")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--chunk-size", type=int, default=64)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def recbole_eval(args) -> dict:
+    """One run of ``p7_recbole_eval.py`` in RecBole's venv on ``--recbole-ckpt`` (JSON it prints)."""
+    script = Path(__file__).resolve().parent / "p7_recbole_eval.py"
+    env = {**os.environ, "THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run([os.path.expanduser(args.recbole_python), str(script), args.recbole_ckpt, "--repeats",
+                          str(args.repeats)], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def ours(run: str, args) -> tuple[dict, dict]:
+    """Evaluation seconds of one run (``--repeats`` times) and its last per-user metrics."""
     from mmrank.sequential.evaluation import evaluate_stage
     from mmrank.sequential.run import load_run, load_sequence_data
 
-    ranker, config = load_run(args.run)
+    ranker, config = load_run(run)
     split = load_sequence_data(config.data.path).split
     times = []
     for _ in range(args.repeats):
@@ -76,17 +88,59 @@ def main() -> None:
         per_user = evaluate_stage(ranker, split, "test", chunk_size=args.chunk_size)
         times.append(time.perf_counter() - t0)
     users = len(per_user["users"])
-    ours = users / statistics.median(times)
-    out = {"ours": {"users": users, "seconds": [round(t, 4) for t in times], "users_per_s": round(ours, 1),
-                    "threads": args.threads, "items": split.n_items},
-           "forward": forward_roofline(ranker, split, args.chunk_size, args.repeats)}
+    return {"users": users, "seconds": [round(t, 4) for t in times], "median_s": round(statistics.median(times), 4),
+            "users_per_s": round(users / statistics.median(times), 1), "items": split.n_items,
+            "forward": forward_roofline(ranker, split, args.chunk_size, args.repeats)}, per_user
+
+
+def per_user_check(name: str, per_user: dict, args) -> bool | None:
+    """Save ``per_user`` and/or compare it bit for bit with another code version's file."""
+    if args.save_per_user:
+        Path(args.save_per_user).mkdir(parents=True, exist_ok=True)
+        np.savez(Path(args.save_per_user) / f"{name}.npz", **per_user)
+    if not args.compare_per_user:
+        return None
+    other = np.load(Path(args.compare_per_user) / f"{name}.npz")
+    return set(other.files) == set(per_user) and all(np.array_equal(other[k], per_user[k]) for k in per_user)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--recbole-log")
+    ap.add_argument("--recbole-ckpt", help="a RecBole SASRec checkpoint (run_sasrec.sh saves one)")
+    ap.add_argument("--recbole-python", default="~/.cache/recbole-venv/bin/python")
+    ap.add_argument("--rounds", type=int, default=1, help="ours then RecBole's, this many times")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk-size", type=int, default=64)
+    ap.add_argument("--save-per-user", help="folder to write <run name>.npz per-user metrics into")
+    ap.add_argument("--compare-per-user", help="folder of .npz files from another code version to compare with")
+    ap.add_argument("--out", help="also write the JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = {"command": command_line(), "stamp": stamp(), "threads": args.threads,
+           "gemm_peak_gflop_per_s_before": round(gemm_peak(), 1), "rounds": []}
+    for _ in range(args.rounds):
+        rnd = {}
+        for run in args.runs:
+            name = Path(run).name
+            rnd[name], per_user = ours(run, args)
+            rnd[name]["per_user_identical"] = per_user_check(name, per_user, args)
+        if args.recbole_ckpt:
+            rnd["recbole"] = recbole_eval(args)
+            for run in args.runs:
+                rnd[Path(run).name]["x_recbole"] = round(rnd[Path(run).name]["users_per_s"] / rnd["recbole"]["users_per_s"], 2)
+        out["rounds"].append(rnd)
+        print(json.dumps(rnd), flush=True)
+    out["gemm_peak_gflop_per_s_after"] = round(gemm_peak(), 1)
     if args.recbole_log:
         rb = recbole_epochs(args.recbole_log)
         secs = [r["eval_seconds"] for r in rb]
-        rb_rate = users / statistics.median(secs)
-        out["recbole"] = {"evals": len(secs), "seconds": secs, "users_per_s": round(rb_rate, 1), "threads": 1}
-        out["speedup"] = round(ours / rb_rate, 2)
+        out["recbole_log"] = {"evals": len(secs), "seconds": secs, "median_s": statistics.median(secs)}
     print(json.dumps(out, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -272,11 +272,40 @@ def config_class(task: str) -> type[BaseModel]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_config(path: str | Path, sets: list[str] | None = None) -> BaseModel:
-    """Read, override, expand and validate a config; dispatches on its ``task:`` key."""
+def load_config(path: str | Path, sets: list[str] | None = None, notices: list[str] | None = None) -> BaseModel:
+    """Read, override, expand and validate a config; dispatches on its ``task:`` key.
+
+    ``--set model.kind=K`` on a file whose ``model.params`` belong to another kind drops the
+    parameters ``K`` does not take (e.g. SASRec's ``hidden`` for ``popularity``) and appends a
+    sentence saying so to ``notices``; parameters set with ``--set model.params.X=...`` are kept
+    (and checked)."""
     data = load_yaml_with_overrides(path, sets)
+    note = drop_params_of_other_kind(data, sets)
+    if note and notices is not None:
+        notices.append(note)
     task = data.get("task", "rerank")
     return validate_config(config_class(task), data, str(path))
+
+
+def drop_params_of_other_kind(data: dict, sets: list[str] | None) -> str | None:
+    """When ``sets`` change ``model.kind``, remove the file's ``model.params`` the new kind does not
+    take (in place); returns the notice, or None when nothing was dropped."""
+    paths = [parse_set(item)[0] for item in sets or []]
+    model = data.get("model")
+    if ["model", "kind"] not in paths or not isinstance(model, dict) or not isinstance(model.get("params"), dict):
+        return None
+    kind = model.get("kind")
+    if kind not in kinds():
+        return None  # validation names the allowed kinds
+    from mmrank.models.registry import model_class
+
+    allowed = set(model_class(kind).Params.model_fields)
+    explicit = {p[2] for p in paths if len(p) > 2 and p[:2] == ["model", "params"]}
+    dropped = sorted(k for k in model["params"] if k not in allowed and k not in explicit)
+    if not dropped:
+        return None
+    model["params"] = {k: v for k, v in model["params"].items() if k not in dropped}
+    return f"model.kind set to {kind}: dropped model.params {', '.join(dropped)} (not parameters of {kind})"
 
 
 def config_from_dict(data: dict, source: str = "config") -> BaseModel:

@@ -101,6 +101,17 @@ def _same_shape(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return b
 
 
+# Resamples drawn per batch: scipy holds (batch, n) arrays, so a batch of at most ~4M values keeps
+# a test over 10,000 users at tens of MB instead of gigabytes (10,000 resamples x 9,430 users held
+# at once peaked at 6.7 GB in the randomization test). Batching draws the same random numbers in
+# the same order, so results are identical.
+BATCH_VALUES = 4_000_000
+
+
+def _batch(n: int, n_resamples: int) -> int:
+    return max(1, min(int(n_resamples), BATCH_VALUES // max(int(n), 1)))
+
+
 def paired_bootstrap_ci(
     a: Sequence[float],
     b: Sequence[float] | None = None,
@@ -131,6 +142,7 @@ def paired_bootstrap_ci(
         method=method,
         vectorized=True,
         rng=np.random.default_rng(seed),
+        batch=_batch(d.size, n_resamples),
     )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return BootstrapCI(mean, lo, hi, confidence, method, int(n_resamples), int(d.size))
@@ -164,6 +176,7 @@ def randomization_test(
         n_resamples=int(n_resamples),
         alternative=alternative,
         rng=np.random.default_rng(seed),
+        batch=_batch(d.size, n_resamples),
     )
     return TestResult(float(res.statistic), float(res.pvalue), "randomization (paired, sign-flip)", int(d.size))
 

@@ -26,6 +26,7 @@ SMALL_PARAMS = {
     "lambdamart": dict(n_estimators=5, num_threads=1, min_data_in_leaf=2),
     "sasrec": dict(hidden=8, layers=1, heads=1, max_len=10),
     "sasrec_moe": dict(hidden=8, layers=1, heads=1, max_len=10, n_experts=2),
+    "sasrec_content": dict(hidden=8, layers=1, heads=1, max_len=10, gate_init=0.5),
 }
 NEURAL_FIT = dict(settings={"max_epochs": 1, "progress": False, "threads": 1, "batch_queries": 4})
 SEQUENTIAL_FIT = dict(epochs=1, batch_size=16, progress=False)
@@ -63,7 +64,7 @@ def fitted(kind: str):
         out = model.fit(train, valid, **NEURAL_FIT) if hasattr(model, "network_kwargs") else model.fit(train, valid)
         return model, out, test
     split = sequence_split()
-    if kind == "sasrec_moe":
+    if hasattr(model, "set_item_features"):  # the content-aware kinds
         rng = np.random.default_rng(0)
         model.set_item_features({"text": rng.normal(size=(split.n_items + 1, 5)).astype(np.float32)},
                                 {"text": np.ones(split.n_items + 1, dtype=bool)})

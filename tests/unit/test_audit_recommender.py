@@ -152,6 +152,19 @@ def test_baseline_from_another_split_is_refused(runs, tmp_path):
         audit_recommender(runs["moe"], tmp_path / "pop_other")
 
 
+def test_a_cold_start_run_is_audited_on_its_own_split(runs, tmp_path):
+    """The audit re-splits the data as the run's config says (cold start here), so it audits the
+    split the run was trained and evaluated on: same fingerprint, so the run's recorded metrics."""
+    cfg = config_from_dict({"task": "sequential", "data": {"path": str(runs["root"] / "cycles"),
+                                                           "cold_start": {"fraction": 0.3}},
+                            "model": {"kind": "popularity"}})
+    train_sequential(cfg, tmp_path / "pop_cold")
+    report = audit_recommender(tmp_path / "pop_cold", None, checks=["held_out_leakage"])
+    assert report.meta["split"]["name"] == "cold_start_items"
+    assert report.meta["model_metrics"].startswith("read from the run's predictions.parquet")
+    assert report["held_out_leakage"].status == "PASS"
+
+
 def test_cli_without_files_for_a_reranker_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mmrank", "audit", "--model", "lambdamart", "--baseline",
                            "heuristic", "--out", str(tmp_path / "a")], capture_output=True, text=True)

@@ -37,6 +37,18 @@ def test_subset_keeps_rows_with_their_query():
     assert sub.features["image"][0].tolist() == [10.0, 11.0]
 
 
+def test_take_rows_keeps_every_query_and_a_mask_equals_its_positions():
+    r = _set()
+    by_index = r.take_rows(np.array([1, 2, 4]))
+    by_mask = r.take_rows(np.array([False, True, True, False, True, False]))
+    for t in (by_index, by_mask):
+        assert t.query_ids.tolist() == ["q1", "q2", "q3"]
+        assert t.offsets.tolist() == [0, 1, 3, 3]          # q3 is left empty, not dropped
+        assert t.candidate_ids.tolist() == ["b", "c", "e"]
+        assert t.labels.tolist() == [0, 2, 1]
+        assert t.features["image"][:, 0].tolist() == [2.0, 4.0, 8.0]
+
+
 def test_feature_matrix_orders_columns_by_name_and_broadcasts_query_features():
     m = _set().feature_matrix()
     assert m.shape == (6, 4)  # conflict(1) + image(2) + query text(1)

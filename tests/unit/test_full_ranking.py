@@ -98,15 +98,16 @@ def test_seen_items_never_outrank_the_target():
 
 
 @pytest.mark.parametrize("fn", [full_ranking_metrics, sampled_ranking_metrics])
-def test_chunk_size_does_not_change_results(fn):
+def test_chunk_size_and_worker_threads_do_not_change_results(fn):
     rng = np.random.default_rng(1)
     n_users, n_items = 23, 40
     matrix = np.round(rng.normal(size=(n_users, n_items)), 1)  # rounding makes ties
     targets = rng.integers(0, n_items, n_users)
     seen = csr([rng.choice(n_items, rng.integers(0, 8), replace=False) for _ in range(n_users)])
     kw = {"n_negatives": 10, "seed": 3} if fn is sampled_ranking_metrics else {}
-    results = [fn(MatrixScorer(matrix), n_users, targets, *seen, ks=(1, 5), chunk_size=c, **kw)
-               for c in (1, 7, n_users)]
+    results = [fn(MatrixScorer(matrix), n_users, targets, *seen, ks=(1, 5), chunk_size=c, workers=w, **kw)
+               for c, w in ((1, 1), (7, 1), (n_users, 1), (3, 3))]  # (3, 3): chunks in three threads at once
+    assert len(np.unique(results[0]["rank"])) > 5  # a real spread of ranks
     for other in results[1:]:
         assert other.keys() == results[0].keys()
         for name in results[0]:

@@ -136,6 +136,8 @@ def test_recbole_without_timestamps_uses_file_order_and_keeps_repeats(tmp_path):
     inter, _, report = read_recbole(d)
     assert list(inter.item_ids) == ["5", "6", "5"] and list(inter.timestamps) == [0, 1, 2]
     assert inter.ratings is None and report.ok
+    # the row numbers are kept as an order only, and said to be no time
+    assert inter.order == "row" and not inter.timed
 
 
 def test_recbole_all_records_bad_is_an_error(tmp_path):
@@ -219,9 +221,11 @@ def test_movielens_raw_quarantines_bad_item_rows(tmp_path):
 
 
 def test_movielens_raw_without_u_data_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="cannot read file") as e:
+    with pytest.raises(DataError, match="no u.data or ratings.dat") as e:
         read_movielens_raw(tmp_path)
-    assert e.value.path.endswith("u.data")
+    assert e.value.path == str(tmp_path)
+    with pytest.raises(DataError, match="cannot read file"):
+        read_movielens_raw(tmp_path / "u.data")
 
 
 # -- MMRec ----------------------------------------------------------------------------------

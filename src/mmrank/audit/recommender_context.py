@@ -7,6 +7,10 @@ It offers the same names the shared checks read from a reranking ``AuditContext`
 ``stats_options``, ``sampled_vs_full``, ``train_interactions``/``test_interactions``), so
 ``significance``, ``sample_size``, ``sampled_metric`` and ``temporal_leakage`` run unchanged, with
 users in the place of queries.
+
+``no_time_reason`` is set when the events carry no real timestamps (a data set's own split, a
+random holdout, SASRec text): the runner then SKIPs the temporal checks with that reason instead
+of comparing row numbers or positions as if they were times.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class RecommenderAuditContext(PolicyView):
     recorded_events_missing: int = 0                 # recorded training events absent from the data
     provenance_hint: str | None = None               # what to provide when the training events are unknown
     headline: str = "full"   # what the runs report: full ranking (sampled metrics only beside it)
+    no_time_reason: str | None = None                # why temporal checks cannot run (no timestamps)
     unit = "users"
 
     def evaluate(self, ranker: Any, split: SequenceSplit) -> dict[str, np.ndarray]:

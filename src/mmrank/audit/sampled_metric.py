@@ -34,21 +34,9 @@ def sampled_rows(rset: RankingSet, n_negatives: int, seed: int, relevance_thresh
     return ~negative | (position < n_pos[rset.query_index] + n_negatives)
 
 
-def take_rows(rset: RankingSet, rows: np.ndarray) -> RankingSet:
-    """The same queries holding only the selected candidate rows."""
-    sizes = np.bincount(rset.query_index[rows], minlength=rset.n_queries)
-    return RankingSet(
-        query_ids=rset.query_ids, offsets=np.concatenate([[0], np.cumsum(sizes)]),
-        candidate_ids=rset.candidate_ids[rows], labels=rset.labels[rows], domains=rset.domains,
-        baseline_scores=None if rset.baseline_scores is None else rset.baseline_scores[rows],
-        features={k: v[rows] for k, v in rset.features.items()}, query_features=rset.query_features,
-        query_texts=rset.query_texts,
-    )
-
-
 def _ranking_set_values(ctx: AuditContext, n_negatives: int) -> dict[str, dict[str, np.ndarray]]:
     rows = sampled_rows(ctx.test, n_negatives, ctx.seed)
-    small = take_rows(ctx.test, rows)
+    small = ctx.test.take_rows(rows)
     out = {"model": {"full": ctx.model_per_query, "sampled": ctx.per_query(small, ctx.model_scores[rows])}}
     if ctx.baseline_scores is not None:
         out["baseline"] = {"full": ctx.baseline_per_query, "sampled": ctx.per_query(small, ctx.baseline_scores[rows])}

@@ -21,6 +21,11 @@ from mmrank.cli import recommend_cmd  # noqa: F401,E402
 from mmrank.cli import serve_cmds  # noqa: F401,E402
 from mmrank.cli import features_cmds  # noqa: F401,E402
 from mmrank.cli import audit_cmds  # noqa: F401,E402
+from mmrank.cli import clicks_cmds  # noqa: F401,E402
+from mmrank.cli import retrieval_cmds  # noqa: F401,E402
+from mmrank.cli import personalize_cmds  # noqa: F401,E402
+from mmrank.cli import ab_cmds  # noqa: F401,E402
+from mmrank.cli import item_features_cmd  # noqa: F401,E402
 
 
 def main() -> None:

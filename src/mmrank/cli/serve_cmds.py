@@ -150,6 +150,7 @@ def serve(
     models_root: Path | None = typer.Option(None, "--models-root", help="/admin/reload loads only run folders under this (default: the parent of --model)."),
     read_timeout_s: float = typer.Option(10.0, "--read-timeout-s", help="A client must send a whole request (headers and body) within this; slower ones get 408 and are dropped."),
     docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs (they load Swagger UI from a CDN; off by default, /openapi.json is always there)."),
+    ab_log: Path | None = typer.Option(None, "--ab-log", help="Append A/B events here (assignment per answer; POST /ab/outcome records outcomes) for `mmrank ab analyze`."),
 ) -> None:
     """Serve a trained model over HTTP: POST /rerank, GET /health, GET /metrics, POST /admin/reload.
 
@@ -163,7 +164,7 @@ def serve(
         _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
         token = _read_token(token_file)
         policy = _policy(top_m, rollout, shadow, timeout_ms, uncertainty_threshold, mc_passes)
-        _serve(model, host, port, policy, token, max_candidates, max_body_mb, models_root, read_timeout_s, docs)
+        _serve(model, host, port, policy, token, max_candidates, max_body_mb, models_root, read_timeout_s, docs, ab_log)
 
 
 def _check_serve_numbers(port: int, timeout_ms: float, max_candidates: int, max_body_mb: float, read_timeout_s: float) -> None:
@@ -188,7 +189,7 @@ def _read_token(token_file: Path | None) -> str | None:
 
 
 def _serve(model: Path, host: str, port: int, policy, token: str | None, max_candidates: int, max_body_mb: float,
-           models_root: Path | None, read_timeout_s: float, docs: bool) -> None:
+           models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None = None) -> None:
     import uvicorn
 
     from mmrank.serve.app import ServeConfig, create_app
@@ -201,7 +202,7 @@ def _serve(model: Path, host: str, port: int, policy, token: str | None, max_can
     if not root.is_dir():
         raise ConfigError(f"--models-root {models_root}: not a folder — give the folder that holds the run folders")
     config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                         token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs)
+                         token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs, ab_log=ab_log)
     _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")

@@ -34,6 +34,9 @@ def train(
 
     Example: mmrank train configs/mq2008_cotrr.yaml --set train.max_epochs=5 --out runs/cotrr
 
+    Changing the model kind of a preset works directly: --set model.kind=popularity on a SASRec
+    preset drops the SASRec-only model.params with a notice.
+
     Scale out with: torchrun --standalone --nproc_per_node=2 -m mmrank train CONFIG.yaml --out RUN
     """
     from mmrank.config import load_config
@@ -43,7 +46,10 @@ def train(
         sets.append(f"train.seed={seed}")
     if deterministic:
         sets.append("train.deterministic=true")
-    cfg = load_config(config, sets)
+    notices: list[str] = []
+    cfg = load_config(config, sets, notices)
+    for note in notices:
+        console.print(f"note: {note}", style="yellow", markup=False)
     if resume and out is None:
         from mmrank.errors import ConfigError
 
@@ -103,6 +109,24 @@ def _print_sequential(title: str, metrics: dict) -> None:
     names = sorted({k for d in splits.values() for k, v in d.items()
                     if isinstance(v, (int, float)) and k not in ("users", "eval_seconds")})
     _print_table(title, names, splits)
+    if metrics.get("protocol"):
+        console.print(f"protocol: {metrics['protocol']}", style="dim", markup=False)
+    _print_warm_cold(metrics)
+
+
+def _print_warm_cold(metrics: dict) -> None:
+    """The cold-start section: NDCG@10 / HR@10 over warm, cold and all targets per split (when any
+    target is cold), and the ID-only fallbacks with the one chosen on validation."""
+    wc = metrics.get("warm_cold") or {}
+    if not any(wc.get(s, {}).get("users", {}).get("cold") for s in ("valid", "test")):
+        return
+    cols = {f"{s} {g} (n={wc[s]['users'][g]})": wc[s][g] for s in ("valid", "test") if s in wc
+            for g in ("warm", "cold", "overall")}
+    _print_table("warm / cold targets (cold: item never seen in training)", ["ndcg@10", "hr@10"], cols)
+    fb = metrics.get("cold_start_fallbacks")
+    if fb:
+        _print_table(f"ID-only fallbacks on cold targets (best on validation: {fb['best_fallback']})", ["ndcg@10", "hr@10"],
+                     {f"{k} {s}": v[s]["cold"] for k, v in fb["fallbacks"].items() for s in ("valid", "test")})
 
 
 def _fmt(v) -> str:
@@ -122,13 +146,28 @@ def evaluate(
     allow_trained_on: bool = typer.Option(False, "--allow-trained-on",
                                           help="evaluate even if the data overlaps what the run trained or validated on "
                                                "(the overlap is printed and recorded in metrics.json)"),
+    folds: Optional[int] = typer.Option(None, "--folds", help="k-fold evaluation: retrain RUN's config (a run directory "
+                                        "or a config file) on K folds, next to --baseline on the same folds"),
+    fold_seed: int = typer.Option(0, "--fold-seed", help="seed of the fold assignment (with --folds)"),
 ) -> None:
     """Evaluate a trained run on data, next to a baseline, with a paired randomization test.
 
     Data the run was trained or validated on is refused (exit 2): its metrics would be leaked.
 
+    With --folds K the run's config is cross-validated instead: K trainings on K folds (queries for
+    rerankers, users for recommenders), mean ± sd over folds, and against --baseline (trained on the
+    same folds) the per-fold differences, a paired t-test over folds and a pooled per-unit CI95;
+    written to OUT/crossval.json (default RUN/crossval-K). Finished folds are reused on a rerun.
+
     Example: mmrank evaluate runs/cotrr --data $MMRANK_DATA_DIR/ltr/MQ2008/S5.txt --baseline lambdamart
+
+    Example: mmrank evaluate configs/mq2008_lambdamart.yaml --folds 5 --baseline heuristic --out runs/cv5
+
+    Example: mmrank evaluate runs/sasrec --folds 5 --baseline popularity
     """
+    if folds is not None:
+        _evaluate_folds(run, folds, baseline, out, fold_seed, metric)
+        return
     from mmrank.models.registry import task_of
     from mmrank.runs import model_kind
 
@@ -164,3 +203,29 @@ def evaluate(
     if "calibration" in result:
         console.print(f"calibrated ECE {result['calibration']['ece']:.4f}, Brier {result['calibration']['brier']:.4f}")
     console.print(f"wrote {result['out']}/metrics.json and per_query.parquet")
+
+
+def _evaluate_folds(source: Path, k: int, baseline: str | None, out: Path | None, seed: int, metric) -> None:
+    """``mmrank evaluate --folds K``: cross-validate and print mean ± sd per system and the comparison."""
+    from mmrank.crossval import cross_validate
+
+    out = out or (source if source.is_dir() else Path("runs") / source.stem) / f"crossval-{k}"
+    report = cross_validate(source, k, out, baseline=baseline, seed=seed, metrics=list(metric) if metric else None,
+                            progress=lambda line: console.print(line, markup=False))
+    table = Table(title=f"{source}: {k}-fold evaluation ({report['task']}, fold seed {seed})")
+    table.add_column("metric")
+    for name in report["systems"]:
+        table.add_column(f"{name} mean ± sd")
+    if "comparison" in report:
+        table.add_column("difference ± sd (folds)")
+        table.add_column("p (t over folds)")
+        table.add_column("CI95 (pooled units)")
+    for m in report["metrics"]:
+        row = [m] + [f"{s[m]['mean']:.4f} ± {s[m]['sd']:.4f}" for s in report["systems"].values()]
+        if "comparison" in report:
+            c = report["comparison"][m]
+            row += [f"{c['difference_mean']:+.4f} ± {c['difference_sd']:.4f}", f"{c['p_over_folds']:.3g}",
+                    f"[{c['pooled_units_ci95'][0]:+.4f}, {c['pooled_units_ci95'][1]:+.4f}]"]
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"wrote {out}/crossval.json", markup=False)

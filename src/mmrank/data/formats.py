@@ -1,7 +1,9 @@
 """The format registry: which reader/writer handles a path, plus the helpers all readers share.
 
 Ranking formats (``jsonl``, ``parquet``, ``libsvm``) give a ``RankingSet``; interaction formats
-(``recbole``, ``movielens``, ``mmrec``) give ``Interactions`` + optional ``ItemFeatures``.
+(``recbole``, ``movielens``, ``mmrec``, ``sasrec``, ``table``) give ``InteractionData``:
+``Interactions`` + optional ``ItemFeatures`` + the data's own split, and every interaction format
+can be written (``write_interactions``), so ``mmrank data convert`` goes between any two.
 Readers are imported lazily (by dotted name) so that ``import mmrank`` stays fast and so that a
 reader module may use the helpers below without an import cycle.
 
@@ -15,11 +17,14 @@ import importlib
 import inspect
 import re
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from mmrank.data.model import Interactions, ItemFeatures, RankingSet
+
+if TYPE_CHECKING:
+    from mmrank.data.interaction_data import InteractionData, WriteResult
 from mmrank.data.validate import ReadReport
 from mmrank.errors import ConfigError, DataError
 
@@ -29,56 +34,115 @@ RANKING_FORMATS: dict[str, tuple[str, str, str]] = {
     "parquet": ("mmrank.data.io_parquet", "read_parquet", "write_parquet"),
     "libsvm": ("mmrank.data.io_libsvm", "read_libsvm", "write_libsvm"),
 }
-INTERACTION_FORMATS: dict[str, tuple[str, str]] = {
-    "recbole": ("mmrank.data.io_recbole", "read_recbole"),
-    "movielens": ("mmrank.data.io_movielens", "read_movielens_raw"),
-    "mmrec": ("mmrank.data.io_mmrec", "read_mmrec"),
+# name -> (module, reader returning InteractionData, writer returning WriteResult)
+INTERACTION_FORMATS: dict[str, tuple[str, str, str]] = {
+    "recbole": ("mmrank.data.io_recbole", "read_recbole_data", "write_recbole"),
+    "movielens": ("mmrank.data.io_movielens", "read_movielens_data", "write_movielens"),
+    "mmrec": ("mmrank.data.io_mmrec", "read_mmrec_data", "write_mmrec"),
+    "sasrec": ("mmrank.data.io_sasrec", "read_sasrec_data", "write_sasrec"),
+    "table": ("mmrank.data.io_table", "read_table_data", "write_table"),
 }
+FORMAT_ALIASES = {"csv": "table", "tsv": "table"}
 ALL_FORMATS = tuple(RANKING_FORMATS) + tuple(INTERACTION_FORMATS)
+FORMAT_HINT = "pass --format (CLI) or data.format (config), one of " + ", ".join(ALL_FORMATS)
+_RECBOLE_FIELD = re.compile(r"^[^:\s][^\t]*:(token|float|token_seq|float_seq)$")
 
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
     ".parquet": "parquet", ".pq": "parquet",
     ".txt": "libsvm", ".svm": "libsvm", ".libsvm": "libsvm", ".letor": "libsvm",
     ".train": "libsvm", ".test": "libsvm", ".vali": "libsvm", ".valid": "libsvm",
-    ".inter": "recbole",
 }
+_TABLE_EXTENSIONS = (".csv", ".tsv")
+_PARQUET_EXTENSIONS = (".parquet", ".pq")
 # a LibSVM line starts with a number, then either qid:Q or an i:v pair
 _LIBSVM_START = re.compile(rb"^\s*[-+]?[0-9.]+(?:[eE][-+]?\d+)?\s+(?:qid:\S+|\d+:\S+)")
 
 
 # -- detection ---------------------------------------------------------------------------------
 def detect_format(path: str | Path) -> str:
-    """Format name of ``path`` from its kind (folder), name, extension, then its first bytes."""
+    """Format name of ``path`` from its kind (folder), name, extension, then its first bytes.
+
+    Folders: ``*_feat.npy`` or an ``.inter`` header without RecBole's ``name:type`` fields make
+    ``mmrec``, other ``.inter`` folders ``recbole``; ``u.data`` / ``ratings.dat`` make
+    ``movielens``. Files: ``.csv`` / ``.tsv`` are ``table``; a Parquet file is ``table`` when it
+    has user and item columns, else ranking ``parquet``; ``.txt`` and unknown extensions are told
+    apart by their first line (LibSVM ``label qid:...``, a JSON object, a header naming user and
+    item columns, or whitespace-separated ids: ``sasrec``)."""
     path = Path(path)
     if path.is_dir():
-        if any(path.glob("*.inter")):
-            return "mmrec" if any(path.glob("*_feat.npy")) else "recbole"
-        if (path / "u.data").is_file():
-            return "movielens"
-        raise DataError(
-            "folder holds no known data (no *.inter, no u.data)", path=path,
-            hint="pass a data file, or a RecBole/MMRec folder with *.inter, or a MovieLens folder with u.data",
-        )
+        return _detect_folder(path)
     if not path.exists():
         raise DataError("file not found", path=path, hint="check the path")
-    if path.name == "u.data":
+    if path.name in ("u.data", "ratings.dat"):
         return "movielens"
-    by_ext = _EXTENSIONS.get(path.suffix.lower())
-    if by_ext:
-        return by_ext
+    suffix = path.suffix.lower()
+    if suffix == ".inter":
+        return _inter_flavour(path)
+    if suffix in _TABLE_EXTENSIONS:
+        return "table"
     head = _read_head(path)
-    if head.startswith(b"PAR1"):
-        return "parquet"
+    if suffix in _PARQUET_EXTENSIONS or head.startswith(b"PAR1"):
+        return _parquet_flavour(path)
+    by_ext = _EXTENSIONS.get(suffix)
+    if by_ext and by_ext != "libsvm":
+        return by_ext
     first = head.removeprefix(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0]
     if first.startswith(b"{"):
         return "jsonl"
     if _LIBSVM_START.match(first):
         return "libsvm"
+    if _names_user_and_item(first.decode("utf-8", errors="replace")):
+        return "table"
+    tokens = first.split()
+    if by_ext is None or suffix == ".txt":
+        if len(tokens) >= 2 and not any(b":" in t for t in tokens):
+            return "sasrec"
+    if by_ext:
+        return by_ext
+    raise DataError("cannot tell the format from the name or the first line", path=path, hint=FORMAT_HINT)
+
+
+def _detect_folder(path: Path) -> str:
+    if (path / "u.data").is_file() or (path / "ratings.dat").is_file():
+        return "movielens"
+    inters = sorted(path.glob("*.inter"))
+    if inters:
+        if any(path.glob("*_feat.npy")):
+            return "mmrec"
+        preferred = path / f"{path.name}.inter"
+        return _inter_flavour(preferred if preferred in inters else inters[0])
     raise DataError(
-        "cannot tell the format from the name or the first line", path=path,
-        hint=f"pass --format, one of {', '.join(ALL_FORMATS)}",
+        "folder holds no known data (no *.inter, no u.data or ratings.dat)", path=path,
+        hint="pass a data file, a RecBole/MMRec folder with *.inter or a MovieLens folder; " + FORMAT_HINT,
     )
+
+
+def _inter_flavour(path: Path) -> str:
+    """``recbole`` when every header field is RecBole's ``name:type``, else ``mmrec``."""
+    first = _read_head(path).removeprefix(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0]
+    fields = first.decode("utf-8", errors="replace").rstrip("\r").split("\t")
+    return "recbole" if all(_RECBOLE_FIELD.match(f.strip()) for f in fields) else "mmrec"
+
+
+def _names_user_and_item(line: str) -> bool:
+    from mmrank.data.interaction_table import ITEM_NAMES, USER_NAMES, column_name
+
+    names = {column_name(f).strip('"') for f in re.split(r"[\t,;]", line)}
+    return bool(names & set(USER_NAMES)) and bool(names & set(ITEM_NAMES))
+
+
+def _parquet_flavour(path: Path) -> str:
+    """``parquet`` (ranking) when the schema has query ids, ``table`` when it has users and items."""
+    try:
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+    except Exception:  # an unreadable file: let the ranking reader say what is wrong with it
+        return "parquet"
+    if "query_id" not in names and _names_user_and_item("\t".join(names)):
+        return "table"
+    return "parquet"
 
 
 def _read_head(path: Path, n: int = 4096) -> bytes:
@@ -104,9 +168,10 @@ def resolve_format(path: str | Path, format: str | None) -> str:
     """
     if format is None:
         return detect_format(path)
-    name = format.lower()
+    name = FORMAT_ALIASES.get(format.lower(), format.lower())
     if name not in ALL_FORMATS:
-        raise DataError(f"unknown format {format!r}", path=path, hint=f"use one of {', '.join(ALL_FORMATS)}")
+        raise DataError(f"unknown format {format!r}", path=path,
+                        hint=f"use one of {', '.join(ALL_FORMATS)} (csv and tsv mean table)")
     return name
 
 
@@ -117,9 +182,10 @@ def is_interaction_format(name: str) -> bool:
         name: a lower-case format name, e.g. from :func:`resolve_format`.
 
     Returns:
-        True for ``recbole``, ``movielens`` and ``mmrec``; False otherwise (also for unknown names).
+        True for ``recbole``, ``movielens``, ``mmrec``, ``sasrec`` and ``table`` (and its aliases
+        ``csv``, ``tsv``); False otherwise (also for unknown names).
     """
-    return name in INTERACTION_FORMATS
+    return FORMAT_ALIASES.get(name, name) in INTERACTION_FORMATS
 
 
 def _function(module: str, name: str, fmt: str) -> Callable:
@@ -262,19 +328,64 @@ def write_ranking(rset: RankingSet, path: str | Path, format: str | None = None,
 
 
 # -- interaction data ----------------------------------------------------------------------------
+def _interaction_format(path: str | Path, format: str | None) -> str:
+    fmt = resolve_format(path, format)
+    if fmt == "parquet" and format is not None:  # asked for interactions in a Parquet file: the table reader
+        return "table"
+    if fmt not in INTERACTION_FORMATS:
+        raise DataError(
+            f"{fmt!r} holds ranking queries, not interactions", path=path,
+            hint="use read_ranking for query/candidate data, or " + FORMAT_HINT,
+        )
+    return fmt
+
+
+def load_interaction_data(path: str | Path, format: str | None = None, *, strict: bool = False,
+                          **format_options) -> "InteractionData":
+    """Read recommendation data in any interaction format into ``InteractionData``.
+
+    Args:
+        path: a file or folder (see :func:`detect_format`).
+        format: ``recbole``, ``movielens``, ``mmrec``, ``sasrec``, ``table`` (``csv``, ``tsv``);
+            None detects it.
+        strict: raise on the first bad record instead of quarantining it.
+        **format_options: options of that format's reader (e.g. ``user_ids="line"`` for sasrec);
+            an unknown one is a ConfigError.
+
+    Returns:
+        The events, item features, the data's own split labels (when it ships one), the report,
+        and the files read / not read.
+
+    Raises:
+        DataError: when the path is missing or unreadable, its format holds ranking queries, no
+            record is valid, or (strict) on the first bad record.
+
+    Example:
+        >>> data = load_interaction_data("ratings.csv")  # doctest: +SKIP
+        >>> data.interactions.order, data.split_labels is None  # doctest: +SKIP
+    """
+    fmt = _interaction_format(path, format)
+    module, reader, _ = INTERACTION_FORMATS[fmt]
+    fn = _function(module, reader, fmt)
+    _check_options(fn, fmt, format_options)
+    return fn(path, strict=strict, **format_options)
+
+
 def read_interactions(
-    path: str | Path, format: str | None = None, *, strict: bool = False
+    path: str | Path, format: str | None = None, *, strict: bool = False, **format_options
 ) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
-    """Read recommendation data: RecBole atomic files, raw MovieLens-100K or an MMRec folder.
+    """Read recommendation data: RecBole atomic files, MovieLens, MMRec, SASRec text or a table.
 
     Args:
         path: a ``.inter`` file or a folder (``*.inter``; ``*_feat.npy`` makes it MMRec;
-            ``u.data`` makes it MovieLens).
-        format: ``"recbole"``, ``"movielens"`` or ``"mmrec"``; None detects it.
+            ``u.data`` / ``ratings.dat`` make it MovieLens), a SASRec ``.txt``, a CSV/Parquet table.
+        format: a name of ``INTERACTION_FORMATS``; None detects it.
         strict: raise on the first bad record instead of quarantining it.
+        **format_options: options of that format's reader.
 
     Returns:
-        ``(interactions, item_features or None, report)``.
+        ``(interactions, item_features or None, report)``; :func:`load_interaction_data` gives
+        the data's own split and the files read as well.
 
     Raises:
         DataError: when the path is missing or unreadable, its format holds ranking queries, no
@@ -284,14 +395,55 @@ def read_interactions(
         >>> inter, items, report = read_interactions("../shared/data/ml-100k")  # doctest: +SKIP
         >>> len(inter), inter.n_users, report.records_quarantined  # doctest: +SKIP
     """
-    fmt = resolve_format(path, format)
-    if fmt not in INTERACTION_FORMATS:
-        raise DataError(
-            f"{fmt!r} holds ranking queries, not interactions", path=path,
-            hint="use read_ranking for query/candidate data",
-        )
-    module, reader = INTERACTION_FORMATS[fmt]
-    return _function(module, reader, fmt)(path, strict=strict)
+    data = load_interaction_data(path, format, strict=strict, **format_options)
+    return data.interactions, data.items, data.report
+
+
+def interaction_output_format(path: str | Path, format: str | None = None) -> str:
+    """The interaction format to write ``path`` in: ``format`` if given, else from the name
+    (``.csv``/``.tsv``/``.parquet`` table, ``.txt`` sasrec, ``.inter`` recbole, ``u.data`` /
+    ``ratings.dat`` movielens). A folder needs ``format``."""
+    if format is not None:
+        name = FORMAT_ALIASES.get(format.lower(), format.lower())
+        if name == "parquet":
+            return "table"
+        if name not in INTERACTION_FORMATS:
+            raise DataError(f"cannot write interactions as {format!r}", path=path,
+                            hint=f"use one of {', '.join(INTERACTION_FORMATS)} (csv and tsv mean table)")
+        return name
+    p = Path(path)
+    by_name = {"u.data": "movielens", "ratings.dat": "movielens"}.get(p.name)
+    by_suffix = {".csv": "table", ".tsv": "table", ".parquet": "table", ".pq": "table", ".txt": "sasrec",
+                 ".inter": "recbole"}.get(p.suffix.lower())
+    if by_name or by_suffix:
+        return by_name or by_suffix
+    raise DataError("cannot tell the output format from the name", path=path,
+                    hint=f"pass --to, one of {', '.join(INTERACTION_FORMATS)} (a folder needs recbole, mmrec or movielens)")
+
+
+def write_interactions(data: "InteractionData", path: str | Path, format: str | None = None) -> "WriteResult":
+    """Write interaction data in any interaction format (atomically, file by file).
+
+    Args:
+        data: what :func:`load_interaction_data` returned (or one built by hand).
+        path: destination: a file for ``table`` / ``sasrec`` / ``movielens``, a folder for
+            ``recbole`` / ``mmrec`` (a ``.inter`` path means its folder) / ``movielens``.
+        format: the format name, or None to pick it from ``path``.
+
+    Returns:
+        ``WriteResult``: the files written and, one sentence each, what the format could not hold
+        (e.g. ratings in SASRec text).
+
+    Raises:
+        DataError: when the format cannot hold the data at all (MovieLens without timestamps) or
+            an id cannot be written in it.
+    """
+    fmt = interaction_output_format(path, format)
+    path = Path(path)
+    if fmt in ("recbole", "mmrec") and path.suffix.lower() == ".inter":
+        path = path.parent
+    module, _, writer = INTERACTION_FORMATS[fmt]
+    return _function(module, writer, fmt)(data, path)
 
 
 # -- helpers shared by the readers and writers ---------------------------------------------------

@@ -19,8 +19,15 @@ Rules every interaction reader shares (documented once, here):
   in two split parts at once (train *and* test), which is a leak, and dropping it silently would
   hide a data problem. Without a timestamp column there is no duplicate check (a user may
   consume the same item again, and the file order is then the only clock).
-* Without a timestamp column, timestamps are the 0-based record order of the file, so sequence
-  order is file order (what RecBole does with such files).
+* Without a timestamp column, timestamps are the 0-based record order of the file and
+  ``Interactions.order`` is ``"row"``: the rows carry no time, and nothing downstream may treat
+  their order as one (the recommenders then use the data's own split or a random holdout that
+  says so). A ``position`` column (``POSITION_NAMES``) instead of a time column gives each user's
+  events an order without times (``order == "sequence"``); it is parsed and checked like a
+  timestamp.
+* Column names of headered formats (MMRec, plain tables) are matched case-insensitively against
+  ``USER_NAMES``, ``ITEM_NAMES``, ``RATING_NAMES``, ``TIME_NAMES``, ``POSITION_NAMES`` and
+  ``SPLIT_LABEL_NAMES`` (a RecBole-style ``:type`` suffix is ignored).
 * Zero accepted records is an error (``DataError`` naming the first problem), since nothing
   downstream can work on an empty interaction set.
 """
@@ -36,12 +43,34 @@ import numpy as np
 
 from mmrank.data.clean_table import parse_clean
 from mmrank.data.formats import iter_lines, raw_text
-from mmrank.data.model import Interactions
+from mmrank.data.model import ROW, SEQUENCE, TIME, Interactions
 from mmrank.data.validate import ReadReport
 from mmrank.errors import DataError
 
 # A quarantined record keeps its raw text, cut so that a binary blob cannot bloat the report.
 MAX_RAW_CHARS = 2000
+
+# Column names the headered readers recognise (lower case, first match wins).
+USER_NAMES = ("userid", "user_id", "user", "uid", "reviewerid", "visitorid", "session_id", "sessionid")
+ITEM_NAMES = ("itemid", "item_id", "item", "iid", "asin", "movieid", "movie_id", "productid", "product_id")
+RATING_NAMES = ("rating", "overall", "score")
+TIME_NAMES = ("timestamp", "time", "unixreviewtime", "ts", "datetime")
+POSITION_NAMES = ("position", "seq_position", "sequence_index")
+SPLIT_LABEL_NAMES = ("x_label", "split", "split_label")
+SPLIT_PARTS = ("train", "valid", "test")  # split label 0, 1, 2
+
+
+def column_name(header_field: str) -> str:
+    """A header field as the readers compare it: stripped, lower case, without a ``:type`` suffix."""
+    return header_field.strip().split(":")[0].strip().lower()
+
+
+def find_column(names: list[str], aliases: tuple[str, ...]) -> int | None:
+    """Index of the first of ``aliases`` found in ``names`` (already :func:`column_name`-ed), or None."""
+    for a in aliases:
+        if a in names:
+            return names.index(a)
+    return None
 
 Line = tuple[int, "str | None", bytes]  # (1-based line number, decoded text or None, raw bytes)
 
@@ -123,9 +152,33 @@ class ColumnLayout:
     user: int
     item: int
     rating: int | None = None
-    timestamp: int | None = None
+    timestamp: int | None = None  # a time column, or a position column when ``order`` is "sequence"
+    order: str = TIME  # what the ``timestamp`` column holds (ignored without one: the order is "row")
     # Further columns a reader wants as validated integers (e.g. MMRec's x_label), name -> index.
     int_columns: dict[str, int] = field(default_factory=dict)
+
+
+def header_layout(header: str, sep: str, path: Path, lineno: int, hint: str) -> ColumnLayout:
+    """The layout of a headered interaction file from its column names (aliases above).
+
+    A time column wins over a position column; the split column (``x_label``, ``split``) becomes
+    the validated integer column ``x_label``. DataError, quoting the header, without a user or an
+    item column."""
+    names = [column_name(h) for h in header.split(sep)]
+    user, item = find_column(names, USER_NAMES), find_column(names, ITEM_NAMES)
+    if user is None or item is None:
+        raise DataError(f"header has no {'user' if user is None else 'item'} column (header: {header[:300]!r})",
+                        path=path, line=lineno, hint=hint)
+    time, position = find_column(names, TIME_NAMES), find_column(names, POSITION_NAMES)
+    split = find_column(names, SPLIT_LABEL_NAMES)
+    return ColumnLayout(
+        n_fields=len(names), user=user, item=item, rating=find_column(names, RATING_NAMES),
+        timestamp=time if time is not None else position, order=TIME if time is not None else SEQUENCE,
+        int_columns={} if split is None else {"x_label": split},
+    )
+
+
+SPLIT_LABEL_CHECK = {"x_label": lambda v: 0 <= v < len(SPLIT_PARTS)}
 
 
 @dataclass
@@ -164,9 +217,11 @@ def parse_interactions(
     rating_range: tuple[float, float] | None = None,
     item_id_check: Callable[[str], str | None] | None = None,
     int_column_check: dict[str, Callable[[int], bool]] | None = None,
+    file_sep: str | None = None,
 ) -> ParsedInteractions:
     """Validate and collect the interaction rows in ``body`` (the file after its header, whose
-    first line is line ``first_lineno``).
+    first line is line ``first_lineno``). ``file_sep``: the separator the user's file has, for
+    messages, when ``body`` was rewritten with ``sep`` (a CSV read as tab-separated).
 
     ``item_id_check(item) -> problem or None`` lets a format add its own rule on item ids (MMRec:
     a row of the feature matrices). ``int_column_check[name](value) -> ok`` restricts the values of
@@ -182,22 +237,24 @@ def parse_interactions(
     if clean is None:
         lines = text_lines(body, first_lineno=first_lineno)
         parsed = _parse_line_by_line(lines, layout=layout, sep=sep, report=report,
-                                     last_lineno=max(first_lineno - 1, 1), **checks)
+                                     last_lineno=max(first_lineno - 1, 1), file_sep=file_sep or sep, **checks)
     else:
-        parsed = _parsed(**clean)
+        parsed = _parsed(**clean, order=_order(layout))
         report.records_in += len(parsed.line_numbers)
         report.records_read += len(parsed.line_numbers)
     report.check_counts()
     return parsed
 
 
-def _parsed(users, items, ratings, times, line_numbers, extra) -> ParsedInteractions:
+def _order(layout: ColumnLayout) -> str:
+    return ROW if layout.timestamp is None else layout.order
+
+
+def _parsed(users, items, ratings, times, line_numbers, extra, order: str) -> ParsedInteractions:
     """The accepted rows as Interactions, with their source lines and extra integer columns."""
-    interactions = Interactions(
-        user_ids=np.array(users, dtype=object),
-        item_ids=np.array(items, dtype=object),
-        timestamps=np.asarray(times, dtype=np.float64),
-        ratings=None if ratings is None else np.asarray(ratings, dtype=np.float64),
+    interactions = Interactions.of_str_ids(  # both parsers give str ids
+        np.array(users, dtype=object), np.array(items, dtype=object), np.asarray(times, dtype=np.float64),
+        None if ratings is None else np.asarray(ratings, dtype=np.float64), order,
     )
     return ParsedInteractions(
         interactions,
@@ -207,7 +264,7 @@ def _parsed(users, items, ratings, times, line_numbers, extra) -> ParsedInteract
 
 
 def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, report: ReadReport, rating_range,
-                        item_id_check, int_column_check, last_lineno: int = 1) -> ParsedInteractions:
+                        item_id_check, int_column_check, last_lineno: int = 1, file_sep: str | None = None) -> ParsedInteractions:
     """One record at a time: every bad record is reported with its line (or raised if strict)."""
     users: list[str] = []
     items: list[str] = []
@@ -226,7 +283,7 @@ def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, re
         report.records_in += 1
         fields = text.split(sep)
         if len(fields) != n_fields:
-            bad(lineno, text, f"expected {n_fields} fields separated by {sep!r}, found {len(fields)}",
+            bad(lineno, text, f"expected {n_fields} fields separated by {file_sep or sep!r}, found {len(fields)}",
                 "fix the separators so every record has one value per header column")
             continue
         user, item = fields[layout.user].strip(), fields[layout.item].strip()
@@ -252,8 +309,9 @@ def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, re
         if has_time:
             ts = finite_number(fields[layout.timestamp])
             if ts is None:
-                bad(lineno, text, f"timestamp {fields[layout.timestamp].strip()!r} is not a finite number",
-                    "write timestamps as numbers (e.g. Unix seconds)")
+                what = "timestamp" if layout.order == TIME else "position"
+                bad(lineno, text, f"{what} {fields[layout.timestamp].strip()!r} is not a finite number",
+                    f"write {what}s as numbers" + (" (e.g. Unix seconds)" if layout.order == TIME else ""))
                 continue
         else:
             ts = float(len(times))
@@ -272,7 +330,7 @@ def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, re
             key = (user, item, ts)
             earlier = first_seen.get(key)
             if earlier is not None:
-                bad(lineno, text, f"duplicate of line {earlier} (same user, item and timestamp)",
+                bad(lineno, text, f"duplicate of line {earlier} (same user, item and {'timestamp' if layout.order == TIME else 'position'})",
                     "remove the repeated record; mmrank keeps the first one")
                 continue
             first_seen[key] = lineno
@@ -292,7 +350,7 @@ def _parse_line_by_line(lines: list[Line], *, layout: ColumnLayout, sep: str, re
                             path=first.path, line=first.line, hint=first.hint)
         raise DataError("no interaction records in the file", path=report.path,
                         line=lines[-1][0] if lines else last_lineno, hint="add one record per line, or point at the right file")
-    return _parsed(users, items, ratings if has_rating else None, times, line_numbers, extra)
+    return _parsed(users, items, ratings if has_rating else None, times, line_numbers, extra, _order(layout))
 
 
 def resolve_file(path: str | Path, suffix: str, what: str) -> Path:

@@ -2,9 +2,11 @@
 
 Both are tab-separated with a ``name:type`` header (types ``token``, ``float``, ``token_seq``,
 ``float_seq``; sequences are space-separated). Interactions are found by RecBole's default
-column names ``user_id``, ``item_id`` (required) and ``rating``, ``timestamp`` (optional); other
-columns are checked for count only. Line rules (duplicates, blank lines, missing timestamp):
-see ``interaction_table``.
+column names ``user_id``, ``item_id`` (required) and ``rating``, ``timestamp`` (optional); a
+``position`` column instead of ``timestamp`` orders each user's events without times, and an
+``x_label`` / ``split`` column (0 train, 1 valid, 2 test) is the data's own split (mmrank's
+extensions; RecBole itself reads them as plain fields). Other columns are checked for count
+only. Line rules (duplicates, blank lines, missing timestamp): see ``interaction_table``.
 
 ``.item`` becomes ``ItemFeatures`` with ``titles`` (``movie_title`` or ``title``) and, when the
 file has anything numeric, a ``meta`` modality whose columns are, in this order:
@@ -16,6 +18,11 @@ gives these names. A ``.user`` file is not read: the data model has no user feat
 
 The one report covers both files: ``records_in`` counts interaction rows plus item rows, and
 each problem names its own file.
+
+``write_recbole(data, folder)`` writes ``<folder name>.inter`` (``user_id:token``,
+``item_id:token``, then ``rating:float``, ``timestamp:float`` or ``position:float``,
+``x_label:token`` when the data has them) and, when the items have titles, ``<folder name>.item``
+(``item_id:token``, ``title:token``).
 """
 
 from __future__ import annotations
@@ -24,8 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrank.atomic_io import atomic_write_text
 from mmrank.data.formats import fits_float32, read_bytes
+from mmrank.data.interaction_data import (
+    InteractionData,
+    WriteResult,
+    check_writable,
+    dropped_columns,
+    not_read_files,
+    tab_separated_events,
+)
 from mmrank.data.interaction_table import (
+    POSITION_NAMES,
+    SPLIT_LABEL_CHECK,
+    SPLIT_LABEL_NAMES,
     YEAR_COLUMNS,
     ColumnLayout,
     finite_number,
@@ -37,7 +56,7 @@ from mmrank.data.interaction_table import (
     text_lines,
     year_columns,
 )
-from mmrank.data.model import Interactions, ItemFeatures
+from mmrank.data.model import SEQUENCE, TIME, Interactions, ItemFeatures
 from mmrank.data.validate import ReadReport
 from mmrank.errors import DataError
 
@@ -45,6 +64,8 @@ FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 TITLE_NAMES = ("movie_title", "title")
 YEAR_NAMES = ("release_year", "year")
 GENRE_NAMES = ("class", "genre", "genres")
+RECBOLE_COLUMNS = {"user": "user_id:token", "item": "item_id:token", "rating": "rating:float",
+                   "timestamp": "timestamp:float", "position": "position:float", "x_label": "x_label:token"}
 
 
 def parse_header(text: str, path: Path, lineno: int) -> list[tuple[str, str]]:
@@ -97,28 +118,71 @@ def read_recbole(
     path: str | Path, *, strict: bool = False, rating_range: tuple[float, float] | None = None
 ) -> tuple[Interactions, ItemFeatures | None, ReadReport]:
     """Read a RecBole dataset folder (or its ``.inter`` file). See the module docstring."""
+    data = read_recbole_data(path, strict=strict, rating_range=rating_range)
+    return data.interactions, data.items, data.report
+
+
+def read_recbole_data(path: str | Path, *, strict: bool = False, rating_range: tuple[float, float] | None = None
+                      ) -> InteractionData:
+    """``read_recbole`` as ``InteractionData``: with the ``x_label`` split and the folder's other files."""
     inter_path = resolve_file(path, ".inter", "a RecBole <name>.inter file")
     report = ReadReport(str(inter_path), strict=strict)
     lineno, cols, body, first = _read_header(inter_path)
     names = [n for n, _ in cols]
     _require(names, ("user_id", "item_id"), inter_path, lineno, "\t".join(f"{n}:{t}" for n, t in cols))
+    time, position, split = _first(names, ("timestamp",)), _first(names, POSITION_NAMES), _first(names, SPLIT_LABEL_NAMES)
     layout = ColumnLayout(
         n_fields=len(cols),
         user=names.index("user_id"),
         item=names.index("item_id"),
         rating=_first(names, ("rating",)),
-        timestamp=_first(names, ("timestamp",)),
+        timestamp=time if time is not None else position,
+        order=TIME if time is not None else SEQUENCE,
+        int_columns={} if split is None else {"x_label": split},
     )
     parsed = parse_interactions(body, first_lineno=first, layout=layout, sep="\t", report=report,
-                                rating_range=rating_range)
+                                rating_range=rating_range, int_column_check=SPLIT_LABEL_CHECK)
     item_path = inter_path.with_suffix(".item")
     items = None
+    read = [inter_path]
     if item_path.is_file():
         item_report = ReadReport(str(item_path), strict=strict)
         items = read_recbole_items(item_path, item_report)
         merge_report(report, item_report)
+        read.append(item_path)
     report.check_counts()
-    return parsed.interactions, items, report
+    return InteractionData(parsed.interactions, items, report, "recbole", parsed.int_columns.get("x_label"),
+                           [str(p) for p in read], not_read_files(inter_path.parent, read, _why_not_read))
+
+
+def _why_not_read(p: Path) -> str:
+    if p.suffix == ".user":
+        return "user features: the recommenders use none"
+    if p.suffix in (".inter", ".item"):
+        return "belongs to another data set in this folder (point data.path at that file to read it)"
+    return "not a RecBole atomic file mmrank reads (<name>.inter, <name>.item)"
+
+
+def write_recbole(data: InteractionData, folder: str | Path) -> WriteResult:
+    """Write ``<folder name>.inter`` (+ ``.item`` with titles); see the module docstring."""
+    folder = Path(folder)
+    inter = data.interactions
+    check_writable({"user id": inter.user_ids, "item id": inter.item_ids}, "RecBole", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    inter_path = folder / f"{folder.name}.inter"
+    atomic_write_text(inter_path, tab_separated_events(data, inter.user_ids, inter.item_ids, RECBOLE_COLUMNS))
+    files = [inter_path]
+    dropped = []
+    items = data.items
+    if items is not None and items.titles is not None:
+        check_writable({"item id": items.item_ids}, "RecBole", folder)
+        check_writable({"title": items.titles}, "RecBole", folder, empty_ok=True)
+        rows = "".join(f"{i}\t{t}\n" for i, t in zip(items.item_ids, items.titles))
+        files.append(atomic_write_text(folder / f"{folder.name}.item", "item_id:token\ttitle:token\n" + rows))
+    if items is not None and items.features:
+        dropped.append("item feature matrices: RecBole's .item is written with titles only "
+                       "(build an item-feature folder with `mmrank data item-features`)")
+    return WriteResult(files, dropped + dropped_columns(data, "RecBole", ratings=True, time=True, split=True, items=True))
 
 
 def meta_columns(item_path: str | Path) -> list[str]:

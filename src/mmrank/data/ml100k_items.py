@@ -15,13 +15,13 @@ ids — the first row of an id wins) and ``DIR/ml-100k-mm/posters/<movie_id>.jpg
   ``poster_missing`` flags. The statistics are over item metadata only (no interactions), so
   they cannot leak anything from a test period; they are stored in the JSON metadata.
 
-Written as ``items.safetensors`` (one float32 matrix per modality, ``mask.<modality>`` uint8)
-plus ``items.json`` (item ids, titles, feature names, encoder ids, missing ids, meta scaling).
+Written as an item-feature folder (``mmrank.data.item_feature_folder``: ``items.safetensors`` with
+one float32 matrix per modality and ``mask.<modality>`` uint8, plus ``items.json`` with item ids,
+titles, feature names, encoder ids, missing ids, meta scaling).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from mmrank.data.item_feature_folder import load_item_features, save_item_features  # noqa: F401  (the folder's writer/reader)
 from mmrank.data.model import ItemFeatures
-from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
 from mmrank.errors import DataError
 
 GENRES = ("genre_unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
@@ -217,44 +217,4 @@ def build_item_features(
         "meta_scaling": scaling,
         "text_template": "<title>. Genres: <g1>, <g2>. <overview>",
     }
-    return items, info
-
-
-def save_item_features(items: ItemFeatures, out_dir: str | Path, info: dict) -> Path:
-    """``items.safetensors`` + ``items.json`` in ``out_dir`` (atomic writes)."""
-    from safetensors.numpy import save
-
-    out_dir = Path(out_dir)
-    tensors = {name: np.ascontiguousarray(m, dtype=np.float32) for name, m in items.features.items()}
-    tensors.update({f"mask.{name}": items.masks[name].astype(np.uint8) for name in items.features})
-    atomic_write_bytes(out_dir / "items.safetensors", save(tensors))
-    meta = dict(info)
-    meta.update({
-        "item_ids": [str(i) for i in items.item_ids],
-        "titles": None if items.titles is None else [str(t) for t in items.titles],
-        "dims": items.modality_dims,
-        "missing": {name: [str(i) for i in items.item_ids[~m]] for name, m in items.masks.items()},
-    })
-    atomic_write_text(out_dir / "items.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
-    return out_dir / "items.safetensors"
-
-
-def load_item_features(out_dir: str | Path) -> tuple[ItemFeatures, dict]:
-    """Read what ``save_item_features`` wrote."""
-    from safetensors.numpy import load_file
-
-    out_dir = Path(out_dir)
-    for name in ("items.safetensors", "items.json"):
-        if not (out_dir / name).is_file():
-            raise DataError(f"{name} not found", path=out_dir / name,
-                            hint="build it with: mmrank data features --dataset ml100k")
-    tensors = load_file(str(out_dir / "items.safetensors"))
-    info = json.loads((out_dir / "items.json").read_text())
-    names = [k for k in tensors if not k.startswith("mask.")]
-    items = ItemFeatures(
-        item_ids=info["item_ids"],
-        features={k: tensors[k] for k in names},
-        masks={k: tensors[f"mask.{k}"].astype(bool) for k in names},
-        titles=info.get("titles"),
-    )
     return items, info

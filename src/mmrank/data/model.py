@@ -33,6 +33,13 @@ def hash_ids(ids: Iterable) -> str:
     return h.hexdigest()
 
 
+# What ``Interactions.timestamps`` hold (``Interactions.order``).
+TIME = "time"          # real times from a time column
+SEQUENCE = "sequence"  # no times; positions in an order the data defines (SASRec text, a position column)
+ROW = "row"            # no times, no order: the file's row numbers
+ORDERS = (TIME, SEQUENCE, ROW)
+
+
 @dataclass
 class Query:
     """One query's rows, as views into the parent RankingSet (no copies)."""
@@ -208,6 +215,20 @@ class RankingSet:
             query_texts=None if self.query_texts is None else self.query_texts[qi],
         )
 
+    def take_rows(self, rows: np.ndarray) -> "RankingSet":
+        """The same queries (all of them, in order) holding only the candidate ``rows`` (sorted
+        positions, or a boolean mask over the candidates); a query may end up empty. Used to
+        subsample candidates without regrouping."""
+        rows = np.asarray(rows)
+        sizes = np.bincount(self.query_index[rows], minlength=self.n_queries)
+        return RankingSet(
+            query_ids=self.query_ids, offsets=np.concatenate([[0], np.cumsum(sizes)]),
+            candidate_ids=self.candidate_ids[rows], labels=self.labels[rows], domains=self.domains,
+            baseline_scores=None if self.baseline_scores is None else self.baseline_scores[rows],
+            features={k: v[rows] for k, v in self.features.items()}, query_features=self.query_features,
+            query_texts=self.query_texts,
+        )
+
     def with_labels(self, labels: np.ndarray) -> "RankingSet":
         """Return a new set with the labels replaced; feature matrices are shared, not copied.
 
@@ -335,19 +356,42 @@ def _as_matrix(v: np.ndarray, name: str) -> np.ndarray:
 class Interactions:
     """User-item events: ``user_ids (n,)``, ``item_ids (n,)``, ``timestamps (n,)``, ``ratings (n,)``.
 
-    Ids are strings (as in the source files); models map them to dense integers themselves."""
+    Ids are strings (as in the source files); models map them to dense integers themselves.
+
+    ``order`` says what ``timestamps`` hold, so that nothing downstream calls file order time:
+    ``"time"`` real times from a time column; ``"sequence"`` no times, but each user's events are
+    in an order the data defines (SASRec text files, a ``position`` column) and ``timestamps``
+    hold those positions; ``"row"`` no times and no order: ``timestamps`` are the file's row
+    numbers, which say nothing about when an event happened."""
 
     user_ids: np.ndarray
     item_ids: np.ndarray
     timestamps: np.ndarray
     ratings: np.ndarray | None = None
+    order: str = "time"
 
     def __post_init__(self) -> None:
         self.user_ids = _as_str_array(self.user_ids)
         self.item_ids = _as_str_array(self.item_ids)
+        self._check()
+
+    @classmethod
+    def of_str_ids(cls, user_ids: np.ndarray, item_ids: np.ndarray, timestamps: np.ndarray,
+                   ratings: np.ndarray | None, order: str) -> "Interactions":
+        """Events from object arrays whose ids already are ``str`` (a reader's own output), without
+        converting each id again (a million ids cost ~0.4 s); numbers and shapes are still checked."""
+        out = object.__new__(cls)
+        out.user_ids, out.item_ids = np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object)
+        out.timestamps, out.ratings, out.order = timestamps, ratings, order
+        out._check()
+        return out
+
+    def _check(self) -> None:
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
         if self.ratings is not None:
             self.ratings = np.asarray(self.ratings, dtype=np.float64)
+        if self.order not in ORDERS:
+            raise DataError(f"Interactions.order {self.order!r} is not one of {ORDERS}")
         n = len(self.user_ids)
         for name in ("item_ids", "timestamps", "ratings"):
             v = getattr(self, name)
@@ -356,6 +400,11 @@ class Interactions:
 
     def __len__(self) -> int:
         return len(self.user_ids)
+
+    @property
+    def timed(self) -> bool:
+        """True when ``timestamps`` are real times (``order == "time"``)."""
+        return self.order == TIME
 
     @property
     def n_users(self) -> int:
@@ -374,15 +423,15 @@ class Interactions:
             rows: (k,) int positions, or an (n,) bool mask; order and repeats are kept.
 
         Returns:
-            A new Interactions with ``k`` events.
+            A new Interactions with ``k`` events and the same ``order``.
         """
         rows = np.asarray(rows)
-        return Interactions(
-            self.user_ids[rows],
-            self.item_ids[rows],
-            self.timestamps[rows],
-            None if self.ratings is None else self.ratings[rows],
-        )
+        out = object.__new__(Interactions)  # the arrays are already validated: skip re-converting ids
+        out.user_ids, out.item_ids = self.user_ids[rows], self.item_ids[rows]
+        out.timestamps = self.timestamps[rows]
+        out.ratings = None if self.ratings is None else self.ratings[rows]
+        out.order = self.order
+        return out
 
     def sorted(self) -> "Interactions":
         """Stable order by (user, timestamp), the order sequences are built in."""

@@ -143,6 +143,10 @@ class CoTRRParams(Strict):
     modalities: list[str] | None = None
     use_query_features: bool = True
     score_batch_queries: int = Field(64, ge=1)
+    # bf16 doubles the CPU's matrix throughput (AVX-512 BF16) but moves scores at the third digit,
+    # which reorders candidates on real data (BENCHMARKS.md, P1): opt-in only.
+    score_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the matrix products when scoring (fp32, or bf16 — faster, changes rankings)")
 
 
 class CoTRR(NeuralRanker):

@@ -16,6 +16,7 @@ from torch import nn
 from mmrank.config import Strict
 from mmrank.data.model import RankingSet
 from mmrank.errors import ConfigError, DataError
+from mmrank.models.fused_scoring import FusedScorer, weights_version
 from mmrank.models.params import WithParams
 from mmrank.models.storage import load_tensors, save_tensors
 from mmrank.models.tokens import TokenSpec, describe_layout, token_layout
@@ -72,6 +73,7 @@ class NeuralRanker(WithParams):
         self.layout_note_: str | None = None  # which tokens prepare() chose, in one line
         self.network_: nn.Module | None = None
         self.history_: list[dict] = []
+        self._fused_: dict[str, tuple] = {}  # precision -> (weights version, FusedScorer)
 
     # -- data → tensors --------------------------------------------------------------------------
     def _check_dims(self, rset: RankingSet) -> None:
@@ -207,13 +209,15 @@ class NeuralRanker(WithParams):
             result[rows] = vals
         return result
 
-    @torch.no_grad()
     def score(self, rset: RankingSet) -> np.ndarray:
-        """Score every candidate of ``rset`` with the network in eval mode (dropout off).
+        """Score every candidate of ``rset`` on the fused inference path (dropout off).
 
-        Queries go through in chunks of ``params.score_batch_queries``, each padded to its longest
-        list; the training/eval mode the network had before is restored afterwards. Scoring is pure:
-        the same model and data give the same scores.
+        The path (:class:`~mmrank.models.fused_scoring.FusedScorer`) computes what the network does
+        in eval mode, without padding and with fewer passes over memory; its weight snapshot is
+        rebuilt whenever a weight changes, so scoring during or after training sees the current
+        weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products.
+        Scoring is pure: the same model and data give the same scores. :meth:`score_module` is the
+        network's own forward (the reference the fused path is tested against).
 
         Args:
             rset: data with the modalities the model was trained on.
@@ -229,6 +233,40 @@ class NeuralRanker(WithParams):
             >>> from mmrank.models.cotrr import CoTRR
             >>> model = CoTRR.load("runs/cotrr-ml100k")  # doctest: +SKIP
             >>> scores = model.score(load_ranking("test.parquet"))  # doctest: +SKIP
+        """
+        self._require_fitted()
+        self._check_dims(rset)
+        scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets)
+        return scores.astype(np.float64)
+
+    def fused_scorer(self, precision: str | None = None) -> FusedScorer:
+        """The fused inference path over the network's current weights (cached until a weight changes).
+
+        Args:
+            precision: ``"fp32"`` or ``"bf16"``; None = ``params.score_precision``.
+
+        Returns:
+            A :class:`~mmrank.models.fused_scoring.FusedScorer`.
+        """
+        self._require_fitted()
+        precision = precision or getattr(self.params, "score_precision", "fp32")
+        version = weights_version(self.network_)
+        cached = self._fused_.get(precision)
+        if cached is None or cached[0] != version:
+            cached = self._fused_[precision] = (version, FusedScorer(self.network_, precision=precision))
+        return cached[1]
+
+    @torch.no_grad()
+    def score_module(self, rset: RankingSet) -> np.ndarray:
+        """Score with the network's own forward in eval mode, queries padded in chunks of
+        ``params.score_batch_queries`` (the training-time code path; the reference for
+        :meth:`score`). The network's training/eval mode is restored afterwards.
+
+        Args:
+            rset: data with the modalities the model was trained on.
+
+        Returns:
+            (N,) float64 scores in ``rset``'s candidate order.
         """
         net = self.network_
         self._require_fitted()

@@ -33,6 +33,7 @@ MODELS: dict[str, ModelEntry] = {
     "heuristic": ModelEntry("mmrank.models.baselines:HeuristicBaseline", "rerank"),
     "sasrec": ModelEntry("mmrank.sequential.sasrec:SASRecRanker", "sequential"),
     "sasrec_moe": ModelEntry("mmrank.sequential.moe:SASRecMoERanker", "sequential"),
+    "sasrec_content": ModelEntry("mmrank.sequential.content:SASRecContentRanker", "sequential"),
     "popularity": ModelEntry("mmrank.sequential.baselines:PopularityRanker", "sequential"),
     "most_recent": ModelEntry("mmrank.sequential.baselines:MostRecentRanker", "sequential"),
 }
@@ -43,7 +44,7 @@ def kinds(task: Task | None = None) -> tuple[str, ...]:
 
     Example:
         >>> kinds("sequential")
-        ('sasrec', 'sasrec_moe', 'popularity', 'most_recent')
+        ('sasrec', 'sasrec_moe', 'sasrec_content', 'popularity', 'most_recent')
     """
     return tuple(k for k, e in MODELS.items() if task is None or e.task == task)
 

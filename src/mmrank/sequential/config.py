@@ -11,29 +11,88 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from mmrank.config import Strict
 from mmrank.models.registry import kinds
 
 
+class ColdStart(Strict):
+    """Cold-start split (``mmrank.sequential.coldstart``): leave-one-out, then a seeded random
+    ``fraction`` of the valid/test target items is held out of training entirely."""
+
+    fraction: float = Field(0.2, gt=0, lt=1, description="share of the distinct target items held out")
+    seed: int = 0
+
+
+class Folds(Strict):
+    """One user fold of ``k`` (``mmrank.sequential.folds``): only the fold's users are evaluated;
+    the other users' valid/test events train. ``mmrank evaluate --folds K`` sets this per fold."""
+
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    seed: int = 0
+
+
 class SequentialData(Strict):
-    """``path``: a RecBole dataset folder (``<name>.inter``, optional ``<name>.item``: its items
-    form the catalogue, so items without training interactions are still ranked).
-    ``item_features``: a folder written by ``mmrank data features`` (``items.safetensors`` +
-    ``items.json``); needed by ``sasrec_moe``. ``modalities``: which of its modalities to use
-    (default: all)."""
+    """``path``: interaction data in any interaction format (``format``: recbole, mmrec,
+    movielens, sasrec, table — csv/tsv/parquet; detected when omitted; ``format_options`` go to
+    the reader, e.g. ``{user_ids: line}`` for SASRec text without user ids). Its item file
+    (RecBole ``.item``, MovieLens ``u.item``/``movies.dat``, MMRec ``*_feat.npy`` rows) is the
+    catalogue: those items are ranked even without training interactions.
+    ``split``: ``auto`` (default), ``leave_one_out``, ``given`` (the data's own x_label split),
+    ``targets`` or ``random`` (see ``mmrank.sequential.protocols``); ``split_seed`` seeds
+    ``random``. ``valid_targets`` / ``test_targets``: files of held-out (user, item) events in
+    any interaction format (``targets_format``), which make ``path`` the training events.
+    ``item_features``: a folder written by ``mmrank data item-features`` or ``mmrank data
+    features`` (``items.safetensors`` + ``items.json``); needed by ``sasrec_moe`` /
+    ``sasrec_content`` (and used by an ID-only model's ``content_nearest`` cold-start fallback).
+    ``modalities``: which of its modalities to use (default: all). ``cold_start``: hold a share of
+    the valid/test target items out of training after the split (cold-start evaluation);
+    ``folds``: evaluate one user fold (k-fold evaluation)."""
 
     path: str
+    format: str | None = None
+    format_options: dict[str, Any] = Field(default_factory=dict)
+    split: str = "auto"
+    split_seed: int = 0
+    valid_targets: str | None = None
+    test_targets: str | None = None
+    targets_format: str | None = None
     item_features: str | None = None
     modalities: list[str] | None = None
+    cold_start: ColdStart | None = None
+    folds: Folds | None = None
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, value: str) -> str:
+        from mmrank.sequential.protocols import protocol_names
+
+        if value not in protocol_names():
+            raise ValueError(f"unknown split {value!r} — allowed: {list(protocol_names())}")
+        return value
+
+    @model_validator(mode="after")
+    def _targets_fit_split(self) -> "SequentialData":
+        has_targets = self.valid_targets is not None or self.test_targets is not None
+        if has_targets and self.test_targets is None:
+            raise ValueError("data.valid_targets needs data.test_targets too (the held-out test events)")
+        if has_targets and self.split not in ("auto", "targets"):
+            raise ValueError(f"data.split: {self.split} cannot be used with target files — use auto or targets")
+        if self.split == "targets" and not has_targets:
+            raise ValueError("data.split: targets needs data.test_targets (and optionally data.valid_targets)")
+        return self
 
 
 class SequentialModel(Strict):
-    """``kind``: ``sasrec`` (ID-only), ``sasrec_moe`` (multimodal), or the baselines
-    ``popularity`` / ``most_recent``. ``params`` go to the model's constructor (checked there):
-    hidden, layers, heads, max_len, dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
-    n_negatives, gbce_t; for sasrec_moe also n_experts, expert_dropout, user_gate, balance_weight."""
+    """``kind``: ``sasrec`` (ID-only), ``sasrec_content`` (ID + gated content, content that cannot
+    hurt), ``sasrec_moe`` (multimodal MoE), or the baselines ``popularity`` / ``most_recent``.
+    ``params`` go to the model's constructor (checked there): hidden, layers, heads, max_len,
+    dropout, ffn (feed-forward width, default hidden), loss (ce | sampled_softmax | gbce | bpr),
+    n_negatives, gbce_t, the contrastive cl_* options; for sasrec_moe also n_experts,
+    expert_dropout, user_gate, balance_weight; for sasrec_content adapter, id_dropout,
+    modality_dropout, gate_init, init_from, ..."""
 
     kind: Literal[kinds("sequential")] = "sasrec"  # type: ignore[valid-type]  (the registry's sequential kinds)
     params: dict[str, Any] = Field(default_factory=dict)

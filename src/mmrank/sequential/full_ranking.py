@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from mmrank.errors import ConfigError, DataError
+from mmrank.torch_workers import map_chunks
 
 __all__ = ["full_ranking_metrics", "sampled_ranking_metrics", "metrics_from_rank_counts"]
 
@@ -143,23 +144,41 @@ def full_ranking_metrics(
     chunk_size: int = 256,
     device: str | torch.device = "cpu",
     ties: str = "pessimistic",
+    workers: int | None = 1,
 ) -> dict[str, np.ndarray]:
     """Rank each user's held-out target against every unseen item; per-user metric arrays.
 
     Returns ``{"ndcg@k", "hr@k", "mrr@k" for k in ks, "rank"}``, each ``(n_users,)`` float64
-    in user order. Conventions (seen masking, target never masked, ties) in the module doc."""
+    in user order. Conventions (seen masking, target never masked, ties) in the module doc.
+    ``workers`` > 1 scores chunks of users in that many threads at once (``score_users`` must then
+    be safe to call concurrently, as mmrank's rankers are; None = one per torch thread)."""
     targets, seen_indptr, seen_indices = _check_common(n_users, targets, seen_indptr, seen_indices,
                                                        ks, chunk_size)
     higher = np.zeros(n_users, dtype=np.int64)
     tied = np.zeros(n_users, dtype=np.int64)
-    for start, stop, users in _chunks(n_users, chunk_size, device):
+
+    def count(chunk) -> None:
+        start, stop, users = chunk
         scores = _score_chunk(score_users, users, device)
         target = _target_scores(scores, targets[start:stop])
         competing = ~_seen_mask(start, stop, scores.shape[1], targets, seen_indptr, seen_indices, device)
         higher[start:stop] = ((scores > target) & competing).sum(1).cpu().numpy()
         # minus one: the target ties with itself
         tied[start:stop] = ((scores == target) & competing).sum(1).cpu().numpy() - 1
+
+    map_chunks(count, _chunks(n_users, chunk_size, device), workers=_workers(workers, device))
     return metrics_from_rank_counts(higher, tied, ks, ties)
+
+
+def _workers(workers: int | None, device) -> int:
+    """Chunk workers: as given; None = one per torch thread on the CPU (each running torch
+    single-threaded, so a chunk's scores are the same bits as in a one-thread run), one on an
+    accelerator."""
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"workers={workers} — use at least 1 (or None: one per torch thread)")
+        return workers
+    return torch.get_num_threads() if torch.device(device).type == "cpu" else 1
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -192,19 +211,22 @@ def sampled_ranking_metrics(
     chunk_size: int = 256,
     device: str | torch.device = "cpu",
     ties: str = "pessimistic",
+    workers: int | None = 1,
 ) -> dict[str, np.ndarray]:
     """SAMPLED evaluation: rank each target among ``n_negatives`` random unseen items.
 
     Negatives are drawn uniformly without replacement from the items that are neither seen nor
-    the target (fewer when fewer exist), reproducibly from ``seed``. Same outputs and
-    conventions as ``full_ranking_metrics``; only the set of competitors differs."""
+    the target (fewer when fewer exist), reproducibly from ``seed``. Same outputs,
+    conventions and ``workers`` as ``full_ranking_metrics``; only the set of competitors differs."""
     targets, seen_indptr, seen_indices = _check_common(n_users, targets, seen_indptr, seen_indices,
                                                        ks, chunk_size)
     if n_negatives < 1:
         raise ConfigError(f"n_negatives={n_negatives} — use at least 1 (100 is the usual choice)")
     higher = np.zeros(n_users, dtype=np.int64)
     tied = np.zeros(n_users, dtype=np.int64)
-    for start, stop, users in _chunks(n_users, chunk_size, device):
+
+    def count(chunk) -> None:
+        start, stop, users = chunk
         scores = _score_chunk(score_users, users, device)
         n_items = scores.shape[1]
         tgt = targets[start:stop]
@@ -219,4 +241,6 @@ def sampled_ranking_metrics(
         negatives = scores.gather(1, torch.as_tensor(picked, device=scores.device))
         higher[start:stop] = ((negatives > target) & valid).sum(1).cpu().numpy()
         tied[start:stop] = ((negatives == target) & valid).sum(1).cpu().numpy()
+
+    map_chunks(count, _chunks(n_users, chunk_size, device), workers=_workers(workers, device))
     return metrics_from_rank_counts(higher, tied, ks, ties)

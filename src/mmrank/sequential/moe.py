@@ -227,7 +227,75 @@ class SASRecMoENet(SASRecNet):
         return {m: float(w[:, j].mean()) for j, m in enumerate(self.moe.modalities)}
 
 
-class SASRecMoERanker(SASRecRanker):
+def top1_shares(probs: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per modality, the share of items whose most probable expert is each expert."""
+    return {m: (torch.bincount(p.argmax(1), minlength=p.shape[1]) / max(len(p), 1)).tolist() for m, p in probs.items()}
+
+
+class ItemFeatureRanker(SASRecRanker):
+    """A SASRec-family ranker that carries item modality matrices (the content-aware kinds):
+    ``set_item_features`` before ``build``/``fit``, the features stored with the weights, the
+    modality names in ``model.json``, and the audit's ``modality_share`` / ``set_ablation`` hooks.
+    Subclasses build their net from ``_feature_tensors()``."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.item_feats: dict[str, np.ndarray] | None = None
+        self.item_mask: np.ndarray | None = None
+        self.modalities: list[str] = []
+        self._stored_features = False  # True when the features come from a saved model
+
+    def set_item_features(self, feats: dict[str, np.ndarray], mask: dict[str, np.ndarray]) -> "ItemFeatureRanker":
+        """Item modality matrices ``{name: (n_items+1, d)}`` and masks ``{name: (n_items+1,)}``
+        aligned with the split's dense ids (row 0 padding); call before ``build``/``fit``.
+
+        Returns:
+            self, for chaining.
+        """
+        if not feats:
+            raise ConfigError(f"{self.kind} needs at least one item modality (data.modalities)")
+        self.modalities = sorted(feats)
+        self.item_feats = {m: np.asarray(feats[m], dtype=np.float32) for m in self.modalities}
+        self.item_mask = np.stack([np.asarray(mask[m], dtype=bool) for m in self.modalities], 1)
+        return self
+
+    def _feature_tensors(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Features, mask ``(n_items+1, M)`` and cold flags as tensors for the net's constructor."""
+        if self.item_feats is None:
+            raise ConfigError(f"{self.kind} needs item features: set data.item_features (or call set_item_features first)")
+        return ({m: torch.from_numpy(v) for m, v in self.item_feats.items()}, torch.from_numpy(self.item_mask),
+                torch.from_numpy(self.cold_items_))
+
+    def _make_net_from_state(self, n_items: int, state: dict):
+        mask = state["item_mask"].numpy()
+        self.set_item_features({m: state[f"feat_{m}"].numpy() for m in self.modalities},
+                               {m: mask[:, j] for j, m in enumerate(self.modalities)})
+        self._stored_features = True
+        return self._make_net(n_items)
+
+    def extra_meta(self) -> dict:
+        """What ``model.json`` stores beyond SASRec's: the modality names."""
+        return {"modalities": self.modalities}
+
+    def restore_meta(self, meta: dict) -> None:
+        """Read back what ``extra_meta`` stored."""
+        self.modalities = list(meta["modalities"])
+
+    def modality_share(self) -> dict[str, float]:
+        """Mean weight each modality gets in the fused content vector (sums to 1)."""
+        return self.net_.modality_share()
+
+    def set_ablation(self, modalities) -> None:
+        """Treat ``modalities`` as missing for every item when scoring (an eval-time ablation)."""
+        unknown = set(modalities) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
+        self.net_.ablate = set(modalities)
+        if self.net_._item_cache is not None:  # inside a scoring session: recompute the item side
+            self.net_._item_cache.clear()
+
+
+class SASRecMoERanker(ItemFeatureRanker):
     """SASRec + hierarchical multimodal MoE in the mmrank model protocol.
 
     Needs item features: ``set_item_features(feats, mask)`` with matrices aligned to the dense
@@ -241,46 +309,10 @@ class SASRecMoERanker(SASRecRanker):
         user_gate: bool = False
         balance_weight: float = Field(0.01, ge=0)
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self.item_feats: dict[str, np.ndarray] | None = None
-        self.item_mask: np.ndarray | None = None
-        self.modalities: list[str] = []
-
-    def set_item_features(self, feats: dict[str, np.ndarray], mask: dict[str, np.ndarray]) -> "SASRecMoERanker":
-        """Item modality matrices ``{name: (n_items+1, d)}`` and masks ``{name: (n_items+1,)}``
-        aligned with the split's dense ids (row 0 padding); call before ``build``/``fit``.
-
-        Returns:
-            self, for chaining.
-        """
-        self.modalities = sorted(feats)
-        self.item_feats = {m: np.asarray(feats[m], dtype=np.float32) for m in self.modalities}
-        self.item_mask = np.stack([np.asarray(mask[m], dtype=bool) for m in self.modalities], 1)
-        return self
-
     def _make_net(self, n_items: int) -> SASRecMoENet:
-        if self.item_feats is None:
-            raise ConfigError("sasrec_moe needs item features: set data.item_features (or call set_item_features first)")
         p = self.params
-        return SASRecMoENet(n_items, {m: torch.from_numpy(v) for m, v in self.item_feats.items()},
-                            torch.from_numpy(self.item_mask), torch.from_numpy(self.cold_items_),
-                            p.hidden, p.layers, p.heads, p.max_len, p.dropout,
+        return SASRecMoENet(n_items, *self._feature_tensors(), p.hidden, p.layers, p.heads, p.max_len, p.dropout,
                             p.n_experts, p.expert_dropout, p.user_gate, p.balance_weight, p.ffn)
-
-    def _make_net_from_state(self, n_items: int, state: dict) -> SASRecMoENet:
-        feats = {m: state[f"feat_{m}"].numpy() for m in self.modalities}
-        mask = state["item_mask"].numpy()
-        self.set_item_features(feats, {m: mask[:, j] for j, m in enumerate(self.modalities)})
-        return self._make_net(n_items)
-
-    def extra_meta(self) -> dict:
-        """What ``model.json`` stores beyond SASRec's: the modality names."""
-        return {"modalities": self.modalities}
-
-    def restore_meta(self, meta: dict) -> None:
-        """Read back what ``extra_meta`` stored."""
-        self.modalities = list(meta["modalities"])
 
     # -- audit hooks ------------------------------------------------------------------------------
     def expert_usage(self) -> dict[str, list[float]]:
@@ -289,16 +321,4 @@ class SASRecMoERanker(SASRecRanker):
 
     def expert_top1_share(self) -> dict[str, list[float]]:
         """Per modality, the share of items whose most probable expert is each expert."""
-        return {m: (torch.bincount(p.argmax(1), minlength=p.shape[1]) / max(len(p), 1)).tolist()
-                for m, p in self.net_.routing_probabilities().items()}
-
-    def modality_share(self) -> dict[str, float]:
-        """Mean gate weight each modality gets in the fused content vector (sums to 1)."""
-        return self.net_.modality_share()
-
-    def set_ablation(self, modalities) -> None:
-        """Treat ``modalities`` as missing for every item when scoring (an eval-time ablation)."""
-        unknown = set(modalities) - set(self.modalities)
-        if unknown:
-            raise ValueError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
-        self.net_.ablate = set(modalities)
+        return top1_shares(self.net_.routing_probabilities())

@@ -35,6 +35,7 @@ from mmrank.models.params import WithParams
 from mmrank.sequential.data import IdVocab, pad_left
 
 LOSSES = ("ce", "sampled_softmax", "gbce", "bpr")
+CL_VIEWS = ("crop", "mask", "reorder", "substitute", "dropout")
 
 
 class SASRecNet(nn.Module):
@@ -91,12 +92,16 @@ class SASRecNet(nn.Module):
         return self.item_emb.weight.new_zeros(())
 
     # -- sequence side -------------------------------------------------------------------------
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
-        """(B, L) left-padded item ids -> (B, L, d) states."""
+    def encode(self, seq: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L, d) states.
+
+        ``real`` (B, L) bool: the positions that hold an item (default ``seq > 0``). A position that is
+        real with id 0 reads as a zero item embedding plus its position: the mask token of the
+        contrastive ``mask`` augmentation (``mmrank.sequential.augment``)."""
         B, L = seq.shape
         x = self.input_embeddings(seq) * (self.item_emb.embedding_dim ** 0.5)
         x = x + self.pos_emb.weight[self.max_len - L:][None]
-        real = seq > 0
+        real = seq > 0 if real is None else real
         x = self.dropout(x) * real[..., None]
         x = self.encoder(x, mask=self._attention_mask(real))
         return self.final_norm(x) * real[..., None]
@@ -225,6 +230,16 @@ class SASRecRanker(WithParams):
         loss: Literal[LOSSES] = "ce"  # type: ignore[valid-type]
         n_negatives: int = Field(256, ge=1)
         gbce_t: float = Field(0.75, ge=0, le=1)
+        # Contrastive sequence training (mmrank.sequential.contrastive); cl_weight 0 = off.
+        cl_weight: float = Field(0.0, ge=0, description="weight of the InfoNCE term (CL4SRec uses 0.1)")
+        cl_temperature: float = Field(0.2, gt=0, description="temperature of the cosine InfoNCE")
+        cl_augmentations: list[Literal[CL_VIEWS]] = Field(  # type: ignore[valid-type]
+            default_factory=lambda: ["crop", "mask", "reorder"], min_length=1,
+            description="one is drawn per view and row: crop | mask | reorder | substitute | dropout")
+        cl_crop: float = Field(0.6, gt=0, le=1, description="crop keeps ceil(cl_crop * n) items")
+        cl_mask: float = Field(0.3, ge=0, lt=1, description="mask hides floor(cl_mask * n) items")
+        cl_reorder: float = Field(0.6, ge=0, le=1, description="reorder shuffles floor(cl_reorder * n) items")
+        cl_substitute: float = Field(0.3, ge=0, le=1, description="substitute swaps floor(cl_substitute * n) items")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -232,6 +247,7 @@ class SASRecRanker(WithParams):
         self.items_: IdVocab | None = None
         self.users_: IdVocab | None = None
         self.cold_items_: np.ndarray | None = None
+        self.substitute_table_: torch.Tensor | None = None  # contrastive `substitute` only; not stored
         self.history_: list[dict] = []
 
     # -- building ------------------------------------------------------------------------------
@@ -239,6 +255,11 @@ class SASRecRanker(WithParams):
         """Create the net for a split's vocabularies (without training)."""
         self.items_, self.users_, self.cold_items_ = split.items, split.users, split.cold_items
         self.net_ = self._make_net(len(split.items))
+        self.substitute_table_ = None
+        if self.params.cl_weight > 0 and "substitute" in self.params.cl_augmentations:
+            from mmrank.sequential.augment import substitute_table
+
+            self.substitute_table_ = substitute_table(split.train, len(split.items))
         return self
 
     def _make_net(self, n_items: int) -> SASRecNet:
@@ -247,10 +268,19 @@ class SASRecRanker(WithParams):
 
     def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``loss(inputs, targets)`` of the configured kind (ce, sampled_softmax, gbce, bpr) for
-        ``fit_net``; every position of every window is a target.
+        ``fit_net``; every position of every window is a target. With ``cl_weight`` > 0 the
+        contrastive term of ``mmrank.sequential.contrastive`` is added.
         """
         p = self.params
-        return lambda inputs, targets: sequence_loss(self.net_, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
+
+        def rec_loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return sequence_loss(self.net_, inputs, targets, p.loss, p.n_negatives, p.gbce_t)
+
+        if p.cl_weight == 0:
+            return rec_loss
+        from mmrank.sequential.contrastive import with_contrastive
+
+        return with_contrastive(self.net_, rec_loss, p, self.substitute_table_)
 
     def fit(self, split, valid=None, **train_options: Any) -> "SASRecRanker":
         """Train on ``split.train``; early-stop on validation NDCG@10 (``train_options`` go to

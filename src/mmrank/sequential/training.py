@@ -120,8 +120,9 @@ class FullRankingValidation(L.Callback):
 
     def __init__(self, ranker, split: SequenceSplit, patience: int, target_ndcg: float | None,
                  stop_at_target: bool, started: float, epoch_offset: int = 0, stage_name: str = "train",
-                 log_path: str | None = None) -> None:
+                 log_path: str | None = None, validate_initial: bool = False) -> None:
         self.ranker, self.split = ranker, split
+        self.validate_initial = validate_initial
         self.patience, self.target, self.stop_at_target = patience, target_ndcg, stop_at_target
         self.started, self.epoch_offset, self.stage_name = started, epoch_offset, stage_name
         self.best, self.best_state, self.bad_epochs = -1.0, None, 0
@@ -150,23 +151,31 @@ class FullRankingValidation(L.Callback):
             Path(self.log_path).write_text("".join(json.dumps(row) + "\n" for row in self.history))
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """Stop at once when resumed from the checkpoint of the epoch that ended the run."""
+        """Stop at once when resumed from the checkpoint of the epoch that ended the run; validate
+        the initial weights as epoch 0 when asked (a warm-started model's start is a candidate)."""
         if self.stopped:  # resumed from the checkpoint of the epoch that stopped the run
             trainer.should_stop = True
+        elif self.validate_initial and not self.history:
+            self._validate(trainer, pl_module, self.epoch_offset)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Validate (full ranking), record the epoch, keep the best weights, decide on stopping."""
+        self._validate(trainer, pl_module, self.epoch_offset + trainer.current_epoch + 1)
+        trainer.should_stop = trainer.should_stop or self.stopped
+
+    def _validate(self, trainer, pl_module, epoch: int) -> None:
         t0 = time.perf_counter()
         metrics = mean_metrics(evaluate_stage(self.ranker, self.split, "valid"))
         self.ranker.net_.train()
         ndcg = metrics["ndcg@10"]
         elapsed = time.perf_counter() - self.started
-        loss = trainer.callback_metrics.get("train_loss")
-        self.history.append({"stage": self.stage_name, "epoch": self.epoch_offset + trainer.current_epoch + 1,
+        loss = trainer.callback_metrics.get("train_loss") if epoch > self.epoch_offset else None
+        self.history.append({"stage": self.stage_name, "epoch": epoch,
                              "seconds": round(elapsed, 3), "eval_seconds": round(time.perf_counter() - t0, 3),
                              "train_loss": None if loss is None else float(loss),
                              **{f"valid_{k}": round(v, 6) for k, v in metrics.items() if k != "rank"}})
-        pl_module.log("valid_ndcg@10", ndcg)
+        if epoch > self.epoch_offset:
+            pl_module.log("valid_ndcg@10", ndcg)
         if self.log_path:  # one JSON line per epoch, readable while training runs
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(self.history[-1]) + "\n")
@@ -177,10 +186,9 @@ class FullRankingValidation(L.Callback):
         if ndcg > self.best:
             self.best, self.bad_epochs = ndcg, 0
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.ranker.net_.state_dict().items()}
-        else:
+        elif epoch > self.epoch_offset:  # the initial state is a candidate, not an epoch without gain
             self.bad_epochs += 1
             self.stopped = self.stopped or self.bad_epochs >= self.patience
-        trainer.should_stop = trainer.should_stop or self.stopped
 
 
 def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
@@ -214,6 +222,8 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
     if resume and log_dir and (Path(log_dir) / FINAL_META).exists():
         return _load_finished_stage(ranker, Path(log_dir))
     seed_everything(seed)
+    if trainable is None:  # a ranker may train only part of its net (a warm-started content model)
+        trainable = getattr(ranker, "trainable_parameter", None)
     started = time.perf_counter() if started is None else started
     data = _UserBatches(split.train, ranker.params.max_len, crop, seed)
     loader = DataLoader(data, batch_size=batch_size, sampler=_EpochShuffle(data, seed), collate_fn=data.collate)
@@ -222,7 +232,8 @@ def fit_net(ranker, split: SequenceSplit, *, epochs: int = 200, batch_size: int 
     log_dir = Path(log_dir or temp_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     validation = FullRankingValidation(ranker, split, patience, target_ndcg, stop_at_target, started,
-                                       epoch_offset, stage_name, str(log_dir / "epochs.jsonl"))
+                                       epoch_offset, stage_name, str(log_dir / "epochs.jsonl"),
+                                       validate_initial=bool(getattr(ranker, "warm_started_", False)))
     if not resume:
         (log_dir / "epochs.jsonl").write_text("")
     resume = resume and checkpoint_path(log_dir).exists()  # a stage the killed run never reached starts fresh

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from fastapi.responses import Response
 import pydantic_core
 
 import mmrank
+from mmrank.serve.ab_log import ABLogger, add_outcome_route
 from mmrank.serve.model_slot import LoadedModel, ModelSlot
 from mmrank.serve.policy import RerankPolicy, decide_one
 from mmrank.serve.prometheus import CONTENT_TYPE, ServeMetrics
@@ -39,7 +41,7 @@ from mmrank.serve.request_parse import ParsedQuery, error_response, invalid_resp
 from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
 
 log = logging.getLogger("mmrank.serve")
-ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload"}
+ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload", "/ab/outcome"}  # /metrics labels; others → "other"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,25 @@ class ServeConfig:
     read_timeout_s: float | None = 10.0
     docs: bool = False
     offload_bytes: int = 64 * 1024  # bodies larger than this are parsed off the event loop
+    ab_log: Path | None = None  # A/B events for `mmrank ab analyze` (mmrank.serve.ab_log)
+
+
+class SingleTorchThreadPool(ThreadPoolExecutor):
+    """The scoring pool: each model call runs torch with one intra-op thread. Concurrency comes
+    from requests scored side by side; intra-op threads on top would put (scoring threads x cores)
+    OpenMP threads on the cores, spinning at barriers. Checked per call, since a reload can bring
+    in the first torch model after the pool's threads started."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)`` on a pool thread running torch single-threaded."""
+        return super().submit(_one_torch_thread, fn, *args, **kwargs)
+
+
+def _one_torch_thread(fn, *args, **kwargs):
+    torch = sys.modules.get("torch")  # a LambdaMART server never imports torch: nothing to set
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return fn(*args, **kwargs)
 
 
 @dataclass
@@ -71,6 +92,7 @@ class ServerState:
     traffic: TrafficLayouts = field(default_factory=TrafficLayouts)
     reload_problems: list[str] = field(default_factory=list)
     forced_reload: bool = False
+    ab: ABLogger | None = None
     # The pools live as long as the app (not its lifespan: test clients run the lifespan per
     # connection, and idle worker threads cost nothing).
     scoring_pool: ThreadPoolExecutor = field(init=False)
@@ -78,7 +100,7 @@ class ServerState:
     reload_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scoring_pool = ThreadPoolExecutor(self.config.scoring_threads, thread_name_prefix="mmrank-score")
+        self.scoring_pool = SingleTorchThreadPool(self.config.scoring_threads, thread_name_prefix="mmrank-score")
         self.parse_pool = ThreadPoolExecutor(2, thread_name_prefix="mmrank-parse")
         self.reload_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrank-reload")
         self.metrics.set_model(self.slot.current.model_id, self.slot.current.version)
@@ -113,6 +135,9 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
         return invalid_response(exc.errors())
 
     rerank_auth, admin_auth = _auth_dependencies(config.token)
+    if config.ab_log is not None:
+        state.ab = ABLogger(config.ab_log)
+        add_outcome_route(app, state.ab, rerank_auth)
     _add_rerank_route(app, state, rerank_auth)
     _add_probe_routes(app, state)
     _add_reload_route(app, state, admin_auth)
@@ -150,6 +175,7 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
     @app.post("/rerank", response_model=RerankResponse, responses={401: _ERR, 408: _ERR, 413: _ERR, 422: _ERR},
               dependencies=[Depends(auth)], openapi_extra=_REQUEST_BODY)
     async def rerank(request: Request):
+        started = time.perf_counter()
         # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
         # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
         body = await request.body()
@@ -157,15 +183,28 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
         if ids > config.max_candidates:  # 5 ms for 8 MB: refuse before parsing a byte
             return error_response(413, f"{ids} candidate ids, more than the limit {config.max_candidates} "
                                        f"— send the top {config.max_candidates}")
+        timings: dict[str, float] = {}
         if len(body) > config.offload_bytes:
-            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body, config.max_candidates)
+            parsed = await asyncio.get_running_loop().run_in_executor(state.parse_pool, parse_request, body,
+                                                                      config.max_candidates, timings)
         else:
-            parsed = parse_request(body, config.max_candidates)
+            parsed = parse_request(body, config.max_candidates, timings)
         if not isinstance(parsed, ParsedQuery):
             return parsed
         loaded = state.slot.current  # read once: a reload mid-request does not change this request's model
+        t0 = time.perf_counter()
         decision = await decide_one(loaded.ranker, parsed.query, config.policy, state.scoring_pool)
-        return _answer(state, loaded, parsed, decision)
+        t1 = time.perf_counter()
+        response = _answer(state, loaded, parsed, decision)
+        timings["model"], timings["serialise"] = t1 - t0, time.perf_counter() - t1
+        if state.ab is not None:
+            t2 = time.perf_counter()
+            state.ab.assignment(parsed.obj, decision, loaded, config.policy.rollout_percent, started)
+            timings["ab_log"] = time.perf_counter() - t2
+        state.metrics.record_stages(timings)
+        # Server-Timing (W3C): a client or a browser's dev tools see the split of every answer
+        response.headers["server-timing"] = ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timings.items())
+        return response
 
 
 def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decision) -> Response:

@@ -31,6 +31,10 @@ class ServeMetrics:
         )
         self.model_info = Gauge("mmrank_model_info", "the model being served (value 1)", ["model_id", "version"], registry=r)
         self.reloads = Counter("mmrank_reloads", "model reloads by result", ["result"], registry=r)
+        self.stages = Histogram(
+            "mmrank_request_stage_seconds", "where a /rerank request's time goes: parse, features, model, serialise (ab_log with --ab-log)",
+            ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
 
     def record_decision(self, decision: Decision) -> None:
         """Count one query's outcome (``mmrank_rerank_queries`` by status), its fallback reason
@@ -40,6 +44,11 @@ class ServeMetrics:
             self.fallbacks.labels(decision.reason).inc()
         if decision.uncertainty is not None:
             self.uncertainty.observe(decision.uncertainty)
+
+    def record_stages(self, seconds: dict[str, float]) -> None:
+        """Observe one request's seconds per stage (``mmrank_request_stage_seconds``)."""
+        for stage, value in seconds.items():
+            self.stages.labels(stage).observe(value)
 
     def set_model(self, model_id: str, version: str) -> None:
         """Make ``mmrank_model_info`` name only this model: earlier label sets are cleared."""
