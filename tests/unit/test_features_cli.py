@@ -94,12 +94,20 @@ def test_features_report_lists_truncated_jpeg_and_empty_overview_and_rerun_hits_
     assert items.features["image_effnet"].shape == (N_ITEMS, 1280)
     assert items.masks["image_effnet"].tolist() == items.masks["image"].tolist()
     assert by_item[("image_effnet", "5")]["state"] == "failed" and "truncated" in by_item[("image_effnet", "5")]["reason"]
-    assert "cache hits: text 0/12, image 0/10, image_effnet 0/10, reranking task 0/1" in first.output
+    assert "cache hits: text 0/12, image 0/10, image_effnet 0/10, reranking task 0/2" in first.output
+    backend = info["encoders"]["image_effnet_backend"]
+    assert backend in ("onnxruntime", "torch") and f"image_effnet forward: {backend}" in first.output
+    # both protocols are written: per-user cuts (every user has a test query) and one global cut
+    per_user, glob = (json.loads((out / d / "task.json").read_text()) for d in ("rerank", "rerank_global"))
+    assert (per_user["protocol"], glob["protocol"]) == ("per_user", "global")
+    assert per_user["counts"]["test"]["queries"] == 15 and glob["counts"]["test"]["queries"] > 0
+    assert per_user["leakage"]["same_user_future_events"] == 0 and glob["leakage"]["time_consistent"]
+    assert (out / "rerank" / "seen.inter").is_file() and (out / "rerank_global" / "held_out.inter").is_file()
 
     second = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path / "out2",
                   "--cache", cache)
     assert second.exit_code == 0, second.output
-    assert "cache hits: text 12/12, image 10/10, image_effnet 10/10, reranking task 1/1" in second.output
+    assert "cache hits: text 12/12, image 10/10, image_effnet 10/10, reranking task 2/2" in second.output
     again, _ = load_item_features(tmp_path / "out2")
     for name in ("text", "image", "meta"):
         assert np.array_equal(again.features[name], items.features[name])
@@ -109,6 +117,17 @@ def test_features_report_lists_truncated_jpeg_and_empty_overview_and_rerun_hits_
 def test_unknown_dataset_is_a_config_error(tiny_data, tmp_path):
     result = _run("features", "--dataset", "ml1m", "--data-dir", tiny_data, "--out", tmp_path)
     assert isinstance(result.exception, ConfigError)
+
+
+def test_one_protocol_only_and_an_unknown_protocol(tiny_data, tmp_path):
+    result = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path / "g",
+                  "--no-cache", "--image-encoder", "none", "--task-protocol", "global")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "g" / "rerank_global" / "task.json").is_file() and not (tmp_path / "g" / "rerank").exists()
+    bad = _run("features", "--dataset", "ml100k", "--data-dir", tiny_data, "--out", tmp_path / "b",
+               "--task-protocol", "random")
+    assert isinstance(bad.exception, ConfigError) and "per_user, global or both" in str(bad.exception)
+    assert not (tmp_path / "b").exists()  # refused before any input was read
 
 
 def test_dedup_command_reports_the_planted_copy(tiny_data, tmp_path):

@@ -113,3 +113,51 @@ def test_bad_names_are_config_errors(tmp_path):
         EfficientNetEncoder("efficientnet-b7")
     with pytest.raises(ConfigError, match="weight file not found"):
         EfficientNetEncoder(weights=tmp_path / "nope.pth")
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """One folder for the exported ONNX model, so the module exports it once."""
+    return tmp_path_factory.mktemp("onnx_models")
+
+
+def test_onnx_runtime_backend_reproduces_torch_and_keeps_its_export(photos, export_dir):
+    pytest.importorskip("onnxruntime", reason="pip install onnxruntime onnx")
+    pytest.importorskip("onnx", reason="pip install onnxruntime onnx")
+    plain = EfficientNetEncoder("efficientnet-lite0", backend="torch")
+    fast = EfficientNetEncoder("efficientnet-lite0", backend="onnxruntime")
+    fast.export_dir = export_dir
+    want, got = plain.encode_image_files(photos).matrix, fast.encode_image_files(photos).matrix
+    assert (plain.backend_used, fast.backend_used) == ("torch", "onnxruntime")
+    assert 0 <= fast.ort_max_diff <= 1e-4
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    # the known photos keep their classes through the ONNX Runtime features
+    assert [int(np.argmax(row)) for row in fast.logits(got)] == [int(np.argmax(row)) for row in plain.logits(want)]
+    exported = list(export_dir.glob("efficientnet-lite0-*.onnx"))
+    assert len(exported) == 1 and fast.weights_sha256[:16] in exported[0].name
+    stamp = exported[0].stat().st_mtime_ns
+    again = EfficientNetEncoder("efficientnet-lite0", backend="auto")
+    again.export_dir = export_dir
+    again.encode_image_files(photos[:1])
+    assert again.backend_used == "onnxruntime" and exported[0].stat().st_mtime_ns == stamp  # reused, not re-exported
+
+
+def test_onnx_runtime_that_does_not_match_torch_is_never_used(photos, export_dir, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="pip install onnxruntime onnx")
+    pytest.importorskip("onnx", reason="pip install onnxruntime onnx")
+    import mmrank.features.onnx_runtime as ort_module
+
+    monkeypatch.setattr(ort_module, "check_against_torch", lambda runner, reference, probe: 0.5)
+    auto = EfficientNetEncoder("efficientnet-lite0", backend="auto")
+    auto.export_dir = export_dir
+    auto.encode_image_files(photos[:1])
+    assert auto.backend_used == "torch" and auto.ort_max_diff == 0.5
+    strict = EfficientNetEncoder("efficientnet-lite0", backend="onnxruntime")
+    strict.export_dir = export_dir
+    with pytest.raises(ConfigError, match="differs from torch by 5.00e-01"):
+        strict.encode_image_files(photos[:1])
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="backend 'tensorrt'"):
+        EfficientNetEncoder(backend="tensorrt")

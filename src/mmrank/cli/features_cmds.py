@@ -20,7 +20,7 @@ from rich.table import Table
 
 from mmrank.cli.app import data_app
 from mmrank.errors import ConfigError
-from mmrank.features.pipeline import DATASETS
+from mmrank.features.pipeline import DATASETS, TASK_FOLDERS
 
 
 @contextmanager
@@ -61,6 +61,9 @@ def features(
     image_encoder: str = typer.Option("efficientnet-lite0", "--image-encoder",
                                       help="pretrained poster encoder for the image_effnet modality: efficientnet-lite0 "
                                            "(lite1/lite2 when their weight wheels are installed) or none"),
+    image_backend: str = typer.Option("auto", "--image-backend",
+                                      help="forward of the poster encoder: auto (ONNX Runtime when it reproduces "
+                                           "torch to 1e-4, else torch), onnxruntime or torch"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="also add clip_image/clip_text with this open_clip model (e.g. ViT-B-32, local-dir:/folder)"),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file for --clip-model"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)"),
@@ -69,34 +72,46 @@ def features(
     context_k: int = typer.Option(10, "--context-k", help="last rated movies forming the query context"),
     seed: int = typer.Option(0, "--seed", help="seed of the negative sampling"),
     task_format: str = typer.Option("parquet", "--task-format", help="parquet | jsonl"),
+    task_protocol: str = typer.Option("both", "--task-protocol",
+                                      help="reranking task cuts: per_user (OUT/rerank: each user's own time "
+                                           "quantiles, 943 test queries), global (OUT/rerank_global: one time cut "
+                                           "for all, 89 test queries) or both"),
 ) -> None:
-    """Build item features (text, image, meta) and the ML-100K multimodal reranking task.
+    """Build item features (text, image, image_effnet, meta) and the ML-100K multimodal reranking task.
 
-    Writes OUT/items.safetensors + OUT/items.json, OUT/rerank/{train,valid,test}.parquet +
-    OUT/rerank/task.json, and OUT/features_report.json (every missing or unreadable input with
-    its reason). A second run reads the vectors from the cache. With --clip-model and
+    Writes OUT/items.safetensors + OUT/items.json, the reranking task per protocol
+    (OUT/rerank: per-user time cuts, the benchmark task; OUT/rerank_global: one global time cut),
+    each with {train,valid,test}.parquet, task.json (protocol, cuts, counts, measured leakage) and
+    seen.inter / held_out.inter (the events training sees and the test windows, for the audit's
+    temporal check), and OUT/features_report.json (every missing or unreadable input with its
+    reason). A second run reads the vectors from the cache. With --clip-model and
     --clip-pretrained (your own weights) the items and the task also get clip_image/clip_text.
-    Protocol: docs/ml100k_tasks.md.
+    Protocols: docs/ml100k_tasks.md.
 
     Example: mmrank data features --dataset ml100k --data-dir ../shared/data --out out/ml100k
+
+    Example: mmrank data features --dataset ml100k --data-dir ../shared/data --out out/ml100k --task-protocol global
     """
     from mmrank.features.cache import default_cache_dir
     from mmrank.features.pipeline import FeatureOptions, build_ml100k
 
     if dataset not in DATASETS:
         raise ConfigError(f"--dataset {dataset!r} is not known — use one of {', '.join(DATASETS)}")
+    protocols = tuple(TASK_FOLDERS) if task_protocol == "both" else (task_protocol,)
     options = FeatureOptions(cache_dir=None if no_cache else (cache or default_cache_dir()), text_model=text_model,
                              batch_size=batch_size, hsv_bins=_parse_bins(hsv_bins),
-                             image_encoder=None if image_encoder == "none" else image_encoder, clip_model=clip_model,
+                             image_encoder=None if image_encoder == "none" else image_encoder, image_backend=image_backend,
+                             clip_model=clip_model,
                              clip_pretrained=clip_pretrained, threads=threads, negatives=negatives,
-                             negative_sampling=negative_sampling, context_k=context_k, seed=seed, task_format=task_format)
+                             negative_sampling=negative_sampling, context_k=context_k, seed=seed, task_format=task_format,
+                             task_protocols=protocols)
     options.check()
     with _progress_bars(Console(stderr=True)) as progress:
         built = build_ml100k(data_dir, out, options, progress)
     _print_summary(built.report, built.task_info, out, built.cache_dir, built.task_cache_hit)
 
 
-def _print_summary(report, task_info: dict, out: Path, cache_dir: Path | None, task_hit: bool) -> None:
+def _print_summary(report, task_info: dict, out: Path, cache_dir: Path | None, task_hit: dict) -> None:
     console = Console()
     table = Table(title="item features")
     for col in ("modality", "items", "ok", "missing", "failed", "cache hits", "computed", "seconds"):
@@ -106,15 +121,24 @@ def _print_summary(report, task_info: dict, out: Path, cache_dir: Path | None, t
         table.add_row(name, str(c.items), str(c.ok), str(c.missing), str(c.failed), str(c.cache_hits),
                       str(c.computed), "" if seconds is None else f"{seconds:.2f}")
     console.print(table)
-    tasks = Table(title="ML-100K reranking task (time split)")
-    for col in ("split", "queries", "candidates", "positives", "negatives"):
-        tasks.add_column(col, justify="left" if col == "split" else "right")
-    for split, c in task_info["counts"].items():
-        tasks.add_row(split, str(c["queries"]), str(c["candidates"]), str(c["positives"]), str(c["negatives"]))
-    console.print(tasks)
+    backend = json.loads((out / "items.json").read_text()).get("encoders", {}).get("image_effnet_backend")
+    if backend:
+        console.print(f"image_effnet forward: {backend}", highlight=False)
+    for protocol, info in task_info.items():
+        tasks = Table(title=f"ML-100K reranking task, {protocol} time cuts → {out / TASK_FOLDERS[protocol]}")
+        for col in ("split", "queries", "candidates", "positives", "negatives"):
+            tasks.add_column(col, justify="left" if col == "split" else "right")
+        for split, c in info["counts"].items():
+            tasks.add_row(split, str(c["queries"]), str(c["candidates"]), str(c["positives"]), str(c["negatives"]))
+        console.print(tasks)
+        leak = info["leakage"]
+        console.print(f"{protocol}: same-user future events seen in training {leak['same_user_future_events']}; "
+                      f"test queries with later events of other users seen in training "
+                      f"{leak['test_queries_with_later_seen_events']:.1%}"
+                      + (" (time-consistent)" if leak["time_consistent"] else " (see docs/ml100k_tasks.md)"), highlight=False)
     hits = {k: f"{c.cache_hits}/{c.ok}" for k, c in report.counts.items() if k != "meta"}
     console.print(f"cache hits: {', '.join(f'{k} {v}' for k, v in hits.items())}, "
-                  f"reranking task {'1/1' if task_hit else '0/1'}"
+                  f"reranking task {sum(task_hit.values())}/{len(task_hit)}"
                   + (f" (cache: {cache_dir})" if cache_dir else " (no cache)"), highlight=False)
     bad = len([i for i in report.issues if i.state != "warning"])
     console.print(f"{bad} missing/unreadable inputs, {len(report.issues) - bad} warnings: "
@@ -127,6 +151,9 @@ def dedup(
     path: Path = typer.Argument(..., help="an image folder (searched recursively) or one image file"),
     phash_distance: int = typer.Option(5, "--phash-distance", help="max Hamming distance of 64-bit pHashes"),
     cosine: float = typer.Option(0.95, "--cosine", help="min cosine of embeddings for the embedding method"),
+    image_backend: str = typer.Option("auto", "--image-backend",
+                                      help="forward of the poster encoder: auto (ONNX Runtime when it reproduces "
+                                           "torch to 1e-4, else torch), onnxruntime or torch"),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip model name for embedding dedup (off when absent)"),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="local checkpoint file of --clip-model"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="feature cache folder for the CLIP embeddings"),

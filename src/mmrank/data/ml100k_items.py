@@ -186,6 +186,8 @@ def build_item_features(
             lambda tick: image_encoder.encode_image_files(posters, cache(image_encoder.image_cache), on_batch=tick),
             paths=posters)
         encoders["image_effnet"] = image_encoder.encoder_id
+        # which forward computed the new vectors (None: every vector came from the cache)
+        encoders["image_effnet_backend"] = getattr(image_encoder, "backend_used", None)
     if clip_encoder is not None:
         results["clip_image"] = encode(
             "clip_image", "posters (CLIP)",

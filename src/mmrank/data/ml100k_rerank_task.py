@@ -2,22 +2,28 @@
 
 Every query is one user at one *cut time* ``tau``. Everything about the query is computed from
 interactions strictly before ``tau`` (what a model may train on); its targets are the user's
-ratings at or after ``tau``. The full protocol, with the reasons for each choice, is in
-``docs/ml100k_tasks.md``; in short:
+ratings in a window ``[tau, end)``. Two protocols place the cuts (``RerankTaskConfig.protocol``);
+the full protocol, its leakage properties and the reasons for each choice are in
+``docs/ml100k_tasks.md``. In short:
 
-* global cuts ``T_valid`` / ``T_test`` = the 80% / 90% quantiles of all rating timestamps;
-  ``valid`` queries: ``tau = T_valid``, targets in ``[T_valid, T_test)``; ``test`` queries:
-  ``tau = T_test``, targets in ``[T_test, end]``; ``train`` queries use only ratings before
-  ``T_valid``: per user, ``tau`` = the time of the user's rating at position
-  ``max(min_history, floor(0.8 n))`` among their ``n`` pre-``T_valid`` ratings, targets in
-  ``[tau, T_valid)``. So no train target is later than any valid/test target's cut.
+* ``per_user`` (default; 943 test queries on ML-100K): each user's own rating times are cut at
+  their ``valid_quantile`` / ``test_quantile`` (``numpy.quantile(..., method="lower")``, an actual
+  timestamp of the user): ``test`` targets are the user's ratings at or after ``tau_test(u)``,
+  ``valid`` targets those in ``[tau_valid(u), tau_test(u))``. No event of a user that any
+  training or validation query shows is at or after that user's test cut; other users' events
+  can be (the usual per-user holdout: ``mmrank.data.ml100k_task_checks`` measures how much).
+* ``global`` (89 test queries): the cuts are the quantiles of *all* rating timestamps, so no
+  event shown in training or validation is at or after any test cut.
+* ``train`` queries (both protocols) use only ratings before the user's valid cut ``V``: ``tau`` =
+  the time of the user's rating at position ``max(min_history, floor(0.8 n))`` among their ``n``
+  ratings before ``V``, targets in ``[tau, V)``.
 * a user enters a split only with ``>= min_history`` ratings before ``tau`` and ``>= 1`` target;
 * candidates: the first ``max_targets`` targets in time (label = the rating, 1..5) plus
   ``n_negatives`` movies the user never rated at all (label 0), drawn without replacement with a
   seeded generator per (seed, split, user), with probability proportional to 1 + the movie's
   rating count before ``tau`` (``negatives="popularity"``) or uniformly; candidates are shuffled.
-* candidate modalities: every item modality (``text``, ``image``, ``meta``, and ``clip_image``/
-  ``clip_text`` when built with CLIP) as rows of ItemFeatures, and ``pop``:
+* candidate modalities: every item modality (``text``, ``image``, ``image_effnet``, ``meta``, and
+  ``clip_image``/``clip_text`` when built with CLIP) as rows of ItemFeatures, and ``pop``:
   ``[log1p(count), shrunk mean rating]`` from ratings before ``tau`` only;
   baseline score = ``log1p(count)`` (the popularity ranking);
 * query features: masked means over the user's last ``context_k`` rated movies before ``tau``
@@ -41,13 +47,20 @@ from mmrank.atomic_io import atomic_write_text
 from mmrank.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
+PROTOCOLS = ("per_user", "global")
 # Bump when the protocol below changes what a query, candidate or feature is (invalidates caches).
-TASK_VERSION = "1"
+TASK_VERSION = "2"
 SHRINK_COUNT = 5.0  # pseudo-ratings at the global mean in the shrunk mean rating
 
 
 @dataclass
 class RerankTaskConfig:
+    """The task's settings (``docs/ml100k_tasks.md`` explains each).
+
+    ``valid_quantile`` / ``test_quantile`` are quantiles of each user's own rating times
+    (``protocol="per_user"``) or of all rating times (``protocol="global"``)."""
+
+    protocol: str = "per_user"
     valid_quantile: float = 0.8
     test_quantile: float = 0.9
     train_cut_fraction: float = 0.8
@@ -64,11 +77,13 @@ class RerankTaskConfig:
         ``seed`` is not checked (any int works).
 
         Raises:
-            ConfigError: when the cut quantiles are not ``0 < valid < test < 1``,
-                ``train_cut_fraction`` is outside (0, 1), ``context_k`` / ``min_history`` /
-                ``max_targets`` is below 1, ``n_negatives`` is negative, or ``negatives`` is neither
-                ``"popularity"`` nor ``"uniform"``.
+            ConfigError: when ``protocol`` is not ``per_user`` or ``global``, the cut quantiles are
+                not ``0 < valid < test < 1``, ``train_cut_fraction`` is outside (0, 1),
+                ``context_k`` / ``min_history`` / ``max_targets`` is below 1, ``n_negatives`` is
+                negative, or ``negatives`` is neither ``"popularity"`` nor ``"uniform"``.
         """
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol {self.protocol!r} — use one of {', '.join(PROTOCOLS)}")
         if not 0.0 < self.valid_quantile < self.test_quantile < 1.0:
             raise ConfigError("need 0 < valid_quantile < test_quantile < 1")
         if not 0.0 < self.train_cut_fraction < 1.0:
@@ -112,34 +127,59 @@ def _index_events(inter: Interactions, items: ItemFeatures) -> _Events:
 
 class _PopularityAsOf:
     """Per-item rating count and rating sum over all users' ratings with time < tau, and the
-    global mean rating before tau; memoised per tau (valid/test share one cut)."""
+    global mean rating before tau. The last cut is remembered (the global protocol's valid/test
+    queries share one); per-user cuts are nearly all distinct, so nothing more is kept."""
 
     def __init__(self, ev: _Events) -> None:
         self.ev = ev
-        self._memo: dict[float, tuple[np.ndarray, np.ndarray, float]] = {}
+        self._last: tuple[float, tuple[np.ndarray, np.ndarray, float]] | None = None
+        self._order = np.argsort(ev.time, kind="stable")
+        self._sorted_time = ev.time[self._order]
 
     def __call__(self, tau: float) -> tuple[np.ndarray, np.ndarray, float]:
-        if tau not in self._memo:
-            before = self.ev.time < tau
+        if self._last is None or self._last[0] != tau:
+            before = self._order[: np.searchsorted(self._sorted_time, tau, side="left")]
             counts = np.bincount(self.ev.item[before], minlength=self.ev.n_items)
             sums = np.bincount(self.ev.item[before], weights=self.ev.rating[before], minlength=self.ev.n_items)
             mean = float(sums.sum() / counts.sum()) if counts.sum() else 0.0
-            self._memo[tau] = (counts, sums, mean)
-        return self._memo[tau]
+            self._last = (tau, (counts, sums, mean))
+        return self._last[1]
 
 
-def _query_specs(ev: _Events, cfg: RerankTaskConfig, t_valid: float, t_test: float) -> dict[str, list]:
-    """Per split, ``(user index, tau, tau_end)`` for every user that qualifies."""
+def user_cuts(times: np.ndarray, config: RerankTaskConfig) -> tuple[float, float]:
+    """A user's own valid and test cut under ``protocol="per_user"``.
+
+    Args:
+        times: the user's rating timestamps, in time order (non-empty).
+        config: the task settings (``valid_quantile``, ``test_quantile``).
+
+    Returns:
+        ``(tau_valid, tau_test)``: ``numpy.quantile(times, q, method="lower")`` for each quantile,
+        i.e. actual timestamps of the user (equal when a tie block spans both quantiles; the user
+        then has no validation query).
+    """
+    return (float(np.quantile(times, config.valid_quantile, method="lower")),
+            float(np.quantile(times, config.test_quantile, method="lower")))
+
+
+def _train_spec(times: np.ndarray, end: float, cfg: RerankTaskConfig) -> float | None:
+    """The train cut of one user whose training window ends at ``end`` (their valid cut), or None."""
+    before_end = int(np.searchsorted(times, end, side="left"))
+    if before_end <= cfg.min_history:
+        return None
+    tau = float(times[max(cfg.min_history, int(np.floor(cfg.train_cut_fraction * before_end)))])
+    return tau if np.searchsorted(times, tau, side="left") >= cfg.min_history else None
+
+
+def _query_specs(ev: _Events, cfg: RerankTaskConfig, global_cuts: tuple[float, float] | None) -> dict[str, list]:
+    """Per split, ``(user index, tau, end)`` for every user that qualifies (``end`` = inf: open)."""
     specs: dict[str, list] = {s: [] for s in SPLITS}
     for u in range(len(ev.user_ids)):
-        a, b = ev.user_start[u], ev.user_start[u + 1]
-        times = ev.time[a:b]
-        before_valid = int(np.searchsorted(times, t_valid, side="left"))
-        if before_valid > cfg.min_history:
-            pos = max(cfg.min_history, int(np.floor(cfg.train_cut_fraction * before_valid)))
-            tau = float(times[pos])
-            if np.searchsorted(times, tau, side="left") >= cfg.min_history:
-                specs["train"].append((u, tau, t_valid))
+        times = ev.time[ev.user_start[u]:ev.user_start[u + 1]]
+        t_valid, t_test = global_cuts if global_cuts is not None else user_cuts(times, cfg)
+        tau = _train_spec(times, t_valid, cfg)
+        if tau is not None:
+            specs["train"].append((u, tau, t_valid))
         for split, tau, end in (("valid", t_valid, t_test), ("test", t_test, np.inf)):
             n_before = int(np.searchsorted(times, tau, side="left"))
             n_target = int(np.searchsorted(times, end, side="left")) - n_before
@@ -162,7 +202,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
     modalities = sorted(items.features)  # text, image, meta (+ clip_image, clip_text when built)
     qf = {name: [] for name in [*modalities, "history"]}
     contexts: dict[str, list[str]] = {}
-    cut_times: dict[str, float] = {}
+    windows: dict[str, list] = {}
     for u, tau, end in specs:
         a, b = ev.user_start[u], ev.user_start[u + 1]
         times, urows, uratings = ev.time[a:b], ev.item[a:b], ev.rating[a:b]
@@ -197,7 +237,7 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         cand_rows.append(rows)
         labels.append(labs)
         contexts[qid] = [str(items.item_ids[r]) for r in context]
-        cut_times[qid] = float(tau)
+        windows[qid] = [float(tau), None if np.isinf(end) else float(end)]
         texts.append("Recently rated: " + "; ".join(str(titles[r]) for r in context))
         for name in modalities:
             mask = items.masks.get(name, np.ones(n_items, dtype=bool))
@@ -219,14 +259,33 @@ def _build_split(ev: _Events, items: ItemFeatures, cfg: RerankTaskConfig, split:
         query_features={k: np.asarray(v, dtype=np.float32) for k, v in qf.items()},
         query_texts=texts,
     )
-    return rset, contexts, cut_times
+    return rset, contexts, windows
 
 
 def build_rerank_task(
     inter: Interactions, items: ItemFeatures, config: RerankTaskConfig | None = None,
 ) -> tuple[dict[str, RankingSet], dict]:
-    """``{"train", "valid", "test"} -> RankingSet`` and the task info (protocol, cuts, counts,
-    context item ids per query) that ``docs/ml100k_tasks.md`` explains."""
+    """Build the three splits of the task from ratings and item features.
+
+    Args:
+        inter: the ratings (user, item, timestamp, rating), e.g. ``read_recbole(DIR/"ml-100k")``.
+        items: the item modalities (``text``, ``image``, ``meta`` at least), rows for every rated item.
+        config: the protocol and its settings (default: ``per_user`` cuts, 20 popularity-weighted
+            negatives, seed 0).
+
+    Returns:
+        ``({"train", "valid", "test"} -> RankingSet, info)``; ``info`` holds the protocol and
+        settings, the cuts, per-split counts and fingerprints, each query's target window
+        (``window_per_query``: ``[tau, end]``, end None = open), its context movie ids and the
+        measured leakage properties (``leakage``, :func:`mmrank.data.ml100k_task_checks.leakage_properties`).
+
+    Raises:
+        ConfigError: for settings :meth:`RerankTaskConfig.check` rejects.
+        DataError: when the ratings have no rating column, a rated item has no features, an item
+            modality is missing, the global cuts coincide, or a split gets no query.
+    """
+    from mmrank.data.ml100k_task_checks import leakage_properties
+
     cfg = config or RerankTaskConfig()
     cfg.check()
     for name in ("text", "image", "meta"):
@@ -234,19 +293,21 @@ def build_rerank_task(
             raise DataError(f"item features lack the {name!r} modality",
                             hint="build them with mmrank data features --dataset ml100k")
     ev = _index_events(inter, items)
-    t_valid = float(np.quantile(ev.time, cfg.valid_quantile, method="lower"))
-    t_test = float(np.quantile(ev.time, cfg.test_quantile, method="lower"))
-    if not t_valid < t_test:
-        raise DataError("the valid and test cuts fall on the same timestamp",
-                        hint="spread valid_quantile and test_quantile further apart")
-    specs = _query_specs(ev, cfg, t_valid, t_test)
-    sets, contexts, cut_times, counts = {}, {}, {}, {}
+    global_cuts = None
+    if cfg.protocol == "global":
+        global_cuts = (float(np.quantile(ev.time, cfg.valid_quantile, method="lower")),
+                       float(np.quantile(ev.time, cfg.test_quantile, method="lower")))
+        if not global_cuts[0] < global_cuts[1]:
+            raise DataError("the valid and test cuts fall on the same timestamp",
+                            hint="spread valid_quantile and test_quantile further apart")
+    specs = _query_specs(ev, cfg, global_cuts)
+    sets, contexts, windows, counts = {}, {}, {}, {}
     popularity = _PopularityAsOf(ev)
     for split in SPLITS:
-        rset, ctx, taus = _build_split(ev, items, cfg, split, specs[split], popularity)
+        rset, ctx, win = _build_split(ev, items, cfg, split, specs[split], popularity)
         sets[split] = rset
         contexts[split] = ctx
-        cut_times[split] = taus
+        windows[split] = win
         counts[split] = {
             "queries": rset.n_queries,
             "candidates": rset.n_candidates,
@@ -257,18 +318,32 @@ def build_rerank_task(
         }
     info = {
         "task": "ml100k-multimodal-rerank",
+        "protocol": cfg.protocol,
         "config": asdict(cfg),
-        "cuts": {"valid": _stamp(t_valid), "test": _stamp(t_test)},
+        "cuts": _cuts_summary(windows, global_cuts),
         "interactions": {"ratings": len(inter), "users": len(ev.user_ids), "items": int(len(items)),
                          "fingerprint": inter.fingerprint()},
         "users_per_split": {s: len(specs[s]) for s in SPLITS},
         "counts": counts,
         "modalities": sets["test"].modality_dims,
         "query_features": sets["test"].query_feature_dims,
-        "cut_time_per_query": cut_times,
+        "window_per_query": windows,
         "context_item_ids": contexts,
     }
+    info["leakage"] = leakage_properties(info, inter)
     return sets, info
+
+
+def _cuts_summary(windows: dict[str, dict], global_cuts: tuple[float, float] | None) -> dict:
+    """The global cut times, or (per-user cuts) the earliest, median and latest cut per split."""
+    if global_cuts is not None:
+        return {"valid": _stamp(global_cuts[0]), "test": _stamp(global_cuts[1])}
+    out = {}
+    for split, win in windows.items():
+        taus = np.array([w[0] for w in win.values()])
+        out[split] = {k: _stamp(float(f(taus))) for k, f in
+                      (("earliest", np.min), ("median", lambda t: np.quantile(t, 0.5, method="lower")), ("latest", np.max))}
+    return out
 
 
 def _stamp(t: float) -> dict:
@@ -282,16 +357,27 @@ def rerank_task_files(fmt: str = "parquet") -> list[str]:
         fmt: the ranking format (file extension) the splits are written in.
 
     Returns:
-        ``["train.<fmt>", "valid.<fmt>", "test.<fmt>", "task.json"]``; a cached task counts as
-        complete only when all of them exist.
+        ``["train.<fmt>", "valid.<fmt>", "test.<fmt>", "task.json", "seen.inter", "held_out.inter"]``;
+        a cached task counts as complete only when all of them exist.
     """
-    return [f"{split}.{fmt}" for split in SPLITS] + ["task.json"]
+    from mmrank.data.ml100k_task_checks import EVENT_FILES
+
+    return [f"{split}.{fmt}" for split in SPLITS] + ["task.json", *EVENT_FILES.values()]
 
 
 def write_rerank_task(data_dir: str | Path, items: ItemFeatures, out_dir: str | Path,
                       config: RerankTaskConfig | None = None, fmt: str = "parquet") -> dict:
-    """Read ``DIR/ml-100k`` (RecBole atomic files), build the task, write ``rerank_task_files``."""
+    """Read ``DIR/ml-100k`` (RecBole atomic files), build the task, write ``rerank_task_files``.
+
+    Besides the three splits and ``task.json``, the events the task's training and validation
+    queries show (``seen.inter``) and its test windows (``held_out.inter``) are written as RecBole
+    atomic files, so the audit's ``temporal_leakage`` check can be given them
+    (:func:`mmrank.data.ml100k_task_checks.read_task_events`).
+
+    Returns:
+        The task info (``task.json``'s content)."""
     from mmrank.data.io_recbole import read_recbole
+    from mmrank.data.ml100k_task_checks import task_events, write_task_events
 
     out_dir = Path(out_dir)
     inter, _, read_report = read_recbole(Path(data_dir) / "ml-100k")
@@ -299,6 +385,7 @@ def write_rerank_task(data_dir: str | Path, items: ItemFeatures, out_dir: str | 
     info["interactions"]["read_report"] = read_report.summary()
     for split, rset in sets.items():
         write_ranking(rset, out_dir / f"{split}.{fmt}", fmt)
+    write_task_events(out_dir, *task_events(info, inter))
     atomic_write_text(out_dir / "task.json", json.dumps(info, indent=1) + "\n")
     return info
 
@@ -313,63 +400,3 @@ def rerank_task_key(data_dir: str | Path, items_file: str | Path, config: Rerank
     for path in (Path(data_dir) / "ml-100k" / "ml-100k.inter", Path(items_file)):
         h.update(hashlib.sha256(read_bytes(path)).digest())
     return f"ml100k-task-{h.hexdigest()[:24]}"
-
-
-def verify_rerank_task(sets: dict[str, RankingSet], info: dict, inter: Interactions, items: ItemFeatures) -> list[str]:
-    """Recompute the protocol's promises query by query from the raw ratings, with plain loops
-    (independent of the vectorised builder above); returns the broken promises, [] when none.
-
-    Checked per query: the context is the user's last ``context_k`` ratings before the cut; the
-    positives are the user's first ``max_targets`` ratings in the target window with the rating
-    as label; every label-0 candidate was never rated by the user; ``pop`` and the baseline score
-    count only ratings before the cut; query features are the (masked) context means."""
-    cfg = RerankTaskConfig(**info["config"])
-    t_valid, t_test = info["cuts"]["valid"]["timestamp"], info["cuts"]["test"]["timestamp"]
-    by_user: dict[str, list[tuple[float, int, str, float]]] = {}
-    for n, (u, i, t, r) in enumerate(zip(inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings)):
-        by_user.setdefault(str(u), []).append((float(t), n, str(i), float(r)))
-    for events in by_user.values():
-        events.sort()
-    times_of: dict[str, list[float]] = {}
-    for u, i, t in zip(inter.user_ids, inter.item_ids, inter.timestamps):
-        times_of.setdefault(str(i), []).append(float(t))
-    row_of = items.row_of()
-    problems: list[str] = []
-    for split, rset in sets.items():
-        ends = {"train": t_valid, "valid": t_test, "test": np.inf}
-        for q in rset:
-            user = q.query_id.rsplit("@", 1)[0]
-            tau = info["cut_time_per_query"][split][q.query_id]
-            events = by_user[user]
-            before = [e for e in events if e[0] < tau]
-            window = [e for e in events if tau <= e[0] < ends[split]]
-            where = f"{split}/{q.query_id}"
-            if split != "train" and tau != (t_valid if split == "valid" else t_test):
-                problems.append(f"{where}: cut {tau} is not the global {split} cut")
-            if split == "train" and tau >= t_valid:
-                problems.append(f"{where}: train cut {tau} not before the valid cut")
-            context = [e[2] for e in before[-cfg.context_k:]][::-1]
-            if context != info["context_item_ids"][split][q.query_id]:
-                problems.append(f"{where}: context is not the last {cfg.context_k} ratings before the cut")
-            if len(before) < cfg.min_history or not window:
-                problems.append(f"{where}: fewer than min_history ratings before the cut or no target")
-            expected = {e[2]: e[3] for e in window[:cfg.max_targets]}
-            got = {c: l for c, l in zip(q.candidate_ids, q.labels) if l > 0}
-            if got != expected:
-                problems.append(f"{where}: positives/labels differ from the target window")
-            rated = {e[2] for e in events}
-            if any(c in rated for c, l in zip(q.candidate_ids, q.labels) if l == 0):
-                problems.append(f"{where}: a label-0 candidate was rated by the user")
-            counts = np.array([sum(t < tau for t in times_of.get(c, [])) for c in q.candidate_ids])
-            if not np.allclose(q.features["pop"][:, 0], np.log1p(counts), atol=1e-5):
-                problems.append(f"{where}: pop counts use ratings at or after the cut")
-            if q.baseline_scores is not None and not np.allclose(q.baseline_scores, np.log1p(counts), atol=1e-5):
-                problems.append(f"{where}: baseline score is not log1p(count before the cut)")
-            rows = np.array([row_of[c] for c in context], dtype=np.int64)
-            for name in items.features:
-                mask = items.masks.get(name, np.ones(len(items), dtype=bool))
-                keep = rows[mask[rows]]
-                want = items.features[name][keep].mean(axis=0) if len(keep) else 0.0
-                if not np.allclose(q.query_features[name], want, atol=1e-5):
-                    problems.append(f"{where}: query feature {name!r} is not the masked context mean")
-    return problems

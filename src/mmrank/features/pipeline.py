@@ -1,8 +1,9 @@
 """Building a data set's features end to end, as a library call (the CLI only parses and prints).
 
-``build_ml100k(data_dir, out, options)``: item modalities (text, image, meta, optionally CLIP) with
-the cache, then the ML-100K reranking task (cached as a whole), then ``features_report.json``.
-Protocol: docs/ml100k_tasks.md.
+``build_ml100k(data_dir, out, options)``: item modalities (text, image, image_effnet, meta,
+optionally CLIP) with the cache, then the ML-100K reranking task under each protocol asked for
+(per-user cuts into ``OUT/rerank``, global cuts into ``OUT/rerank_global``; each cached as a
+whole), then ``features_report.json``. Protocols: docs/ml100k_tasks.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from mmrank.errors import ConfigError
 
 DATASETS = ("ml100k",)
 TASK_FORMATS = ("parquet", "jsonl")
+# Reranking-task protocol -> its folder under OUT (the per-user task is the default benchmark task).
+TASK_FOLDERS = {"per_user": "rerank", "global": "rerank_global"}
 
 
 @dataclass
@@ -28,6 +31,7 @@ class FeatureOptions:
     batch_size: int = 64
     hsv_bins: tuple[int, int, int] = (8, 4, 4)
     image_encoder: str | None = "efficientnet-lite0"  # pretrained poster encoder (None: off)
+    image_backend: str = "auto"  # its forward: auto (ONNX Runtime when it matches torch) | onnxruntime | torch
     clip_model: str | None = None
     clip_pretrained: str | None = None
     threads: int | None = None
@@ -36,14 +40,20 @@ class FeatureOptions:
     context_k: int = 10
     seed: int = 0
     task_format: str = "parquet"
+    task_protocols: tuple[str, ...] = ("per_user", "global")
 
     def check(self) -> None:
         """ConfigError for a value that cannot work, before any input is read."""
+        unknown = [p for p in self.task_protocols if p not in TASK_FOLDERS]
+        if unknown or not self.task_protocols:
+            raise ConfigError(f"--task-protocol {','.join(self.task_protocols)!r} — use per_user, global or both")
         if self.image_encoder is not None:
-            from mmrank.features.efficientnet import MODELS
+            from mmrank.features.efficientnet import BACKENDS, MODELS
 
             if self.image_encoder not in MODELS:
                 raise ConfigError(f"--image-encoder {self.image_encoder!r} — use one of {', '.join(MODELS)} or none")
+            if self.image_backend not in BACKENDS:
+                raise ConfigError(f"--image-backend {self.image_backend!r} — use one of {', '.join(BACKENDS)}")
         if self.task_format not in TASK_FORMATS:
             raise ConfigError(f"--task-format {self.task_format!r} — use parquet or jsonl")
         if len(self.hsv_bins) != 3 or min(self.hsv_bins) < 1:
@@ -58,8 +68,8 @@ class FeatureBuild:
     """What a build produced: the per-item report, the task's counts, whether the task was cached."""
 
     report: object
-    task_info: dict
-    task_cache_hit: bool
+    task_info: dict        # protocol -> that task's info (task.json)
+    task_cache_hit: dict   # protocol -> whether the task came from the cache
     out: Path
     cache_dir: Path | None = None
     files: list[str] = field(default_factory=list)
@@ -74,8 +84,9 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
             Modalities: ``text`` (MiniLM), ``image`` (handcrafted poster statistics), ``image_effnet``
             (pretrained EfficientNet-Lite0, unless ``options.image_encoder`` is None), ``meta``, and
             ``clip_image`` / ``clip_text`` with a CLIP checkpoint.
-        out: writes ``items.safetensors`` + ``items.json``, ``rerank/{train,valid,test}.*`` +
-            ``rerank/task.json``, ``features_report.json``.
+        out: writes ``items.safetensors`` + ``items.json``, per protocol a task folder
+            (``rerank/`` per-user cuts, ``rerank_global/`` global cuts) with ``{train,valid,test}.*``,
+            ``task.json``, ``seen.inter``, ``held_out.inter``, and ``features_report.json``.
         options: encoders, cache and task settings.
         progress: ``progress(label, total) -> advance(n)`` for progress bars (None: silent).
 
@@ -89,7 +100,7 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     Example:
         >>> build = build_ml100k("../shared/data", "out/ml100k",
         ...                      FeatureOptions(cache_dir=Path("~/.cache/mmrank").expanduser()))  # doctest: +SKIP
-        >>> build.report.counts["image"].missing, build.task_cache_hit  # doctest: +SKIP
+        >>> build.report.counts["image"].missing, build.task_info["per_user"]["counts"]["test"]  # doctest: +SKIP
     """
     from mmrank.data.ml100k_items import build_item_features, save_item_features
     from mmrank.data.ml100k_rerank_task import (
@@ -106,9 +117,11 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     options = options or FeatureOptions()
     options.check()
     data_dir, out = Path(data_dir), Path(out)
-    task_config = RerankTaskConfig(context_k=options.context_k, n_negatives=options.negatives,
-                                   negatives=options.negative_sampling, seed=options.seed)
-    task_config.check()
+    task_configs = {protocol: RerankTaskConfig(protocol=protocol, context_k=options.context_k, n_negatives=options.negatives,
+                                               negatives=options.negative_sampling, seed=options.seed)
+                    for protocol in options.task_protocols}
+    for task_config in task_configs.values():
+        task_config.check()
     report = FeaturesReport()
     started = time.perf_counter()
     text_encoder = TextEncoder(options.text_model, batch_size=options.batch_size, num_threads=options.threads)
@@ -117,7 +130,7 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     if options.image_encoder:
         from mmrank.features.efficientnet import EfficientNetEncoder
 
-        image_encoder = EfficientNetEncoder(options.image_encoder)
+        image_encoder = EfficientNetEncoder(options.image_encoder, backend=options.image_backend)
     clip_encoder = None
     if options.clip_model:
         from mmrank.features.clip import ClipEncoder
@@ -128,10 +141,14 @@ def build_ml100k(data_dir: str | Path, out: str | Path, options: FeatureOptions 
     save_item_features(items, out, info)
     t0 = time.perf_counter()
     names = rerank_task_files(options.task_format)
-    key = rerank_task_key(data_dir, out / "items.safetensors", task_config, options.task_format)
-    task_hit = cached_outputs(options.cache_dir, key, out / "rerank", names,
-                              lambda folder: write_rerank_task(data_dir, items, folder, task_config, options.task_format))
-    task_info = json.loads((out / "rerank" / "task.json").read_text())
+    task_info, task_hit = {}, {}
+    for protocol, task_config in task_configs.items():
+        folder = out / TASK_FOLDERS[protocol]
+        key = rerank_task_key(data_dir, out / "items.safetensors", task_config, options.task_format)
+        task_hit[protocol] = cached_outputs(
+            options.cache_dir, key, folder, names,
+            lambda target, cfg=task_config: write_rerank_task(data_dir, items, target, cfg, options.task_format))
+        task_info[protocol] = json.loads((folder / "task.json").read_text())
     report.timings_s["task"] = time.perf_counter() - t0
     report.timings_s["total"] = time.perf_counter() - started
     report.write(out / "features_report.json")
