@@ -22,6 +22,7 @@ from common import REPO, command_line, median_seconds, stamp, write_section
 from mmrank.data.formats import load_ranking
 from mmrank.data.io_recbole import read_recbole
 from mmrank.data.ml100k_items import load_item_features
+from mmrank.data.ml100k_rerank_task import query_windows
 from mmrank.metrics import ndcg_at_k
 from mmrank.models.baselines import LambdaMART
 from mmrank.personalize.attributes import ML100K_GENRES, attribute_spec
@@ -51,7 +52,8 @@ def main() -> None:
     task = read_task_info(task_dir)
     sets = {s: load_ranking(task_dir / f"{s}.parquet") for s in ("train", "valid", "test")}
     spec = attribute_spec("meta", ML100K_GENRES, info["feature_names"]["meta"])
-    cuts = {q: (q.split("@")[0], t) for s in ("valid", "test") for q, t in task["cut_time_per_query"][s].items()}
+    windows = query_windows(task)
+    cuts = {q: (q.split("@")[0], w[0]) for s in ("valid", "test") for q, w in windows[s].items()}
     t0 = time.perf_counter()
     profiles = profiles_before(inter, items, spec, cuts)
     profile_s = time.perf_counter() - t0

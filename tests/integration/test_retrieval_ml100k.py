@@ -16,7 +16,7 @@ from mmrank.cli import app
 from mmrank.data.formats import load_ranking
 from mmrank.data.ml100k_items import save_item_features
 from mmrank.data.io_recbole import read_recbole
-from mmrank.data.ml100k_rerank_task import write_rerank_task
+from mmrank.data.ml100k_rerank_task import query_windows, write_rerank_task
 from mmrank.data.model import ItemFeatures
 from mmrank.retrieval import IndexSettings, build_index
 from mmrank.retrieval.evaluate import end_to_end_ndcg, list_order_scores, recall_at_k
@@ -68,9 +68,9 @@ def test_candidates_keep_the_task_protocol(world):
     inter, items, task_dir, index, rset, targets = world
     info = json.loads((task_dir / "task.json").read_text())
     task = load_ranking(task_dir / "test.parquet")
-    assert rset.query_ids.tolist() == list(info["cut_time_per_query"]["test"])
+    windows = query_windows(info)["test"]  # per-user cuts: each query has its own [tau, end)
+    assert rset.query_ids.tolist() == list(windows)
     assert rset.group_sizes.tolist() == [K] * rset.n_queries
-    t_test = info["cuts"]["test"]["timestamp"]
     by_user = {}
     for u, i, t, r in zip(inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings):
         by_user.setdefault(u, []).append((t, i, r))
@@ -78,9 +78,10 @@ def test_candidates_keep_the_task_protocol(world):
     shared = 0
     for n, q in enumerate(rset):
         events = by_user[q.query_id.split("@")[0]]
-        seen = {i for t, i, _ in events if t < t_test}
+        t_cut, t_end = windows[q.query_id]
+        seen = {i for t, i, _ in events if t < t_cut}
         assert not seen & set(q.candidate_ids.tolist())  # nothing the user rated before the cut
-        window = {i: r for t, i, r in events if t >= t_test}
+        window = {i: r for t, i, r in events if t_cut <= t < t_end}
         assert targets[n] == window
         assert all(lab == window.get(c, 0.0) for c, lab in zip(q.candidate_ids, q.labels))
         assert np.allclose(q.query_features["text"], task.query_features["text"][n])

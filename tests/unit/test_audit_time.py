@@ -119,6 +119,17 @@ def test_task_json_is_found_beside_the_test_file(tmp_path):
     assert task_beside(tmp_path / "test.parquet") is None
 
 
+def test_task_json_with_per_query_windows_is_read_like_the_older_cut_times(tmp_path):
+    """`mmrank data features` now writes window_per_query ([tau, end], end null = open); the audit
+    reads it exactly like the cut_time_per_query of earlier task.json files."""
+    (tmp_path / "task.json").write_text(json.dumps({"window_per_query": {"valid": {"7@valid": [3.0, 5.0]},
+                                                                         "test": {"7@test": [5.0, None], "8@test": [6.0, None]}}}))
+    (tmp_path / "test.parquet").write_bytes(b"")
+    times = read_query_times(task_beside(tmp_path / "test.parquet"))
+    assert times.cuts == {"valid": {"7@valid": 3.0}, "test": {"7@test": 5.0, "8@test": 6.0}}
+    assert times.users["test"]["8@test"] == "8" and times.global_test_cut() is None
+
+
 def test_cli_wires_the_task_and_the_ratings_of_a_time_split_task(tmp_path):
     """`mmrank audit` finds task.json beside --test and reads --interactions: the time checks run
     (and are required); --interactions for files without cut times is one clear line, exit 2."""

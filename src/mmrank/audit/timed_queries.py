@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.model import Interactions, RankingSet
+from mmrank.data.ml100k_rerank_task import query_windows
 from mmrank.errors import ConfigError, DataError
 
 SPLITS = ("train", "valid", "test")
@@ -66,11 +67,12 @@ class QueryTimes:
 
 
 def read_query_times(path: str | Path) -> QueryTimes:
-    """The query users and cut times of a ``task.json`` (``cut_time_per_query``; users from
-    ``user_per_query`` when present, else the query id before its last ``@``).
+    """The query users and cut times of a ``task.json`` (each query's window start, see
+    :func:`~mmrank.data.ml100k_rerank_task.query_windows`; users from ``user_per_query`` when
+    present, else the query id before its last ``@``).
 
     Raises:
-        ConfigError: the file cannot be read, or has no ``cut_time_per_query``."""
+        ConfigError: the file cannot be read, or lists no query cut times."""
     path = Path(path)
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -84,10 +86,12 @@ def query_times_from(info: dict, source: str = "<task info>") -> QueryTimes:
     """:class:`QueryTimes` from a task description (``build_rerank_task``'s info, ``task.json``).
 
     Raises:
-        ConfigError: it has no ``cut_time_per_query``."""
-    if not isinstance(info, dict) or not isinstance(info.get("cut_time_per_query"), dict):
-        raise ConfigError(f"{source}: no cut_time_per_query — a time-split task's task.json lists each query's cut time")
-    cuts = {s: {str(q): float(t) for q, t in v.items()} for s, v in info["cut_time_per_query"].items()}
+        ConfigError: it lists no query cut times."""
+    windows = query_windows(info)
+    if windows is None:
+        raise ConfigError(f"{source}: no window_per_query (or cut_time_per_query) — a time-split task's task.json "
+                          "lists each query's cut time")
+    cuts = {s: {q: w[0] for q, w in v.items()} for s, v in windows.items()}
     given = info.get("user_per_query") or {}
     users = {s: {q: str(given.get(s, {}).get(q, q.rsplit("@", 1)[0])) for q in v} for s, v in cuts.items()}
     fingerprint = (info.get("interactions") or {}).get("fingerprint")
@@ -100,7 +104,7 @@ def task_beside(test_file: str | Path) -> Path | None:
     if not path.is_file():
         return None
     try:
-        return path if "cut_time_per_query" in json.loads(path.read_text(encoding="utf-8")) else None
+        return path if query_windows(json.loads(path.read_text(encoding="utf-8"))) is not None else None
     except (OSError, ValueError):
         return None
 

@@ -346,6 +346,25 @@ def _cuts_summary(windows: dict[str, dict], global_cuts: tuple[float, float] | N
     return out
 
 
+def query_windows(info: dict) -> dict[str, dict[str, tuple[float, float]]] | None:
+    """Each query's target window ``(tau, end)`` per split, from a task description (``task.json``
+    or ``build_rerank_task``'s info); ``end`` is ``inf`` for an open window.
+
+    Reads ``window_per_query``; task.json files of earlier releases hold ``cut_time_per_query``
+    (global cuts only), whose ends are the next split's global cut — or ``inf`` when the file has
+    no ``cuts`` (then only the taus mean anything). None when the description has neither."""
+    if isinstance(info, dict) and isinstance(info.get("window_per_query"), dict):
+        return {s: {str(q): (float(w[0]), np.inf if w[1] is None else float(w[1])) for q, w in v.items()}
+                for s, v in info["window_per_query"].items()}
+    if isinstance(info, dict) and isinstance(info.get("cut_time_per_query"), dict):
+        cuts = info.get("cuts") or {}
+        ends = {"train": (cuts.get("valid") or {}).get("timestamp", np.inf),
+                "valid": (cuts.get("test") or {}).get("timestamp", np.inf)}
+        return {s: {str(q): (float(t), float(ends.get(s, np.inf))) for q, t in v.items()}
+                for s, v in info["cut_time_per_query"].items()}
+    return None
+
+
 def _stamp(t: float) -> dict:
     return {"timestamp": t, "utc": datetime.fromtimestamp(t, tz=timezone.utc).isoformat()}
 

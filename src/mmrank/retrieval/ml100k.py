@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.data.formats import load_ranking
-from mmrank.data.ml100k_rerank_task import SHRINK_COUNT, SPLITS
+from mmrank.data.ml100k_rerank_task import SHRINK_COUNT, SPLITS, query_windows
 from mmrank.data.model import Interactions, ItemFeatures, RankingSet
 from mmrank.data.user_history import UserTimeline
 from mmrank.errors import ConfigError, DataError
@@ -44,10 +44,6 @@ class TaskQueries:
     targets: list[dict[str, float]]
 
 
-def _split_end(info: dict, split: str) -> float:
-    return {"train": info["cuts"]["valid"]["timestamp"], "valid": info["cuts"]["test"]["timestamp"], "test": np.inf}[split]
-
-
 def read_task_info(task_dir: str | Path) -> dict:
     """``task.json`` of a built reranking task (``OUT/rerank`` of ``mmrank data features``)."""
     path = Path(task_dir) / "task.json"
@@ -62,12 +58,14 @@ def task_queries(index: VectorIndex, inter: Interactions, info: dict, split: str
     """The split's queries with their histories and target windows, from the raw ratings."""
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} — use one of {', '.join(SPLITS)}")
-    taus = info["cut_time_per_query"][split]
-    end = _split_end(info, split)
+    windows = (query_windows(info) or {}).get(split)
+    if windows is None:
+        raise DataError(f"the task description lists no {split!r} query windows",
+                        hint="rebuild the task with `mmrank data features --dataset ml100k`")
     row_of = {str(i): r for r, i in enumerate(index.item_ids)}
     timeline = UserTimeline(inter)
-    out = TaskQueries([], np.zeros(len(taus)), [], [])
-    for n, (qid, tau) in enumerate(taus.items()):
+    out = TaskQueries([], np.zeros(len(windows)), [], [])
+    for n, (qid, (tau, end)) in enumerate(windows.items()):
         user = qid.rsplit("@", 1)[0]
         before, window = timeline.before(user, tau), timeline.window(user, tau, end)
         missing = [i for i in inter.item_ids[before] if i not in row_of]
