@@ -278,7 +278,9 @@ def test_test_users_future_in_the_training_queries(ml100k, seed, share):
     from mmrank.data.ml100k_rerank_task import RerankTaskConfig, build_rerank_task
 
     items = noise_items(np.unique(ml100k.item_ids), {"text": 4, "image": 4, "meta": 4}, seed)
-    sets, info = build_rerank_task(ml100k, items, RerankTaskConfig(n_negatives=10, max_targets=10, seed=seed))
+    # the global-cut task (one test cut for all users), where "after the cut" is a count of events
+    sets, info = build_rerank_task(ml100k, items, RerankTaskConfig(protocol="global", n_negatives=10, max_targets=10,
+                                                                   seed=seed))
     times = query_times_from(info)
     leaky, planted = with_future_targets(sets["train"], sets["test"], share, rows=1, seed=seed)
     model = lambdamart(leaky, sets["valid"], trees=30)
