@@ -81,9 +81,13 @@ def test_bad_lines_are_quarantined_and_bad_rules_refused(tmp_path):
     events = simulate_ab_log(50, seed=10)
     path = tmp_path / "ab.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events) + '{"event": "assignment", "arm": "x"}\nnope\n')
+    with path.open("ab") as f:
+        f.write(b'{"event": "outcome", "query_id": "\xff"}\n')  # not UTF-8: said so, not "not valid JSON"
     log, report = read_ab_log(path)
-    assert report.records_in == len(events) + 2 and report.records_quarantined == 2
+    assert report.records_in == len(events) + 3 and report.records_quarantined == 3
     assert report.problems[0].line == len(events) + 1
+    assert [p.message for p in report.problems[1:]] == ["not valid JSON (expected ident at line 1 column 2)",
+                                                       "line is not UTF-8 text"]
     with pytest.raises(ConfigError):
         analyse(log, Rules(1.5))
     res = CliRunner().invoke(app, ["ab", "analyze", "--log", str(path), "--expected-share", "0.5"])

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrank.atomic_io import atomic_write_bytes, atomic_write_text
-from mmrank.data.formats import BadRecord, iter_lines, raw_text, read_bytes
+from mmrank.data.formats import BadRecord, read_json_lines
 from mmrank.data.validate import ReadReport, is_finite_number
 from mmrank.errors import DataError
 
@@ -151,20 +151,7 @@ def _assemble(sessions: list[tuple[str, str, list[str], list[bool], list[float]]
 
 def _read_jsonl(path: Path, report: ReadReport) -> ClickLog:
     sessions = []
-    for no, text, raw in iter_lines(read_bytes(path)):
-        report.records_in += 1
-        try:
-            if text is None:
-                raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
-            try:
-                obj = json.loads(text)
-            except (ValueError, RecursionError) as e:
-                raise BadRecord(f"not valid JSON ({str(e)[:80]})", "write one JSON object per line") from None
-            sessions.append(_session_from_json(obj, no))
-        except BadRecord as bad:
-            report.bad(no, bad.message, bad.hint, raw_text(raw))
-            continue
-        report.records_read += 1
+    read_json_lines(path, report, lambda no, obj: sessions.append(_session_from_json(obj, no)))
     return _assemble(sessions)
 
 

@@ -495,6 +495,33 @@ def raw_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\r")
 
 
+def read_json_lines(path: str | Path, report: ReadReport, accept: Callable[[int, object], None],
+                    loads: Callable[[str], object] | None = None) -> None:
+    """Hand each non-blank line of the JSONL file ``path``, parsed, to ``accept(line_no, obj)``.
+
+    One loop for every JSONL reader, so that each keeps the same promise: a line that is not UTF-8,
+    is not JSON, or that ``accept`` rejects with ``BadRecord`` is quarantined in ``report`` with its
+    line number and reason, and every line is counted (records in = read + quarantined). ``loads``
+    defaults to ``json.loads``; readers of machine-written logs pass pydantic-core's faster parser."""
+    import json
+
+    loads = loads or json.loads
+    for no, text, raw in iter_lines(read_bytes(path)):
+        report.records_in += 1
+        try:
+            if text is None:
+                raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
+            try:
+                obj = loads(text)
+            except (ValueError, RecursionError) as e:
+                raise BadRecord(f"not valid JSON ({str(e)[:80]})", "write one JSON object per line") from None
+            accept(no, obj)
+        except BadRecord as bad:
+            report.bad(no, bad.message, bad.hint, raw_text(raw))
+            continue
+        report.records_read += 1
+
+
 def short_floats(values: np.ndarray) -> list[float]:
     """float32 values as the shortest Python floats that read back to the same float32.
 

@@ -38,10 +38,8 @@ from mmrank.data.formats import (
     BadRecord,
     SchemaTracker,
     empty_ranking_set,
-    iter_lines,
     label_value,
-    raw_text,
-    read_bytes,
+    read_json_lines,
     require_finite,
     short_floats,
 )
@@ -352,30 +350,21 @@ def read_jsonl(
     schema = SchemaTracker()
     seen_qids: dict[str, int] = {}
     queries: list[dict] = []
-    for no, text, raw in iter_lines(read_bytes(path)):
-        report.records_in += 1
-        try:
-            if text is None:
-                raise BadRecord("line is not UTF-8 text", "save the file as UTF-8")
-            try:
-                obj = json.loads(text)
-            except (ValueError, RecursionError) as e:
-                raise BadRecord(f"not valid JSON ({str(e)[:80]})", "write one JSON object per line") from None
-            q = _parse_query(obj)
-            if q["query_id"] in seen_qids:
-                raise BadRecord(f"query_id {q['query_id']!r} already used at line {seen_qids[q['query_id']]}",
-                                "give every query its own id (merge the candidates into one line)")
-            problem = schema.problem(q["features"], q["query_features"], q["baseline_scores"] is not None)
-            if problem:
-                raise BadRecord(*problem)
-            _check(q, checker)
-        except BadRecord as bad:
-            report.bad(no, bad.message, bad.hint, raw_text(raw))
-            continue
+
+    def accept(no: int, obj) -> None:
+        q = _parse_query(obj)
+        if q["query_id"] in seen_qids:
+            raise BadRecord(f"query_id {q['query_id']!r} already used at line {seen_qids[q['query_id']]}",
+                            "give every query its own id (merge the candidates into one line)")
+        problem = schema.problem(q["features"], q["query_features"], q["baseline_scores"] is not None)
+        if problem:
+            raise BadRecord(*problem)
+        _check(q, checker)
         schema.accept(q["features"], q["query_features"], q["baseline_scores"] is not None)
         seen_qids[q["query_id"]] = no
         queries.append(q)
-        report.records_read += 1
+
+    read_json_lines(path, report, accept)
     return _assemble(queries), report
 
 
