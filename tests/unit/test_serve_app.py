@@ -179,6 +179,13 @@ def test_schema_errors_get_422_naming_the_field(run_dir):
         dup = c.post("/rerank", json={**good, "candidates": [good["candidates"][0]] * 2})
         ragged = c.post("/rerank", json={**good, "candidates": [good["candidates"][0], {**good["candidates"][1], "text_features": [1.0]}]})
         broken = c.post("/rerank", content=b'{"query_id": "x", "candidates": [', headers={"content-type": "application/json"})
+        # the schema's "number" and "string or number" are literal: no true-as-1, no "2"-as-2.0
+        bool_label = c.post("/rerank", json={**good, "candidates": [{**good["candidates"][0], "relevance_score": True}]})
+        text_score = c.post("/rerank", json={**good, "candidates": [{**good["candidates"][0], "raw_score": "2"}]})
+        bool_qid = c.post("/rerank", json={**good, "query_id": True})
+    assert bool_label.status_code == 422 and bool_label.json()["errors"][0]["field"] == "candidates.0.relevance_score"
+    assert text_score.status_code == 422 and text_score.json()["errors"][0]["field"] == "candidates.0.raw_score"
+    assert bool_qid.status_code == 422 and bool_qid.json()["errors"][0]["field"] == "query_id"
     assert no_id.status_code == 422 and no_id.json()["errors"][0]["field"] == "candidates.0.candidate_id"
     assert bad_vec.status_code == 422 and bad_vec.json()["errors"][0]["field"] == "candidates.0.image_features.1"
     assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "candidates"

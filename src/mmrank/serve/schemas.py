@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from mmrank.serve.reorder import ALL_REASONS, FALLBACK, RERANKED, SHADOW
 
+# The schema's types are meant literally: pydantic's lax mode would take `true` for 1 and "2" for 2.0,
+# so ids, labels, scores and features are strict (a JSON int is still a fine number).
 # A float id (1.0) is kept a float and echoed exactly as sent, never turned into 1.
-Id = Union[str, int, float]
-Vector = Union[list[float], float]
+Id = Union[StrictStr, StrictInt, StrictFloat]
+Number = StrictFloat
+Vector = Union[list[Number], Number]
 
 
 class CandidateIn(BaseModel):
@@ -25,13 +28,13 @@ class CandidateIn(BaseModel):
 
     candidate_id: Id = Field(description="unique within the query")
     features: dict[str, Vector] | None = Field(None, description="native schema: modality name -> vector")
-    label: float | None = Field(None, description="native schema: relevance grade (optional when serving)")
-    baseline_score: float | None = Field(None, description="native schema: the first-stage score")
-    image_features: list[float] | None = Field(None, description="Step5: modality 'image'")
-    text_features: list[float] | None = Field(None, description="Step5: modality 'text'")
-    compliance_score: float | None = Field(None, description="Step5: modality 'compliance'")
-    relevance_score: float | None = Field(None, description="Step5: label (optional when serving)")
-    raw_score: float | None = Field(None, description="Step5: baseline score")
+    label: Number | None = Field(None, description="native schema: relevance grade (optional when serving)")
+    baseline_score: Number | None = Field(None, description="native schema: the first-stage score")
+    image_features: list[Number] | None = Field(None, description="Step5: modality 'image'")
+    text_features: list[Number] | None = Field(None, description="Step5: modality 'text'")
+    compliance_score: Number | None = Field(None, description="Step5: modality 'compliance'")
+    relevance_score: Number | None = Field(None, description="Step5: label (optional when serving)")
+    raw_score: Number | None = Field(None, description="Step5: baseline score")
 
 
 class RerankRequest(BaseModel):
