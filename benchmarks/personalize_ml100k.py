@@ -1,7 +1,7 @@
 """Lightweight personalisation on the ML-100K reranking task: each reranker with and without the
 per-user genre-preference reweighting, paired over the test users, and the latency it adds.
 
-    HEAVY_THREADS=2 heavy python benchmarks/personalize_ml100k.py --features out/ml100k --data-dir ../shared/data
+    python benchmarks/personalize_ml100k.py --features out/ml100k --data-dir ../shared/data   # on an idle box: it times
 
 Profiles: 5 genre-group weights per query, learned from the user's ratings before the query's cut
 (``mmrank.personalize.history.profiles_before``); beta chosen on the validation users per reranker
@@ -82,18 +82,22 @@ def main() -> None:
         rows.append((name, beta, table, plain.mean(), personal.mean(), ci, p, add, model))
         print(name, beta, plain.mean(), personal.mean(), ci, flush=True)
     load_after = "%.2f %.2f %.2f" % os.getloadavg()
-    write_section("personalize", report(rows, profile_s, len(profiles.weights), load_before, load_after, time.perf_counter() - t_all))
+    write_section("personalize", report(rows, profile_s, len(profiles.weights), load_before, load_after,
+                                        time.perf_counter() - t_all, task))
 
 
-def report(rows, profile_s, n_profiles, load_before, load_after, seconds) -> str:
+def report(rows, profile_s, n_profiles, load_before, load_after, seconds, task: dict) -> str:
+    counts = {k: v["queries"] for k, v in task["counts"].items()}
+    cuts = "each user's own cut (per-user protocol)" if task.get("protocol") == "per_user" else "the global cut"
     lines = [
         "## Lightweight personalisation on the ML-100K reranking task (issue 17)", "",
-        f"Command: `HEAVY_THREADS=2 heavy {command_line()}` — {stamp()}; {seconds:.0f} s in all. Load average "
+        f"Command: `{command_line()}` with both cores to itself — {stamp()}; {seconds:.0f} s in all. Load average "
         f"before / after: {load_before} / {load_after} (2 cores, both slots held).", "",
-        "Per query (user at the cut time), 5 preference weights over genre groups of the item `meta` modality "
+        f"Per query (user at {cuts}), 5 preference weights over genre groups of the item `meta` modality "
         "(action, comedy, drama, romance, dark), learned from the user's ratings before the cut: shrunk log-lift of "
         "the user's genre rate over the population's (alpha 10). Serving: `z(score) + beta × mean weight of the "
-        "candidate's genres`, beta chosen on the 81 validation users (grid 0 … 2, 0 = off). Test: 89 users, "
+        f"candidate's genres`, beta chosen on the {counts['valid']:,} validation users (grid 0 … 2, 0 = off). "
+        f"Test: {counts['test']:,} users, "
         "targets + 20 popularity-sampled never-rated movies each (docs/ml100k_tasks.md). CI: paired bootstrap (BCa) "
         f"over the test users; p: paired randomization test. {n_profiles} profiles built in {profile_s * 1e3:.0f} ms.", "",
         "| reranker | beta (valid) | test nDCG@10 without | with | difference, 95% CI | p | added latency per query | reranker's own scoring per query |",

@@ -10,7 +10,7 @@
 3. scale: exact vs HNSW vs IVF on a 200,000-item gallery made from the real text vectors (each
    item a real vector plus Gaussian noise), queried by the real users' history vectors.
 
-    HEAVY_THREADS=2 heavy python benchmarks/retrieval_ml100k.py --features out/ml100k --data-dir ../shared/data
+    python benchmarks/retrieval_ml100k.py --features out/ml100k --data-dir ../shared/data   # on an idle box: it times with both cores
 
 ``--features`` is the OUT folder of ``mmrank data features --dataset ml100k``. Writes
 benchmarks/results/retrieval.md and re-assembles BENCHMARKS.md.
@@ -127,13 +127,29 @@ def scale_table(items, inter, task_dir, n_items=200_000, n_queries=1_000, noise=
     return rows
 
 
+def test_users(args) -> int:
+    return read_task_info(Path(args.features) / "rerank")["counts"]["test"]["queries"]
+
+
+def task_words(args) -> str:
+    """The task's test queries and cut protocol in words, from its task.json (so the text cannot go stale)."""
+    info = read_task_info(Path(args.features) / "rerank")
+    n = info["counts"]["test"]["queries"]
+    if info.get("protocol") == "per_user":
+        c = info["cuts"]["test"]
+        return (f"the {n:,} test users of the ML-100K reranking task (per-user cuts: each user's own test window, "
+                f"cuts from {c['earliest']['utc'][:10]} to {c['latest']['utc'][:10]}, median {c['median']['utc'][:10]})")
+    cut = (info.get("cuts") or {}).get("test", {}).get("utc", "?")[:10]
+    return f"the {n:,} test users of the ML-100K reranking task (global cut {cut})"
+
+
 def report(first_rows, rerank_rows, scale_rows, args, load_before, load_after, seconds) -> str:
     lines = [
         "## First-stage retrieval on ML-100K: recall@K, retrieve → rerank, ANN vs exact (issue 17)", "",
-        f"Command: `HEAVY_THREADS=2 heavy {command_line()}` — {stamp()}; {seconds:.0f} s in all. "
+        f"Command: `{command_line()}` with both cores to itself — {stamp()}; {seconds:.0f} s in all. "
         f"Load average before / after: {load_before} / {load_after} (1/5/15 min; 2 cores, both slots held).", "",
-        "Queries: the 89 test users of the ML-100K reranking task (cut 1998-03-31); each user's history = every "
-        "rating before the cut, query vector = mean of its item vectors; items rated before the cut are excluded; "
+        f"Queries: {task_words(args)}; each user's history = every "
+        "rating before the query's cut, query vector = mean of its item vectors; items rated before the cut are excluded; "
         f"K = {K} of 1,682 items. Targets = every rating in the test window. *nDCG@10 (all targets)* ranks the "
         "targets the first stage missed below every candidate, so a first stage is charged for what it loses "
         "(`mmrank.retrieval.evaluate`). Item vectors: each modality centred, L2-normalised, equal weights. "
@@ -152,7 +168,7 @@ def report(first_rows, rerank_rows, scale_rows, args, load_before, load_after, s
               f"query features `{', '.join(QF)}`; *trained on retrieved candidates* = `mmrank retrieve` of the train and "
               "valid users (labels = ratings in their windows); *of the task* = trained on the task's own train split "
               "(targets + 20 popularity-sampled negatives), without `first_stage`. CI: paired bootstrap (BCa) over the "
-              "89 test users, against the first-stage order.", "",
+              f"{test_users(args)} test users, against the first-stage order.", "",
               "| first stage | ranking | nDCG@10 (all targets) | difference vs first stage, 95% CI | fit |", "|---|---|---|---|---|"]
     for kind, name, mean, ci, fit_s in rerank_rows:
         diff = "" if ci is None else f"{ci.mean:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
