@@ -147,6 +147,10 @@ class CoTRRParams(Strict):
     # which reorders candidates on real data (BENCHMARKS.md, P1): opt-in only.
     score_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="precision of the matrix products when scoring (fp32, or bf16 — faster, changes rankings)")
+    # ONNX Runtime runs the same float32 arithmetic about 1.9x faster than eager torch on the dev box
+    # and keeps the top-10 order on real data (BENCHMARKS.md, P1); torch is the fallback and bf16's engine.
+    score_engine: Literal["auto", "onnxruntime", "torch"] = Field(
+        "auto", description="scoring engine: auto (ONNX Runtime for fp32, torch for bf16), onnxruntime or torch")
 
 
 class CoTRR(NeuralRanker):

@@ -73,7 +73,7 @@ class NeuralRanker(WithParams):
         self.layout_note_: str | None = None  # which tokens prepare() chose, in one line
         self.network_: nn.Module | None = None
         self.history_: list[dict] = []
-        self._fused_: dict[str, tuple] = {}  # precision -> (weights version, FusedScorer)
+        self._fused_: dict[tuple, tuple] = {}  # (precision, engine) -> (weights version, FusedScorer)
 
     # -- data → tensors --------------------------------------------------------------------------
     def _check_dims(self, rset: RankingSet) -> None:
@@ -215,7 +215,8 @@ class NeuralRanker(WithParams):
         The path (:class:`~mmrank.models.fused_scoring.FusedScorer`) computes what the network does
         in eval mode, without padding and with fewer passes over memory; its weight snapshot is
         rebuilt whenever a weight changes, so scoring during or after training sees the current
-        weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products.
+        weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products,
+        ``params.score_engine`` ONNX Runtime (the default for float32) or eager torch.
         Scoring is pure: the same model and data give the same scores. :meth:`score_module` is the
         network's own forward (the reference the fused path is tested against).
 
@@ -239,21 +240,24 @@ class NeuralRanker(WithParams):
         scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets)
         return scores.astype(np.float64)
 
-    def fused_scorer(self, precision: str | None = None) -> FusedScorer:
+    def fused_scorer(self, precision: str | None = None, engine: str | None = None) -> FusedScorer:
         """The fused inference path over the network's current weights (cached until a weight changes).
 
         Args:
             precision: ``"fp32"`` or ``"bf16"``; None = ``params.score_precision``.
+            engine: ``"auto"``, ``"onnxruntime"`` or ``"torch"``; None = ``params.score_engine``.
 
         Returns:
             A :class:`~mmrank.models.fused_scoring.FusedScorer`.
         """
         self._require_fitted()
         precision = precision or getattr(self.params, "score_precision", "fp32")
+        engine = engine or getattr(self.params, "score_engine", "auto")
         version = weights_version(self.network_)
-        cached = self._fused_.get(precision)
+        cached = self._fused_.get((precision, engine))
         if cached is None or cached[0] != version:
-            cached = self._fused_[precision] = (version, FusedScorer(self.network_, precision=precision))
+            scorer = FusedScorer(self.network_, precision=precision, engine=engine)
+            cached = self._fused_[(precision, engine)] = (version, scorer)
         return cached[1]
 
     @torch.no_grad()
