@@ -163,3 +163,32 @@ def test_a_scored_model_can_be_copied_and_pickled():
     before = model.score(data)  # an ONNX Runtime session now lives in the model's scorer cache
     np.testing.assert_array_equal(copy.deepcopy(model).score(data), before)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score(data), before)
+
+
+def test_near_tie_queries_flags_close_leading_scores_only():
+    from mmrank.models.fused_scoring import near_tie_queries
+
+    scores = np.array([3.0, 2.0, 1.0,  # clear gaps
+                       0.5, 0.50001, 0.1,  # a near-tie at the top
+                       9.0, 5.0, 1.0, 1.0 + 1e-9])  # a tie only below depth 2
+    offsets = np.array([0, 3, 6, 10])
+    assert near_tie_queries(scores, offsets, depth=10).tolist() == [1, 2]
+    assert near_tie_queries(scores, offsets, depth=1).tolist() == [1]  # positions 1-2 of query 2 are apart
+    assert near_tie_queries(scores, offsets, tolerance=1e-7).tolist() == [2]
+    # the tolerance scales with the query's largest score (at least 1)
+    assert near_tie_queries(np.array([1000.0, 1000.05]), np.array([0, 2])).tolist() == [0]
+
+
+def test_queries_with_near_ties_are_scored_by_the_module_forward():
+    torch.manual_seed(9)
+    data = ragged_set(9)
+    model = CoTRR(d_model=16, n_heads=2, list_context=True).prepare(data)
+    best = 1 + int(np.argmax(model.score(data)[1:31]))  # query 1 holds rows 1-30
+    for k in data.features:  # two copies of query 1's best candidate: an exact tie at the top
+        data.features[k][[r for r in (1, 2, 3) if r != best][:2]] = data.features[k][best]
+    scores = model.score(data)
+    np.testing.assert_array_equal(scores[1:31], model.score_module(data.subset([1])))  # the module's own bits
+    model.params.score_tie_tolerance = 0.0  # off: the fast path's scores stand
+    fast = model.score(data)
+    assert not np.array_equal(fast[1:31], scores[1:31])
+    np.testing.assert_allclose(fast, scores, rtol=1e-5, atol=1e-5)

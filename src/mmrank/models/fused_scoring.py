@@ -282,6 +282,38 @@ class FusedScorer:
         return out.numpy()
 
 
+def near_tie_queries(scores: np.ndarray, offsets: np.ndarray, depth: int = 10, tolerance: float = 1e-4) -> np.ndarray:
+    """Queries whose top ``depth`` positions hold two scores closer than ``tolerance``.
+
+    Two float32 computations of the same network (another summation order, another GEMM library)
+    agree to about 1e-6 here, so only candidates whose scores lie that close can swap places
+    between them. A query is flagged when, among its ``depth + 1`` best scores (the boundary
+    candidate included), two neighbours differ by less than ``tolerance · max(1, max |score|)``.
+
+    Args:
+        scores: (N,) scores.
+        offsets: (Q+1,) query bounds.
+        depth: how many leading positions must keep their order.
+        tolerance: the gap below which neighbours count as tied (relative to the query's score scale, at least 1).
+
+    Returns:
+        Indices of the flagged queries, ascending (int64).
+
+    Example:
+        >>> near_tie_queries(np.array([3.0, 2.0, 1.0, 0.5, 0.50001]), np.array([0, 3, 5]))
+        array([1])
+    """
+    out = []
+    for q, (a, b) in enumerate(zip(np.asarray(offsets[:-1]).tolist(), np.asarray(offsets[1:]).tolist())):
+        if b - a < 2:
+            continue
+        s = scores[a:b]
+        top = -np.sort(-s)[: depth + 1]
+        if np.min(top[:-1] - top[1:]) < tolerance * max(1.0, float(np.abs(s).max())):
+            out.append(q)
+    return np.asarray(out, dtype=np.int64)
+
+
 def ranking_agreement(reference: np.ndarray, other: np.ndarray, offsets: np.ndarray, labels: np.ndarray,
                       k: int = 10) -> dict[str, float]:
     """How far two score vectors of the same queries agree as rankings.

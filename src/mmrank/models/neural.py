@@ -16,7 +16,7 @@ from torch import nn
 from mmrank.config import Strict
 from mmrank.data.model import RankingSet
 from mmrank.errors import ConfigError, DataError
-from mmrank.models.fused_scoring import FusedScorer, weights_version
+from mmrank.models.fused_scoring import FusedScorer, near_tie_queries, weights_version
 from mmrank.models.params import WithParams
 from mmrank.models.storage import load_tensors, save_tensors
 from mmrank.models.tokens import TokenSpec, describe_layout, token_layout
@@ -216,7 +216,10 @@ class NeuralRanker(WithParams):
         in eval mode, without padding and with fewer passes over memory; its weight snapshot is
         rebuilt whenever a weight changes, so scoring during or after training sees the current
         weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products,
-        ``params.score_engine`` ONNX Runtime (the default for float32) or eager torch.
+        ``params.score_engine`` ONNX Runtime (the default for float32) or eager torch. In float32,
+        queries with a near-tie among their first ``params.score_tie_depth`` positions (scores closer
+        than ``params.score_tie_tolerance``) are scored again by the module forward, so that
+        summation-order noise cannot swap those candidates.
         Scoring is pure: the same model and data give the same scores. :meth:`score_module` is the
         network's own forward (the reference the fused path is tested against).
 
@@ -237,8 +240,20 @@ class NeuralRanker(WithParams):
         """
         self._require_fitted()
         self._check_dims(rset)
-        scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets)
-        return scores.astype(np.float64)
+        scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets).astype(np.float64)
+        tolerance = getattr(self.params, "score_tie_tolerance", 0.0)
+        if tolerance > 0 and getattr(self.params, "score_precision", "fp32") == "fp32":
+            self._rescore_near_ties(rset, scores, tolerance)
+        return scores
+
+    def _rescore_near_ties(self, rset: RankingSet, scores: np.ndarray, tolerance: float) -> None:
+        """Replace, in place, the scores of queries with a near-tie among their leading positions
+        by the module forward's (``near_tie_queries``): there the order is the module's own, not
+        an accident of the fast path's summation order."""
+        # one query per module call: a re-scored query's scores depend on its own candidates only,
+        # not on which other queries happened to be flagged with it (padding changes the bits)
+        for q in near_tie_queries(scores, rset.offsets, self.params.score_tie_depth, tolerance).tolist():
+            scores[rset.offsets[q]:rset.offsets[q + 1]] = self.score_module(rset.subset([q]))
 
     def fused_scorer(self, precision: str | None = None, engine: str | None = None) -> FusedScorer:
         """The fused inference path over the network's current weights (cached until a weight changes).

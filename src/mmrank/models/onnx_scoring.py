@@ -138,6 +138,9 @@ class OnnxChunkScorer:
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # no busy-waiting between runs: on a shared box (a server's other requests, the
+                # chunk workers) a spinning pool thread takes the core another job needs
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 s = self._sessions[threads] = ort.InferenceSession(self._graph, opts, providers=["CPUExecutionProvider"])
             return s
 
