@@ -169,14 +169,15 @@ def test_near_tie_queries_flags_close_leading_scores_only():
     from mmrank.models.fused_scoring import near_tie_queries
 
     scores = np.array([3.0, 2.0, 1.0,  # clear gaps
-                       0.5, 0.50001, 0.1,  # a near-tie at the top
+                       0.5, 0.500001, 0.1,  # a near-tie at the top
                        9.0, 5.0, 1.0, 1.0 + 1e-9])  # a tie only below depth 2
     offsets = np.array([0, 3, 6, 10])
     assert near_tie_queries(scores, offsets, depth=10).tolist() == [1, 2]
     assert near_tie_queries(scores, offsets, depth=1).tolist() == [1]  # positions 1-2 of query 2 are apart
     assert near_tie_queries(scores, offsets, tolerance=1e-7).tolist() == [2]
     # the tolerance scales with the query's largest score (at least 1)
-    assert near_tie_queries(np.array([1000.0, 1000.05]), np.array([0, 2])).tolist() == [0]
+    assert near_tie_queries(np.array([1000.0, 1000.01]), np.array([0, 2])).tolist() == [0]
+    assert near_tie_queries(np.array([1.0, 1.01]), np.array([0, 2])).tolist() == []
 
 
 def test_queries_with_near_ties_are_scored_by_the_module_forward():

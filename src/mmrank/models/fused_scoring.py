@@ -282,7 +282,7 @@ class FusedScorer:
         return out.numpy()
 
 
-def near_tie_queries(scores: np.ndarray, offsets: np.ndarray, depth: int = 10, tolerance: float = 1e-4) -> np.ndarray:
+def near_tie_queries(scores: np.ndarray, offsets: np.ndarray, depth: int = 10, tolerance: float = 3e-5) -> np.ndarray:
     """Queries whose top ``depth`` positions hold two scores closer than ``tolerance``.
 
     Two float32 computations of the same network (another summation order, another GEMM library)
@@ -300,7 +300,7 @@ def near_tie_queries(scores: np.ndarray, offsets: np.ndarray, depth: int = 10, t
         Indices of the flagged queries, ascending (int64).
 
     Example:
-        >>> near_tie_queries(np.array([3.0, 2.0, 1.0, 0.5, 0.50001]), np.array([0, 3, 5]))
+        >>> near_tie_queries(np.array([3.0, 2.0, 1.0, 0.5, 0.500001]), np.array([0, 3, 5]))
         array([1])
     """
     out = []
