@@ -123,7 +123,9 @@ def counted_flops(model: CoTRR, rset: RankingSet) -> int:
 def throughput(model: CoTRR, data: RankingSet, args, flops_per_candidate: float, peaks: dict) -> dict:
     """Batch candidates/s (best and median of ``--repeats``) and single-query latency per path,
     the paths interleaved round by round so that a busy neighbour hurts them alike."""
-    singles = [data.subset([i]) for i in range(min(data.n_queries, 20))]
+    # every query of the batch, one at a time: the near-tie check of `score` sends about 1 random query
+    # in 60 to the module forward, so a sample of few distinct queries would over- or under-weight it
+    singles = [data.subset([i]) for i in range(data.n_queries)]
     batch_s = {p: [] for p in PATHS}
     query_ms = {p: [] for p in PATHS}
     for p in PATHS:  # warm-up (and the bf16 weight copy)
