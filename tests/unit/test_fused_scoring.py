@@ -117,3 +117,79 @@ def test_ranking_agreement_counts_identical_orders_and_catches_a_swap():
     low = scores.copy()
     low[order[-1]] -= 5.0
     assert ranking_agreement(scores, low, offsets, labels)["identical_top_k"] == 3
+
+
+@pytest.mark.parametrize("list_context", [True, False])
+def test_onnxruntime_and_torch_engines_score_alike_and_rank_alike(list_context):
+    torch.manual_seed(6)
+    data = ragged_set(6)
+    model = CoTRR(d_model=32, n_heads=4, list_context=list_context).prepare(data)
+    with torch.no_grad():
+        for p in model.network_.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = model.input_matrix(data)
+    ort_scores = FusedScorer(model.network_, engine="onnxruntime").score(x, data.offsets)
+    torch_scores = FusedScorer(model.network_, engine="torch").score(x, data.offsets)
+    np.testing.assert_allclose(ort_scores, torch_scores, rtol=1e-5, atol=1e-5)
+    agreement = ranking_agreement(torch_scores, ort_scores, data.offsets, data.labels, k=10)
+    assert agreement["identical_top_k"] == agreement["queries"] and agreement["max_abs_ndcg_diff"] < 1e-6
+    # one query alone (the serving case: one chunk, the caller's threads) scores as inside a batch
+    one = FusedScorer(model.network_, engine="onnxruntime").score(x[1:31], np.array([0, 30]))
+    np.testing.assert_allclose(one, ort_scores[1:31], rtol=1e-5, atol=1e-6)
+
+
+def test_engine_choice_default_fallback_and_errors():
+    torch.manual_seed(7)
+    data = ragged_set(7)
+    model = CoTRR(d_model=16, n_heads=2).prepare(data)
+    assert model.params.score_engine == "auto"
+    assert model.fused_scorer().engine == "onnxruntime"  # fp32 default
+    assert model.fused_scorer("bf16").engine == "torch"  # ONNX Runtime has no bf16 CPU matmul
+    model.params.score_engine = "torch"
+    assert model.fused_scorer().engine == "torch"
+    with pytest.raises(ValueError, match="engine"):
+        FusedScorer(model.network_, engine="tvm")
+    with pytest.raises(ValueError, match="fp32 only"):
+        FusedScorer(model.network_, precision="bf16", engine="onnxruntime")
+
+
+def test_a_scored_model_can_be_copied_and_pickled():
+    import copy
+    import pickle
+
+    torch.manual_seed(8)
+    data = ragged_set(8)
+    model = CoTRR(d_model=16, n_heads=2).prepare(data)
+    before = model.score(data)  # an ONNX Runtime session now lives in the model's scorer cache
+    np.testing.assert_array_equal(copy.deepcopy(model).score(data), before)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score(data), before)
+
+
+def test_near_tie_queries_flags_close_leading_scores_only():
+    from mmrank.models.fused_scoring import near_tie_queries
+
+    scores = np.array([3.0, 2.0, 1.0,  # clear gaps
+                       0.5, 0.500001, 0.1,  # a near-tie at the top
+                       9.0, 5.0, 1.0, 1.0 + 1e-9])  # a tie only below depth 2
+    offsets = np.array([0, 3, 6, 10])
+    assert near_tie_queries(scores, offsets, depth=10).tolist() == [1, 2]
+    assert near_tie_queries(scores, offsets, depth=1).tolist() == [1]  # positions 1-2 of query 2 are apart
+    assert near_tie_queries(scores, offsets, tolerance=1e-7).tolist() == [2]
+    # the tolerance scales with the query's largest score (at least 1)
+    assert near_tie_queries(np.array([1000.0, 1000.01]), np.array([0, 2])).tolist() == [0]
+    assert near_tie_queries(np.array([1.0, 1.01]), np.array([0, 2])).tolist() == []
+
+
+def test_queries_with_near_ties_are_scored_by_the_module_forward():
+    torch.manual_seed(9)
+    data = ragged_set(9)
+    model = CoTRR(d_model=16, n_heads=2, list_context=True).prepare(data)
+    best = 1 + int(np.argmax(model.score(data)[1:31]))  # query 1 holds rows 1-30
+    for k in data.features:  # two copies of query 1's best candidate: an exact tie at the top
+        data.features[k][[r for r in (1, 2, 3) if r != best][:2]] = data.features[k][best]
+    scores = model.score(data)
+    np.testing.assert_array_equal(scores[1:31], model.score_module(data.subset([1])))  # the module's own bits
+    model.params.score_tie_tolerance = 0.0  # off: the fast path's scores stand
+    fast = model.score(data)
+    assert not np.array_equal(fast[1:31], scores[1:31])
+    np.testing.assert_allclose(fast, scores, rtol=1e-5, atol=1e-5)

@@ -147,6 +147,18 @@ class CoTRRParams(Strict):
     # which reorders candidates on real data (BENCHMARKS.md, P1): opt-in only.
     score_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="precision of the matrix products when scoring (fp32, or bf16 — faster, changes rankings)")
+    # ONNX Runtime runs the same float32 arithmetic about 1.9x faster than eager torch on the dev box
+    # and keeps the top-10 order on real data (BENCHMARKS.md, P1); torch is the fallback and bf16's engine.
+    score_engine: Literal["auto", "onnxruntime", "torch"] = Field(
+        "auto", description="scoring engine: auto (ONNX Runtime for fp32, torch for bf16), onnxruntime or torch")
+    # Near-ties: candidates whose fp32 scores differ by about 1e-7 can swap places between any two fp32
+    # computations (2 of 2,756 ML-100K queries did between the fused path and the module forward);
+    # queries with such a near-tie among their first positions are scored again by the module forward.
+    # 3e-5: over twice the largest gap two fp32 paths can open (each was within 6.3e-6 of the module on
+    # the gate's models), and few enough queries flagged (about 1-2%) to keep the fast path fast.
+    score_tie_tolerance: float = Field(
+        3e-5, ge=0, description="fp32: re-score with the module forward queries whose leading scores lie closer than this (0 = off)")
+    score_tie_depth: int = Field(10, ge=1, description="how many leading positions the near-tie check covers")
 
 
 class CoTRR(NeuralRanker):

@@ -16,7 +16,7 @@ from torch import nn
 from mmrank.config import Strict
 from mmrank.data.model import RankingSet
 from mmrank.errors import ConfigError, DataError
-from mmrank.models.fused_scoring import FusedScorer, weights_version
+from mmrank.models.fused_scoring import FusedScorer, near_tie_queries, weights_version
 from mmrank.models.params import WithParams
 from mmrank.models.storage import load_tensors, save_tensors
 from mmrank.models.tokens import TokenSpec, describe_layout, token_layout
@@ -73,7 +73,7 @@ class NeuralRanker(WithParams):
         self.layout_note_: str | None = None  # which tokens prepare() chose, in one line
         self.network_: nn.Module | None = None
         self.history_: list[dict] = []
-        self._fused_: dict[str, tuple] = {}  # precision -> (weights version, FusedScorer)
+        self._fused_: dict[tuple, tuple] = {}  # (precision, engine) -> (weights version, FusedScorer)
 
     # -- data → tensors --------------------------------------------------------------------------
     def _check_dims(self, rset: RankingSet) -> None:
@@ -215,7 +215,11 @@ class NeuralRanker(WithParams):
         The path (:class:`~mmrank.models.fused_scoring.FusedScorer`) computes what the network does
         in eval mode, without padding and with fewer passes over memory; its weight snapshot is
         rebuilt whenever a weight changes, so scoring during or after training sees the current
-        weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products.
+        weights. ``params.score_precision`` picks float32 (default) or bfloat16 matrix products,
+        ``params.score_engine`` ONNX Runtime (the default for float32) or eager torch. In float32,
+        queries with a near-tie among their first ``params.score_tie_depth`` positions (scores closer
+        than ``params.score_tie_tolerance``) are scored again by the module forward, so that
+        summation-order noise cannot swap those candidates.
         Scoring is pure: the same model and data give the same scores. :meth:`score_module` is the
         network's own forward (the reference the fused path is tested against).
 
@@ -236,24 +240,39 @@ class NeuralRanker(WithParams):
         """
         self._require_fitted()
         self._check_dims(rset)
-        scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets)
-        return scores.astype(np.float64)
+        scores = self.fused_scorer().score(self.input_matrix(rset), rset.offsets).astype(np.float64)
+        tolerance = getattr(self.params, "score_tie_tolerance", 0.0)
+        if tolerance > 0 and getattr(self.params, "score_precision", "fp32") == "fp32":
+            self._rescore_near_ties(rset, scores, tolerance)
+        return scores
 
-    def fused_scorer(self, precision: str | None = None) -> FusedScorer:
+    def _rescore_near_ties(self, rset: RankingSet, scores: np.ndarray, tolerance: float) -> None:
+        """Replace, in place, the scores of queries with a near-tie among their leading positions
+        by the module forward's (``near_tie_queries``): there the order is the module's own, not
+        an accident of the fast path's summation order."""
+        # one query per module call: a re-scored query's scores depend on its own candidates only,
+        # not on which other queries happened to be flagged with it (padding changes the bits)
+        for q in near_tie_queries(scores, rset.offsets, self.params.score_tie_depth, tolerance).tolist():
+            scores[rset.offsets[q]:rset.offsets[q + 1]] = self.score_module(rset.subset([q]))
+
+    def fused_scorer(self, precision: str | None = None, engine: str | None = None) -> FusedScorer:
         """The fused inference path over the network's current weights (cached until a weight changes).
 
         Args:
             precision: ``"fp32"`` or ``"bf16"``; None = ``params.score_precision``.
+            engine: ``"auto"``, ``"onnxruntime"`` or ``"torch"``; None = ``params.score_engine``.
 
         Returns:
             A :class:`~mmrank.models.fused_scoring.FusedScorer`.
         """
         self._require_fitted()
         precision = precision or getattr(self.params, "score_precision", "fp32")
+        engine = engine or getattr(self.params, "score_engine", "auto")
         version = weights_version(self.network_)
-        cached = self._fused_.get(precision)
+        cached = self._fused_.get((precision, engine))
         if cached is None or cached[0] != version:
-            cached = self._fused_[precision] = (version, FusedScorer(self.network_, precision=precision))
+            scorer = FusedScorer(self.network_, precision=precision, engine=engine)
+            cached = self._fused_[(precision, engine)] = (version, scorer)
         return cached[1]
 
     @torch.no_grad()
