@@ -51,13 +51,12 @@ out = {"peer": "recbole-sasrec-eval", "threads": torch.get_num_threads(), "users
 
 
 def median_of(fn) -> float:
-    """Median seconds of ``repeats`` calls of ``fn``."""
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    """Median seconds of ``repeats`` calls of ``fn`` (common.py is standard library only, so it
+    loads in RecBole's venv too)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import median_seconds
+
+    return median_seconds(fn, repeats)
 
 
 if "--breakdown" in sys.argv:
