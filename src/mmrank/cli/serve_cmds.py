@@ -152,7 +152,7 @@ def serve(
     read_timeout_s: float = typer.Option(10.0, "--read-timeout-s", help="A client must send a whole request (headers and body) within this; slower ones get 408 and are dropped."),
     docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs (they load Swagger UI from a CDN; off by default, /openapi.json is always there)."),
     ab_log: Path | None = typer.Option(None, "--ab-log", help="Append A/B events here (assignment per answer; POST /ab/outcome records outcomes) for `mmrank ab analyze`."),
-    scoring_threads: int = typer.Option(1, "--scoring-threads", help="Model calls run side by side in one process (each torch call single-threaded; more processes: --workers)."),
+    scoring_threads: int | None = typer.Option(None, "--scoring-threads", help="Model calls run side by side in each server process, each torch call single-threaded (default: cores / workers, at least 1)."),
     http: str = typer.Option("auto", "--http", help="HTTP parser: httptools (C), h11 (pure Python), or auto (httptools when installed)."),
     workers: int = typer.Option(1, "--workers", help="Server processes sharing the port (uvicorn's multi-process mode), each with its own copy of the model; about one per core. With more than one, /admin/reload is refused (restart instead) and /metrics counts per process."),
 ) -> None:
@@ -172,7 +172,7 @@ def serve(
         _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
         if workers < 1:
             raise ConfigError(f"--workers {workers} must be at least 1")
-        if scoring_threads < 1:
+        if scoring_threads is not None and scoring_threads < 1:
             raise ConfigError(f"--scoring-threads {scoring_threads} must be at least 1")
         if http not in ("auto", "httptools", "h11"):
             raise ConfigError(f"--http {http!r}: use auto, httptools or h11")
@@ -207,10 +207,10 @@ def _read_token(token_file: Path | None) -> str | None:
 
 def _serve(model: Path, host: str, port: int, policy, token: str | None, max_candidates: int, max_body_mb: float,
            models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None = None,
-           workers: int = 1, token_file: Path | None = None, http: str = "auto", scoring_threads: int = 1) -> None:
+           workers: int = 1, token_file: Path | None = None, http: str = "auto", scoring_threads: int | None = None) -> None:
     import uvicorn
 
-    from mmrank.serve.app import ServeConfig, create_app
+    from mmrank.serve.app import ServeConfig, create_app, default_scoring_threads
     from mmrank.serve.model_slot import ModelSlot, load_run
     from mmrank.serve.slow_clients import read_timeout_protocol
 
@@ -221,7 +221,7 @@ def _serve(model: Path, host: str, port: int, policy, token: str | None, max_can
         raise ConfigError(f"--models-root {models_root}: not a folder — give the folder that holds the run folders")
     config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024),
                          token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs, ab_log=ab_log,
-                         scoring_threads=scoring_threads, workers=workers)
+                         scoring_threads=scoring_threads or default_scoring_threads(workers), workers=workers)
     _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
