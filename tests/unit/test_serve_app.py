@@ -393,11 +393,3 @@ def test_a_model_error_detail_shows_no_server_path(tmp_path):
     assert body["reason"] == "model_error" and "<models-root>/run_x/model.safetensors" in body["detail"]
     assert str(tmp_path) not in body["detail"]
 
-
-def test_default_scoring_threads_is_the_process_share_of_the_cores(monkeypatch):
-    """One model call side by side per core this process has: cores // workers, at least 1."""
-    from mmrank.serve import app as serve_app
-
-    monkeypatch.setattr(serve_app.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert [serve_app.default_scoring_threads(w) for w in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
-    assert serve_app.ServeConfig().scoring_threads == 4

@@ -152,7 +152,7 @@ def serve(
     read_timeout_s: float = typer.Option(10.0, "--read-timeout-s", help="A client must send a whole request (headers and body) within this; slower ones get 408 and are dropped."),
     docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs (they load Swagger UI from a CDN; off by default, /openapi.json is always there)."),
     ab_log: Path | None = typer.Option(None, "--ab-log", help="Append A/B events here (assignment per answer; POST /ab/outcome records outcomes) for `mmrank ab analyze`."),
-    scoring_threads: int | None = typer.Option(None, "--scoring-threads", help="Model calls run side by side in each server process, each torch call single-threaded (default: cores / workers, at least 1)."),
+    scoring_threads: int = typer.Option(4, "--scoring-threads", help="Model calls run side by side in each server process, each torch call single-threaded (1 is faster for small models such as LambdaMART; docs/serving.md)."),
     http: str = typer.Option("auto", "--http", help="HTTP parser: httptools (C), h11 (pure Python), or auto (httptools when installed)."),
     workers: int = typer.Option(1, "--workers", help="Server processes sharing the port (uvicorn's multi-process mode), each with its own copy of the model; about one per core. With more than one, /admin/reload is refused (restart instead) and /metrics counts per process."),
 ) -> None:
@@ -172,7 +172,7 @@ def serve(
         _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
         if workers < 1:
             raise ConfigError(f"--workers {workers} must be at least 1")
-        if scoring_threads is not None and scoring_threads < 1:
+        if scoring_threads < 1:
             raise ConfigError(f"--scoring-threads {scoring_threads} must be at least 1")
         if http not in ("auto", "httptools", "h11"):
             raise ConfigError(f"--http {http!r}: use auto, httptools or h11")
@@ -207,21 +207,23 @@ def _read_token(token_file: Path | None) -> str | None:
 
 def _serve(model: Path, host: str, port: int, policy, token: str | None, max_candidates: int, max_body_mb: float,
            models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None = None,
-           workers: int = 1, token_file: Path | None = None, http: str = "auto", scoring_threads: int | None = None) -> None:
+           workers: int = 1, token_file: Path | None = None, http: str = "auto", scoring_threads: int = 4) -> None:
     import uvicorn
 
-    from mmrank.serve.app import ServeConfig, create_app, default_scoring_threads
+    from mmrank.serve.app import ServeConfig, create_app
     from mmrank.serve.model_slot import ModelSlot, load_run
     from mmrank.serve.slow_clients import read_timeout_protocol
 
     console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
-    loaded = load_run(model)
+    # With workers, the parent only supervises: the run is checked in a short-lived process, so the
+    # parent does not keep torch and a model in memory (~0.7 GB for CoTRR) beside the workers' copies.
+    loaded = load_run(model) if workers == 1 else _check_run_elsewhere(model)
     root = (models_root or loaded.run_dir.parent).resolve()
     if not root.is_dir():
         raise ConfigError(f"--models-root {models_root}: not a folder — give the folder that holds the run folders")
     config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024),
                          token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs, ab_log=ab_log,
-                         scoring_threads=scoring_threads or default_scoring_threads(workers), workers=workers)
+                         scoring_threads=scoring_threads, workers=workers)
     _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
@@ -229,7 +231,6 @@ def _serve(model: Path, host: str, port: int, policy, token: str | None, max_can
                   + (f" with {workers} worker processes" if workers > 1 else ""))
     _log_events_to_stderr()
     if workers > 1:
-        del loaded  # loaded here only to fail fast (exit 2) on a bad run: each worker loads its own copy
         _serve_workers(model, host, port, config, token_file, workers, http)
         return
     server = uvicorn.Server(uvicorn.Config(create_app(ModelSlot(loaded), config), host=host, port=port, log_level="info",
@@ -240,6 +241,31 @@ def _serve(model: Path, host: str, port: int, policy, token: str | None, max_can
         if server.started:
             raise
         raise ConfigError(f"cannot listen on {host}:{port} (see the log line above) — pick another --port or --host") from None
+
+
+def _check_run_elsewhere(model: Path):
+    """What ``load_run(model)`` says about a run — model id, version, folder and whether it has
+    MC-dropout uncertainty — from a spawned process that loads it and exits; its error (exit 2)
+    when the run cannot be loaded."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_summary, model).result()
+
+
+def _run_summary(model: Path):
+    """``load_run(model)`` reduced to what ``mmrank serve`` prints and checks (picklable): the
+    ranker is replaced by a stand-in that has ``score_with_uncertainty`` exactly when it does."""
+    from types import SimpleNamespace
+
+    from mmrank.serve.model_slot import load_run
+    from mmrank.serve.scoring import supports_uncertainty
+
+    loaded = load_run(model)
+    ranker = SimpleNamespace(score_with_uncertainty=print) if supports_uncertainty(loaded.ranker) else SimpleNamespace()
+    return SimpleNamespace(model_id=loaded.model_id, version=loaded.version, run_dir=loaded.run_dir, kind=loaded.kind,
+                           ranker=ranker)
 
 
 def _serve_workers(model: Path, host: str, port: int, config, token_file: Path | None, workers: int, http: str) -> None:

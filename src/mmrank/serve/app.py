@@ -45,20 +45,6 @@ log = logging.getLogger("mmrank.serve")
 ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload", "/ab/outcome"}  # /metrics labels; others → "other"
 
 
-def default_scoring_threads(workers: int = 1) -> int:
-    """How many model calls a server process runs side by side: its share of the cores,
-    ``cores // workers`` (at least 1). Measured on 2 cores (docs/serving.md, Performance): a single server process with
-    4 scoring threads ran small models (LambdaMART, CoTRR d64) slower than with 1 — more threads
-    contending for the GIL and the cores —, while 1 thread left the second core idle for CoTRR at
-    the library default size (10 ms of arithmetic a query, which releases the GIL) and most of its
-    answers timed out."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, workers))
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     """Server settings. ``models_root`` None → the parent of the first served run;
@@ -69,7 +55,11 @@ class ServeConfig:
     max_candidates: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
     token: str | None = None
-    scoring_threads: int = field(default_factory=default_scoring_threads)  # model calls side by side in this process
+    # Model calls side by side in one process. Measured on 2 cores (docs/serving.md, Performance):
+    # 1 thread ran the small models (LambdaMART, CoTRR d64) faster in one process, but left a core
+    # idle for CoTRR at the library default size (10 ms of GIL-free arithmetic a query), where
+    # most answers then timed out; 4 keeps the heavy model's answers in time.
+    scoring_threads: int = 4
     models_root: Path | None = None
     read_timeout_s: float | None = 10.0
     docs: bool = False

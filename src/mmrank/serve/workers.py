@@ -24,7 +24,7 @@ ENV = "MMRANK_SERVE_WORKER"
 
 def worker_settings(model: Path, policy, *, token_file: Path | None, max_candidates: int, max_body_bytes: int,
                     models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None,
-                    workers: int, http: str = "auto", scoring_threads: int = 1) -> str:
+                    workers: int, http: str = "auto", scoring_threads: int = 4) -> str:
     """The JSON that ``app_from_env`` builds each worker's app from."""
     return json.dumps({
         "model": str(Path(model).resolve()),
