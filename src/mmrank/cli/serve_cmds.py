@@ -162,11 +162,10 @@ def serve(
     non-finite scores or high uncertainty it is the original order with status fallback and the reason.
     The OpenAPI schema is at /openapi.json.
 
-    Examples:
+    Example: mmrank serve --model runs/demo/lambdamart --port 8080 --rollout 10 --token-file token.txt
 
-      mmrank serve --model runs/demo/lambdamart --port 8080 --rollout 10 --token-file token.txt
-
-      mmrank serve --model runs/demo/cotrr --port 8080 --workers 2   # two processes on one port, e.g. one per core
+    Example with two server processes on one port (about one per core; see docs/serving.md,
+    "Several workers"): mmrank serve --model runs/demo/cotrr --port 8080 --workers 2
     """
     with user_errors():
         _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
