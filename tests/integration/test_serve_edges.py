@@ -5,6 +5,7 @@ does not load anything from the internet. Every loop here is bounded."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import socket
@@ -26,9 +27,14 @@ def run_dir(tmp_path_factory) -> Path:
     return train_run(tmp_path_factory.mktemp("edges") / "run", seed=0)
 
 
-@pytest.fixture(scope="module")
-def server(run_dir):
-    with ServerProcess(run_dir, "--timeout-ms", "2000", "--read-timeout-s", str(READ_TIMEOUT_S)) as s:
+# Both HTTP parsers uvicorn can run: each has its own header deadline (mmrank.serve.slow_clients).
+PARSERS = ["h11", pytest.param("httptools", marks=pytest.mark.skipif(
+    importlib.util.find_spec("httptools") is None, reason="httptools not installed"))]
+
+
+@pytest.fixture(scope="module", params=PARSERS)
+def server(run_dir, request):
+    with ServerProcess(run_dir, "--timeout-ms", "2000", "--read-timeout-s", str(READ_TIMEOUT_S), "--http", request.param) as s:
         yield s
 
 

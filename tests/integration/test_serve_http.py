@@ -102,3 +102,41 @@ def test_shadow_server_logs_the_model_order_and_returns_the_original(run_dir):
     assert [c["candidate_id"] for c in body["candidates"]] == [c["candidate_id"] for c in query["candidates"]]
     by_score = sorted(body["candidates"], key=lambda c: -c["score"])  # the model's order, from its scores
     assert logged == [{"event": "shadow", "query_id": "q-shadow-log", "model_order": [c["candidate_id"] for c in by_score]}]
+
+
+def test_workers_share_one_port_and_refuse_reload(run_dir, tmp_path):
+    """`mmrank serve --workers 2`: two processes answer on one port (each /health names its pid,
+    both seen over fresh connections), every answer is a permutation of its request, each
+    process's /metrics counts its own requests, the A/B log gets one whole line per answer from
+    both, and /admin/reload is refused (409) rather than swapping the model in one process only."""
+    token = tmp_path / "token.txt"
+    token.write_text("s3cret\n")
+    ab_log = tmp_path / "ab.jsonl"
+    rng = np.random.default_rng(7)
+    queries = [step5_query(rng, f"w{i}", 60, labels=False) for i in range(40)]
+    auth = {"authorization": "Bearer s3cret"}
+    with ServerProcess(run_dir, "--workers", "2", "--token-file", str(token), "--ab-log", str(ab_log),
+                       "--timeout-ms", "5000") as server:
+        pids = set()
+        for _ in range(200):  # bounded; each request on a new connection, taken by either worker
+            pids.add(httpx.get(server.url + "/health", headers={"connection": "close"}, timeout=10).json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2 and server.proc.pid not in pids, pids
+        for q in queries:
+            r = httpx.post(server.url + "/rerank", json=q, headers={**auth, "connection": "close"}, timeout=30)
+            assert r.status_code == 200
+            assert_permutation(q, r.json())
+        scraped = {}
+        for _ in range(200):
+            text = httpx.get(server.url + "/metrics", headers={"connection": "close"}, timeout=10).text
+            pid = re.search(r"^mmrank_worker_pid ([0-9.e+]+)$", text, re.M).group(1)
+            found = re.search(r'mmrank_requests_total{code="200",route="/rerank"} ([0-9.]+)', text)
+            scraped[pid] = float(found.group(1)) if found else 0.0
+            if len(scraped) == 2:
+                break
+        assert len(scraped) == 2 and sum(scraped.values()) == len(queries), scraped
+        reload = httpx.post(server.url + "/admin/reload", json={"run_dir": run_dir.name}, headers=auth, timeout=30)
+        assert reload.status_code == 409 and "--workers 2" in reload.json()["detail"]
+    lines = ab_log.read_text().splitlines()
+    assert sorted(json.loads(line)["query_id"] for line in lines) == sorted(q["query_id"] for q in queries)

@@ -399,3 +399,4 @@ def test_a_model_error_detail_shows_no_server_path(tmp_path):
         body = c.post("/rerank", json=step5_query(np.random.default_rng(16), "q", 3, labels=False)).json()
     assert body["reason"] == "model_error" and "<models-root>/run_x/model.safetensors" in body["detail"]
     assert str(tmp_path) not in body["detail"]
+

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mmrank.serve.reorder import (
     FALLBACK, MODEL_ERROR, NON_FINITE, OK, RERANKED, SHADOW, SHADOW_MODE, TIMEOUT, UNCERTAINTY, WRONG_LENGTH,
-    ModelOutput, decide, is_permutation, n_scored, ranked_entries,
+    ModelOutput, answer_candidates, decide, is_permutation, n_scored, ranked_entries,
 )
 from mmrank.serve.rollout import N_BUCKETS, in_rollout, rollout_bucket
 
@@ -116,11 +116,32 @@ def test_ranked_entries_carry_rank_original_rank_and_json_safe_scores():
     assert list(ranked_entries(d)) == [(1, 0.7, 1, 2), (0, 0.2, 2, 1), (2, None, 3, 3), (3, None, 4, 4)]
 
 
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 40), top_m=st.one_of(st.none(), st.integers(1, 50)), seed=st.integers(0, 2**32 - 1),
+       style=st.sampled_from(["finite", "any"]), shadow=st.booleans())
+def test_answer_candidates_are_the_ranked_entries_rows(n, top_m, seed, style, shadow):
+    """The HTTP answer's vectorised rows equal ranked_entries' (batch path) for any decision,
+    fallbacks and NaN scores included, with the request's own ids."""
+    rng = np.random.default_rng(seed)
+    d = decide(n, top_m, ModelOutput(_values(rng, n_scored(n, top_m), style)), shadow=shadow)
+    cands = [{"candidate_id": v} for v in rng.permutation(n).tolist()]
+    rows = answer_candidates(cands, d)
+    want = [{"candidate_id": cands[pos]["candidate_id"], "score": score, "rank": rank, "original_rank": orig}
+            for pos, score, rank, orig in ranked_entries(d)]
+    assert rows == want
+    assert all(type(r["rank"]) is int and type(r["original_rank"]) is int for r in rows)
+    assert all(r["score"] is None or type(r["score"]) is float for r in rows)
+
+
 def test_is_permutation_rejects_near_misses():
     assert is_permutation([2, 0, 1], 3)
+    assert is_permutation(np.array([], dtype=np.int64), 0)
     assert not is_permutation([0, 0, 1], 3)
     assert not is_permutation([0, 1], 3)
     assert not is_permutation([1, 2, 3], 3)
+    assert not is_permutation([-1, 0, 1], 3)
+    assert not is_permutation([0.0, 1.0, 2.0], 3)  # positions are integers
+    assert not is_permutation([[0, 1, 2]], 3)
 
 
 def test_rollout_bucket_is_sha256_of_the_query_id():

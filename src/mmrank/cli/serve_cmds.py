@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -151,6 +152,9 @@ def serve(
     read_timeout_s: float = typer.Option(10.0, "--read-timeout-s", help="A client must send a whole request (headers and body) within this; slower ones get 408 and are dropped."),
     docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs (they load Swagger UI from a CDN; off by default, /openapi.json is always there)."),
     ab_log: Path | None = typer.Option(None, "--ab-log", help="Append A/B events here (assignment per answer; POST /ab/outcome records outcomes) for `mmrank ab analyze`."),
+    scoring_threads: int = typer.Option(4, "--scoring-threads", help="Model calls run side by side in each server process, each torch call single-threaded (1 is faster for small models such as LambdaMART; docs/serving.md)."),
+    http: str = typer.Option("auto", "--http", help="HTTP parser: httptools (C), h11 (pure Python), or auto (httptools when installed)."),
+    workers: int = typer.Option(1, "--workers", help="Server processes sharing the port (uvicorn's multi-process mode), each with its own copy of the model; about one per core. With more than one, /admin/reload is refused (restart instead) and /metrics counts per process."),
 ) -> None:
     """Serve a trained model over HTTP: POST /rerank, GET /health, GET /metrics, POST /admin/reload.
 
@@ -159,12 +163,24 @@ def serve(
     The OpenAPI schema is at /openapi.json.
 
     Example: mmrank serve --model runs/demo/lambdamart --port 8080 --rollout 10 --token-file token.txt
+
+    Example with two server processes on one port (about one per core; see docs/serving.md,
+    "Several workers"): mmrank serve --model runs/demo/cotrr --port 8080 --workers 2
     """
     with user_errors():
         _check_serve_numbers(port, timeout_ms, max_candidates, max_body_mb, read_timeout_s)
+        if workers < 1:
+            raise ConfigError(f"--workers {workers} must be at least 1")
+        if scoring_threads < 1:
+            raise ConfigError(f"--scoring-threads {scoring_threads} must be at least 1")
+        if http not in ("auto", "httptools", "h11"):
+            raise ConfigError(f"--http {http!r}: use auto, httptools or h11")
+        if http == "httptools" and importlib.util.find_spec("httptools") is None:
+            raise ConfigError("--http httptools: httptools is not installed — pip install httptools, or use --http h11")
         token = _read_token(token_file)
         policy = _policy(top_m, rollout, shadow, timeout_ms, uncertainty_threshold, mc_passes)
-        _serve(model, host, port, policy, token, max_candidates, max_body_mb, models_root, read_timeout_s, docs, ab_log)
+        _serve(model, host, port, policy, token, max_candidates, max_body_mb, models_root, read_timeout_s, docs, ab_log,
+               workers=workers, token_file=token_file, http=http, scoring_threads=scoring_threads)
 
 
 def _check_serve_numbers(port: int, timeout_ms: float, max_candidates: int, max_body_mb: float, read_timeout_s: float) -> None:
@@ -189,7 +205,8 @@ def _read_token(token_file: Path | None) -> str | None:
 
 
 def _serve(model: Path, host: str, port: int, policy, token: str | None, max_candidates: int, max_body_mb: float,
-           models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None = None) -> None:
+           models_root: Path | None, read_timeout_s: float, docs: bool, ab_log: Path | None = None,
+           workers: int = 1, token_file: Path | None = None, http: str = "auto", scoring_threads: int = 4) -> None:
     import uvicorn
 
     from mmrank.serve.app import ServeConfig, create_app
@@ -197,22 +214,81 @@ def _serve(model: Path, host: str, port: int, policy, token: str | None, max_can
     from mmrank.serve.slow_clients import read_timeout_protocol
 
     console = Console(stderr=True, soft_wrap=True)  # paths and counts stay on one greppable line
-    loaded = load_run(model)
+    # With workers, the parent only supervises: the run is checked in a short-lived process, so the
+    # parent does not keep torch and a model in memory (~0.7 GB for CoTRR) beside the workers' copies.
+    loaded = load_run(model) if workers == 1 else _check_run_elsewhere(model)
     root = (models_root or loaded.run_dir.parent).resolve()
     if not root.is_dir():
         raise ConfigError(f"--models-root {models_root}: not a folder — give the folder that holds the run folders")
     config = ServeConfig(policy=policy, max_candidates=max_candidates, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                         token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs, ab_log=ab_log)
+                         token=token, models_root=root, read_timeout_s=read_timeout_s, docs=docs, ab_log=ab_log,
+                         scoring_threads=scoring_threads, workers=workers)
     _warn_if_no_uncertainty(console, loaded, policy)
     if host not in _LOOPBACK:
         console.print(f"warning: binding {host}, reachable from other machines" + ("" if token else " without a token"), style="yellow")
-    console.print(f"serving {loaded.model_id} (version {loaded.version}) on http://{host}:{port}")
+    console.print(f"serving {loaded.model_id} (version {loaded.version}) on http://{host}:{port}"
+                  + (f" with {workers} worker processes" if workers > 1 else ""))
     _log_events_to_stderr()
+    if workers > 1:
+        _serve_workers(model, host, port, config, token_file, workers, http)
+        return
     server = uvicorn.Server(uvicorn.Config(create_app(ModelSlot(loaded), config), host=host, port=port, log_level="info",
-                                           access_log=False, http=read_timeout_protocol(read_timeout_s)))
+                                           access_log=False, http=read_timeout_protocol(read_timeout_s, http)))
     try:
         server.run()
     except SystemExit:  # uvicorn exits 3 when it cannot bind; it has logged why on the line above
         if server.started:
             raise
         raise ConfigError(f"cannot listen on {host}:{port} (see the log line above) — pick another --port or --host") from None
+
+
+def _check_run_elsewhere(model: Path):
+    """What ``load_run(model)`` says about a run — model id, version, folder and whether it has
+    MC-dropout uncertainty — from a spawned process that loads it and exits; its error (exit 2)
+    when the run cannot be loaded."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_summary, model).result()
+
+
+def _run_summary(model: Path):
+    """``load_run(model)`` reduced to what ``mmrank serve`` prints and checks (picklable): the
+    ranker is replaced by a stand-in that has ``score_with_uncertainty`` exactly when it does."""
+    from types import SimpleNamespace
+
+    from mmrank.serve.model_slot import load_run
+    from mmrank.serve.scoring import supports_uncertainty
+
+    loaded = load_run(model)
+    ranker = SimpleNamespace(score_with_uncertainty=print) if supports_uncertainty(loaded.ranker) else SimpleNamespace()
+    return SimpleNamespace(model_id=loaded.model_id, version=loaded.version, run_dir=loaded.run_dir, kind=loaded.kind,
+                           ranker=ranker)
+
+
+def _serve_workers(model: Path, host: str, port: int, config, token_file: Path | None, workers: int, http: str) -> None:
+    """uvicorn's multi-process mode: it binds the port, spawns ``workers`` processes that each build
+    the app from ``MMRANK_SERVE_WORKER`` (mmrank.serve.workers) and accept on the shared socket, and
+    restarts one that dies."""
+    import os
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from mmrank.serve.workers import ENV, worker_settings
+
+    os.environ[ENV] = worker_settings(
+        model, config.policy, token_file=token_file, max_candidates=config.max_candidates,
+        max_body_bytes=config.max_body_bytes, models_root=config.models_root, read_timeout_s=config.read_timeout_s,
+        docs=config.docs, ab_log=config.ab_log, workers=workers, http=http, scoring_threads=config.scoring_threads)
+    uv = uvicorn.Config("mmrank.serve.workers:app_from_env", factory=True, workers=workers, host=host, port=port,
+                        log_level="info", access_log=False, http="mmrank.serve.workers:http_protocol")
+    try:
+        sock = uv.bind_socket()
+    except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
+        raise ConfigError(f"cannot listen on {host}:{port} (see the log line above) — pick another --port or --host") from None
+    try:
+        Multiprocess(uv, sockets=[sock]).run()
+    finally:
+        sock.close()

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ from mmrank.serve.prometheus import CONTENT_TYPE, ServeMetrics
 from mmrank.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from mmrank.serve.reload_check import IncompatibleModel, TrafficLayouts, compatibility_problems, resolve_under, without_paths
 from mmrank.serve.layout import layout_of
-from mmrank.serve.reorder import MODEL_ERROR, SHADOW, UNCERTAINTY, FALLBACK, is_permutation, original_order, ranked_entries
+from mmrank.serve.reorder import MODEL_ERROR, SHADOW, UNCERTAINTY, FALLBACK, answer_candidates, is_permutation, original_order
 from mmrank.serve.request_parse import ParsedQuery, error_response, invalid_response, parse_request, quick_candidate_count
 from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
 
@@ -54,12 +55,20 @@ class ServeConfig:
     max_candidates: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
     token: str | None = None
+    # Model calls side by side in one process. Measured on 2 cores (docs/serving.md, Performance):
+    # 1 thread ran the small models (LambdaMART, CoTRR d64) faster in one process, but left a core
+    # idle for CoTRR at the library default size (10 ms of GIL-free arithmetic a query), where
+    # most answers then timed out; 4 keeps the heavy model's answers in time.
     scoring_threads: int = 4
     models_root: Path | None = None
     read_timeout_s: float | None = 10.0
     docs: bool = False
-    offload_bytes: int = 64 * 1024  # bodies larger than this are parsed off the event loop
+    # Bodies larger than this are parsed off the event loop. A thread hop costs more than it saves
+    # below that: parsing is Python holding the GIL either way (~1.4 ms for a 120 KiB body of 100
+    # candidates x 128 floats, ~6 ms at 512 KiB), and a hop adds a GIL hand-off to the latency.
+    offload_bytes: int = 512 * 1024
     ab_log: Path | None = None  # A/B events for `mmrank ab analyze` (mmrank.serve.ab_log)
+    workers: int = 1  # server processes on this port (mmrank.serve.workers); reload needs exactly one
 
 
 class SingleTorchThreadPool(ThreadPoolExecutor):
@@ -112,7 +121,7 @@ class ServerState:
         return HealthResponse(
             status="ok", model_id=cur.model_id, model_kind=cur.kind, model_version=cur.version,
             uptime_s=now - self.started, model_loaded_s_ago=now - cur.loaded_at, mmrank_version=mmrank.__version__,
-            forced_reload=self.forced_reload, reload_problems=self.reload_problems,
+            forced_reload=self.forced_reload, reload_problems=self.reload_problems, pid=os.getpid(),
         )
 
 
@@ -146,34 +155,37 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
 
 
 def _auth_dependencies(token: str | None):
-    """FastAPI dependencies: (for /rerank: the token when one is configured; for reload: always)."""
+    """FastAPI dependencies: (for /rerank: the token when one is configured, else None — no
+    dependency at all; for reload: always). Coroutines, not plain functions: FastAPI runs a plain
+    ``def`` dependency in its thread pool, a thread hop per request for a string comparison."""
 
-    def check_token(request: Request) -> None:
+    async def check_token(request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    def rerank_auth(request: Request) -> None:
-        if token is not None:
-            check_token(request)
-
-    def admin_auth(request: Request) -> None:
+    async def admin_auth(request: Request) -> None:
         if token is None:
             raise HTTPException(403, "reload is disabled — start the server with --token-file to enable it")
-        check_token(request)
+        await check_token(request)
 
-    return rerank_auth, admin_auth
+    return (check_token if token is not None else None), admin_auth
 
 
 _ERR = {"model": ErrorResponse}
+
+
+def _depends(auth) -> list:
+    """The route's dependencies: the token check, or none when no token is configured."""
+    return [] if auth is None else [Depends(auth)]
 
 
 def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
     config = state.config
 
     @app.post("/rerank", response_model=RerankResponse, responses={401: _ERR, 408: _ERR, 413: _ERR, 422: _ERR},
-              dependencies=[Depends(auth)], openapi_extra=_REQUEST_BODY)
+              dependencies=_depends(auth), openapi_extra=_REQUEST_BODY)
     async def rerank(request: Request):
         started = time.perf_counter()
         # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
@@ -229,10 +241,7 @@ def _answer(state: ServerState, loaded: LoadedModel, parsed: ParsedQuery, decisi
         "uncertainty": decision.uncertainty,
         "model_id": loaded.model_id,
         "model_version": loaded.version,
-        "candidates": [
-            {"candidate_id": cands[pos]["candidate_id"], "score": score, "rank": rank, "original_rank": orig}
-            for pos, score, rank, orig in ranked_entries(decision)
-        ],
+        "candidates": answer_candidates(cands, decision),
     }
     return Response(pydantic_core.to_json(answer), media_type="application/json")
 
@@ -248,10 +257,14 @@ def _add_probe_routes(app: FastAPI, state: ServerState) -> None:
 
 
 def _add_reload_route(app: FastAPI, state: ServerState, auth) -> None:
-    @app.post("/admin/reload", response_model=HealthResponse, responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 422: _ERR},
+    @app.post("/admin/reload", response_model=HealthResponse, responses={400: _ERR, 401: _ERR, 403: _ERR, 404: _ERR, 409: _ERR, 422: _ERR},
               dependencies=[Depends(auth)])
     async def reload(body: ReloadRequest):
         root = state.models_root
+        if state.config.workers > 1:  # this request reaches one worker: the others would keep the old model
+            state.metrics.reloads.labels("failed").inc()
+            return error_response(409, f"reload is not available with --workers {state.config.workers}: it would swap the "
+                                       "model in one worker process only — restart the server with the new --model")
         run_dir = resolve_under(root, body.run_dir)
         if run_dir is None:  # outside the root or missing: the same answer, so nothing leaks
             state.metrics.reloads.labels("failed").inc()

@@ -3,6 +3,8 @@ tests, a reload — never collide in the global one)."""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -31,6 +33,9 @@ class ServeMetrics:
         )
         self.model_info = Gauge("mmrank_model_info", "the model being served (value 1)", ["model_id", "version"], registry=r)
         self.reloads = Counter("mmrank_reloads", "model reloads by result", ["result"], registry=r)
+        # with --workers N each process has its own counters: this says which process answered the scrape
+        self.worker_pid = Gauge("mmrank_worker_pid", "process id of the server process that answered this scrape", registry=r)
+        self.worker_pid.set(os.getpid())
         self.stages = Histogram(
             "mmrank_request_stage_seconds", "where a /rerank request's time goes: parse, features, model, serialise (ab_log with --ab-log)",
             ["stage"], buckets=_LATENCY_BUCKETS, registry=r,

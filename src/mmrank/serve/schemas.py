@@ -87,6 +87,7 @@ class HealthResponse(BaseModel):
     mmrank_version: str
     forced_reload: bool = Field(False, description="the model was swapped in with force despite failing the reload check")
     reload_problems: list[str] = Field([], description="what the reload check found, for a forced reload")
+    pid: int | None = Field(None, description="the answering server process (one of several with --workers N)")
 
 
 class ReloadRequest(BaseModel):
