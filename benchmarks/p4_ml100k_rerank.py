@@ -370,20 +370,32 @@ def _fmt_cmp(c: dict) -> str:
     return f"{c['delta']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] p={c['p']:.3g}"
 
 
+SPEARMAN_FILE = RESULTS / "p4_ml100k_spearman.json"  # correlations measured while the score files existed
+
+
 def _spearman(scores_dir: Path, a: str, b: str, offsets: np.ndarray) -> float | None:
-    """Mean within-query Spearman correlation of two runs' test scores (queries with ties only skipped)."""
+    """Mean within-query Spearman correlation of two runs' test scores (queries with ties only skipped).
+
+    Test scores live in a scratch folder (``--scores``, 300 kB a run, not kept in the repo); every
+    correlation measured is recorded in SPEARMAN_FILE, so a report written after the scratch folder
+    is gone (a new machine) repeats the measured value instead of dropping it. None: never measured."""
     from scipy.stats import spearmanr
 
     fa, fb = scores_dir / f"{a}.npy", scores_dir / f"{b}.npy"
+    known = json.loads(SPEARMAN_FILE.read_text()) if SPEARMAN_FILE.is_file() else {}
     if not (fa.is_file() and fb.is_file()):
-        return None
+        return known.get(f"{a} | {b}")
     x, y = np.load(fa), np.load(fb)
     vals = []
     for i in range(len(offsets) - 1):
         u, v = x[offsets[i]:offsets[i + 1]], y[offsets[i]:offsets[i + 1]]
         if np.ptp(u) > 0 and np.ptp(v) > 0:
             vals.append(spearmanr(u, v).statistic)
-    return float(np.mean(vals)) if vals else None
+    rho = float(np.mean(vals)) if vals else None
+    if rho is not None:
+        known[f"{a} | {b}"] = round(rho, 6)
+        SPEARMAN_FILE.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+    return rho
 
 
 def _grouped_share(share: dict) -> dict:
