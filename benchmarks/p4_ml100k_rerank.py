@@ -484,6 +484,13 @@ def cmd_report(args) -> None:
     goal = summary.get("V2 fusion (switches chosen on valid)") if top.startswith("fusion.") else summary.get("CoTRR")
     L.append(f"Best multimodal model on validation: `{top}`. **P4 goal (its CI95 lower bound above LambdaMART): "
              f"{'met' if goal and goal['low'] > 0 else 'not met'}** ({_fmt_cmp(goal) if goal else 'n/a'}).")
+    late = best(runs, "fusion.")
+    if late != fus:  # a V2 variant finished after the freeze beats the chosen one on validation: say what it gives
+        c = _compare(_pq(runs, late), lm_pq)
+        L.append(f"Runs finished after the choice would have moved it: among all V2 variants now finished, validation "
+                 f"picks `{late}` (valid {runs[late]['valid_ndcg@10']:.4f} vs {runs[fus]['valid_ndcg@10']:.4f}); its test "
+                 f"nDCG@10 is {runs[late]['test_ndcg@10']:.4f} (seed 0 only), Δ vs LambdaMART (seed-averaged) "
+                 f"{_fmt_cmp(c)}: the P4 goal would be {'met' if c['low'] > 0 else 'not met'} with that choice too.")
     if goal:
         from mmrank.stats import paired_power, required_sample_size
 
