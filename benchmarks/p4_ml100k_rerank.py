@@ -477,6 +477,12 @@ def cmd_report(args) -> None:
         h = runs["heuristic.s0"]
         L.append(f"| V1 heuristic (text cosine, no training) | {h['test_ndcg@10']:.4f} | | | | {h['valid_ndcg@10']:.4f} | "
                  f"{_fmt_cmp(_compare(_pq(runs, 'heuristic.s0'), lm_pq))} |")
+    if fus != "fusion.off.s0" and len(_seed_names(runs, "fusion.off.s0")) > 1:
+        # the switch ablation below is seed 0 only; with the off variant at several seeds, the chosen
+        # switches' effect can be told apart from seed noise
+        c = _compare(_mean_pq(runs, fus), _mean_pq(runs, "fusion.off.s0"))
+        L.append(f"V2 with the chosen switches vs V2 with all switches off, both seed-averaged "
+                 f"({len(_seed_names(runs, 'fusion.off.s0'))} seeds): {_fmt_cmp(c)}.")
     lm_seeds = [runs[n]["test_ndcg@10"] for n in _seed_names(runs, lm)]
     if len(lm_seeds) > 1 and np.ptp(lm_seeds) == 0:
         L.append("LambdaMART's seeds give the same model: with `feature_fraction` 1.0 and no bagging LightGBM draws no random numbers.")
