@@ -481,6 +481,7 @@ def cmd_report(args) -> None:
         # the switch ablation below is seed 0 only; with the off variant at several seeds, the chosen
         # switches' effect can be told apart from seed noise
         c = _compare(_mean_pq(runs, fus), _mean_pq(runs, "fusion.off.s0"))
+        L.append("")
         L.append(f"V2 with the chosen switches vs V2 with all switches off, both seed-averaged "
                  f"({len(_seed_names(runs, 'fusion.off.s0'))} seeds): {_fmt_cmp(c)}.")
     lm_seeds = [runs[n]["test_ndcg@10"] for n in _seed_names(runs, lm)]
@@ -626,6 +627,11 @@ def switches_section(runs: dict, fus: str) -> list[str]:
                  f"{top_mod} {share[top_mod]:.1%} |")
     L += ["", "Switch weights: " + ", ".join(f"{k} {v}" for k, v in SWITCHES.items()) + "; `preset` = the preset's "
           "combination (entropy 0.01, modality dropout 0.1, reconstruction 0.1).", ""]
+    off_seeds = [runs[n]["test_ndcg@10"] for n in _seed_names(runs, "fusion.off.s0")]
+    if len(off_seeds) > 1:  # the yardstick for a one-seed difference: how far the off variant moves by seed alone
+        L += [f"Seed noise: the off variant alone gives test nDCG@10 {min(off_seeds):.4f}–{max(off_seeds):.4f} over "
+              f"{len(off_seeds)} seeds (range {np.ptp(off_seeds):.4f}); a seed-0 Δ inside that range is not evidence of "
+              "a switch's effect (see the seed-averaged comparison above).", ""]
     return L
 
 
