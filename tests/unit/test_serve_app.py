@@ -333,6 +333,13 @@ def cotrr_run_dir(tmp_path_factory) -> Path:
     return run
 
 
+def test_loading_a_cotrr_run_for_serving_prepares_its_fast_scoring_path(cotrr_run_dir):
+    from mmrank.runs import load_model
+
+    assert not load_model(cotrr_run_dir).fused_scorer().prepared  # plain loading leaves it to the first score
+    assert load_run(cotrr_run_dir).ranker.fused_scorer().prepared  # serving does it before the first request
+
+
 def test_mc_dropout_uncertainty_of_a_real_cotrr_decides_the_fallback(cotrr_run_dir):
     req = step5_query(np.random.default_rng(12), "q-cotrr", 8, labels=False)
     ranker = load_run(cotrr_run_dir).ranker

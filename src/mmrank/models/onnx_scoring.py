@@ -125,6 +125,11 @@ class OnnxChunkScorer:
                               opset_version=17, dynamo=False)
         return buf.getvalue()
 
+    @property
+    def exported(self) -> bool:
+        """Whether the ONNX graph has been exported (it is, once any session was made)."""
+        return self._graph is not None
+
     def session(self, threads: int):
         """The ONNX Runtime session with ``threads`` intra-op threads (made on first use)."""
         with self._lock:

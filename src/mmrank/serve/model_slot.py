@@ -37,6 +37,12 @@ def load_run(run_dir: str | Path) -> LoadedModel:
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run directory not found — pass the folder `mmrank train` wrote")
     ranker = load_model(run_dir)
+    if hasattr(ranker, "fused_scorer"):  # CoTRR / V2
+        import torch
+
+        # the first request must not pay the fast path's one-off set-up (the ONNX Runtime export,
+        # ~1.4 s at the default size, longer than most request timeouts): do it before serving
+        ranker.fused_scorer().prepare(torch.get_num_threads())
     kind = str(getattr(ranker, "kind", type(ranker).__name__))
     return LoadedModel(
         ranker=ranker,
