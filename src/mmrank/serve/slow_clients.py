@@ -33,15 +33,52 @@ REQUEST_TIMEOUT_RESPONSE = (
 TIMEOUT_BODY = b'{"detail": "request not received in time - send the whole request at once", "errors": []}'
 
 
-class ReadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on receiving each request's headers."""
+class _HeaderDeadline:
+    """The header deadline, for either uvicorn HTTP protocol (mixed in before it): a timer armed
+    when a connection opens and after each answer, disarmed when the headers are in or the
+    connection is gone; when it fires while ``_headers_due()``, the client gets 408 and is closed."""
 
     read_timeout_s: float = 10.0
+    _read_timer = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """A new connection: its first request's headers are due within the deadline."""
         super().connection_made(transport)
         self._arm_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: no timer may fire on it."""
+        self._disarm_read_timer()
+        super().connection_lost(exc)
+
+    def _headers_due(self) -> bool:
+        raise NotImplementedError
+
+    def _on_arm(self) -> None:
+        """Called as the timer is armed (the httptools variant notes that headers are due)."""
+
+    def _arm_read_timer(self) -> None:
+        self._disarm_read_timer()
+        if not self.transport.is_closing():
+            self._on_arm()
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._headers_too_slow)
+
+    def _disarm_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing() or not self._headers_due():
+            return
+        if self.cycle is None or self.cycle.response_complete:  # no answer is being written
+            self.transport.write(REQUEST_TIMEOUT_RESPONSE % (len(TIMEOUT_BODY), TIMEOUT_BODY))
+        self.transport.close()
+
+
+class ReadTimeoutH11Protocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with a deadline on receiving each request's headers."""
 
     def on_response_complete(self) -> None:
         """An answer is out: the next request's headers are due within the deadline."""
@@ -54,29 +91,8 @@ class ReadTimeoutH11Protocol(H11Protocol):
         if self.conn.their_state is not h11.IDLE:  # headers complete: the body has its own deadline
             self._disarm_read_timer()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The connection is gone: no timer may fire on it."""
-        self._disarm_read_timer()
-        super().connection_lost(exc)
-
-    def _arm_read_timer(self) -> None:
-        self._disarm_read_timer()
-        if not self.transport.is_closing():
-            self._read_timer = self.loop.call_later(self.read_timeout_s, self._headers_too_slow)
-
-    def _disarm_read_timer(self) -> None:
-        timer = getattr(self, "_read_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._read_timer = None
-
-    def _headers_too_slow(self) -> None:
-        self._read_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return
-        if self.cycle is None or self.cycle.response_complete:  # no answer is being written
-            self.transport.write(REQUEST_TIMEOUT_RESPONSE % (len(TIMEOUT_BODY), TIMEOUT_BODY))
-        self.transport.close()
+    def _headers_due(self) -> bool:
+        return self.conn.their_state is h11.IDLE
 
 
 def _httptools_protocol() -> type | None:
@@ -85,21 +101,14 @@ def _httptools_protocol() -> type | None:
         return None
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class ReadTimeoutHttpToolsProtocol(HttpToolsProtocol):
+    class ReadTimeoutHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
         """uvicorn's httptools protocol with a deadline on receiving each request's headers.
 
         httptools calls ``on_headers_complete`` once a request's headers are in: that disarms the
         timer; it is armed when the connection opens and after each answer unless a pipelined
         request (headers already parsed) is about to start."""
 
-        read_timeout_s: float = 10.0
-        _read_timer = None
         _awaiting_headers = False
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            """A new connection: its first request's headers are due within the deadline."""
-            super().connection_made(transport)
-            self._arm_read_timer()
 
         def on_headers_complete(self) -> None:
             """The request's headers are in: the body has its own deadline (the middleware's)."""
@@ -114,29 +123,11 @@ def _httptools_protocol() -> type | None:
             if not queued:
                 self._arm_read_timer()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            """The connection is gone: no timer may fire on it."""
-            self._disarm_read_timer()
-            super().connection_lost(exc)
+        def _on_arm(self) -> None:
+            self._awaiting_headers = True
 
-        def _arm_read_timer(self) -> None:
-            self._disarm_read_timer()
-            if not self.transport.is_closing():
-                self._awaiting_headers = True
-                self._read_timer = self.loop.call_later(self.read_timeout_s, self._headers_too_slow)
-
-        def _disarm_read_timer(self) -> None:
-            if self._read_timer is not None:
-                self._read_timer.cancel()
-                self._read_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._read_timer = None
-            if self.transport.is_closing() or not self._awaiting_headers:
-                return
-            if self.cycle is None or self.cycle.response_complete:  # no answer is being written
-                self.transport.write(REQUEST_TIMEOUT_RESPONSE % (len(TIMEOUT_BODY), TIMEOUT_BODY))
-            self.transport.close()
+        def _headers_due(self) -> bool:
+            return self._awaiting_headers
 
     return ReadTimeoutHttpToolsProtocol
 
