@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from mmrank.ab.events import assignment_event, outcome_event
@@ -68,10 +68,10 @@ class ABLogger:
                 self._fd = -1
 
 
-def add_outcome_route(app: FastAPI, logger: ABLogger, auth) -> None:
+def add_outcome_route(app: FastAPI, logger: ABLogger, dependencies: list) -> None:
     """``POST /ab/outcome``: append an outcome event (same token rule as /rerank)."""
 
-    @app.post("/ab/outcome", dependencies=[] if auth is None else [Depends(auth)])
+    @app.post("/ab/outcome", dependencies=dependencies)
     async def outcome(body: OutcomeRequest):
         """Record that the user of ``query_id`` clicked ``clicks`` (and the optional ``value``)."""
         logger.write(outcome_event(ts=time.time(), query_id=str(body.query_id), clicks=[str(c) for c in body.clicks],

@@ -146,7 +146,7 @@ def create_app(slot: ModelSlot, config: ServeConfig = ServeConfig()) -> FastAPI:
     rerank_auth, admin_auth = _auth_dependencies(config.token)
     if config.ab_log is not None:
         state.ab = ABLogger(config.ab_log)
-        add_outcome_route(app, state.ab, rerank_auth)
+        add_outcome_route(app, state.ab, _depends(rerank_auth))
     _add_rerank_route(app, state, rerank_auth)
     _add_probe_routes(app, state)
     _add_reload_route(app, state, admin_auth)
