@@ -11,6 +11,7 @@ mmrank wrote. Each timing is the median of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +24,9 @@ from common import REPO, command_line, median_seconds, stamp, write_section  # n
 
 from mmrank.data.formats import read_ranking, write_ranking  # noqa: E402
 from mmrank.data.model import concat_ranking_sets  # noqa: E402
+
+
+LOAD_BEFORE = "%.2f %.2f %.2f" % os.getloadavg()  # at start, before this run adds its own load
 
 
 def main() -> None:
@@ -57,8 +61,8 @@ def main() -> None:
         lines = [
             "## Ranking readers/writers on MQ2008 (S1..S5, 15,211 documents)",
             "",
-            f"Command: `{command_line()}` — {stamp()}; 2-core CPU dev box, shared with parallel work "
-            f"(timings are under that contention). Median of {args.repeats} runs.",
+            f"Command: `{command_line()}` — {stamp()}; load average before {LOAD_BEFORE} (1/5/15 min, 2 cores). "
+            f"Median of {args.repeats} runs.",
             "",
             "| step | mmrank s | peer | peer s | ratio (mmrank / peer) |",
             "|---|---|---|---|---|",
