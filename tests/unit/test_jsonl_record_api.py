@@ -100,7 +100,9 @@ def regular_records(draw) -> dict:
 
 
 BAD_VALUES = st.sampled_from([None, "1.5", "", [], [1.0], [[1.0]], {}, float("nan"), float("inf"), 1e39,
-                              -3.5e38, 10**400, 2**70, True, 7])
+                              -3.5e38, 10**400, 2**70, 2**64 - 1, True, 7,
+                              # numbers a record built in Python may hold: read alike on both paths
+                              np.float32(1.5), np.float16(-2.0), np.int64(-3), np.uint8(4), np.float32(np.inf)])
 
 
 @st.composite
@@ -241,3 +243,16 @@ def test_serving_wrapper_reads_unlabelled_queries_and_reports_bad_ones_as_bad_re
         ranking_set_of(obj)
     assert (err.value.message, err.value.hint) == ("candidate 3 modality 'image' is null",
                                                    "give candidate 3 modality 'image' a value, or drop the record")
+
+
+@pytest.mark.parametrize("element", [np.float32(1.5), np.int64(-3), np.float16(2.0), np.uint64(2**64 - 1)])
+@pytest.mark.parametrize("everywhere", [False, True])
+def test_numpy_numbers_in_a_modality_read_alike_on_both_paths(element, everywhere):
+    # numpy turns the lists into a number array on the columnar path; the per-candidate path
+    # must take the same numbers, not refuse what the other path read
+    obj = _step5(4, 3)
+    for c in obj["candidates"]:
+        c["image_features"] = [element] * 3 if everywhere else [0.5, element, 2.0]
+    assert io_jsonl._columnar_candidates(obj["candidates"], False) is not None
+    assert_same_outcome(obj, require_labels=False)
+    assert parse_query_record(obj, require_labels=False).features["image"][0, 1] == float(element)

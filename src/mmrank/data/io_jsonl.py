@@ -28,7 +28,6 @@ float32 values as their shortest exact decimal).
 from __future__ import annotations
 
 import json
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +51,13 @@ from mmrank.errors import DataError
 STEP5_SCALAR_MODALITIES = {"compliance_score": "compliance", "conflict": "conflict"}
 _PLAIN_NUMBERS = (float, int)  # exact types: bool (a subclass of int) and str take the slow path
 _JSON_NUMBER_TYPES = frozenset((float, int, bool))  # what the per-candidate path reads as a number
+_NUMBER_KINDS = frozenset("fiub")  # array kinds of numbers: float, int, unsigned int (past int64), bool
 
 
 def _number(value, what: str) -> float:
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, np.integer, np.floating)):  # numpy's too: a record built in Python may hold them
         try:
             return float(value)
         except OverflowError:
@@ -180,11 +180,10 @@ def _columnar_candidates(cands: list, require_labels: bool) -> dict | None:
     mapping of candidate 0 holds for all), the same ``features`` names, string ids, a number for
     every label/score, and per modality either a number each or a flat number list of one
     length each, all finite and within float32. Anything else returns None and the
-    per-candidate path reads the record, reporting any problem exactly as before. Only the exact
-    JSON types pass (a numpy scalar or a dict subclass does not, even where the per-candidate path
-    accepts it), so whatever this path returns is what the per-candidate path would return.
-    The per-element type scan costs about as much as the conversion itself; it is what keeps
-    strings, None and nested lists (which ``np.array`` would coerce or reshape) off this path."""
+    per-candidate path reads the record, reporting any problem exactly as before. Exact types for
+    the objects (a dict subclass does not pass); the numbers in a modality's lists are judged by the
+    array numpy makes of them (strings, None, nested lists and integers past 64 bits make no
+    number array), so whatever this path returns is what the per-candidate path would return."""
     if set(map(type, cands)) != {dict}:
         return None
     keys = tuple(cands[0])
@@ -258,14 +257,16 @@ def _matrix_column(values: list) -> np.ndarray | None:
     otherwise, and None when a value is NaN/inf or beyond float32 (the slow path names it)."""
     kinds = set(map(type, values))
     if kinds == {list}:
-        if not _JSON_NUMBER_TYPES.issuperset(map(type, chain.from_iterable(values))):
-            return None
+        # numpy reads the element types as it converts (one pass, not a type scan and then a
+        # conversion): JSON numbers and bools give a float, int or bool array; a string, null, an
+        # integer past 64 bits or a nested list gives a string or object array, or a ValueError
         try:
-            out = np.array(values, dtype=np.float64)
-        except (ValueError, OverflowError):  # lists of different lengths; an integer beyond float range
+            out = np.array(values)
+        except ValueError:  # lists of different lengths, a list among numbers
             return None
-        if out.ndim != 2 or out.shape[1] == 0:
+        if out.dtype.kind not in _NUMBER_KINDS or out.ndim != 2 or out.shape[1] == 0:
             return None
+        out = out.astype(np.float64, copy=False)
     elif _JSON_NUMBER_TYPES.issuperset(kinds):
         out = _number_column(values)
         if out is None:
