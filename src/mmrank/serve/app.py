@@ -39,7 +39,7 @@ from mmrank.serve.reload_check import IncompatibleModel, TrafficLayouts, compati
 from mmrank.serve.layout import layout_of
 from mmrank.serve.reorder import MODEL_ERROR, SHADOW, UNCERTAINTY, FALLBACK, answer_candidates, is_permutation, original_order
 from mmrank.serve.request_parse import ParsedQuery, error_response, invalid_response, parse_request, quick_candidate_count
-from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankRequest, RerankResponse
+from mmrank.serve.schemas import ErrorResponse, HealthResponse, ReloadRequest, RerankResponse, rerank_request
 
 log = logging.getLogger("mmrank.serve")
 ROUTES = {"/rerank", "/health", "/metrics", "/admin/reload", "/ab/outcome"}  # /metrics labels; others → "other"
@@ -64,8 +64,8 @@ class ServeConfig:
     read_timeout_s: float | None = 10.0
     docs: bool = False
     # Bodies larger than this are parsed off the event loop. A thread hop costs more than it saves
-    # below that: parsing is Python holding the GIL either way (~1.4 ms for a 120 KiB body of 100
-    # candidates x 128 floats, ~6 ms at 512 KiB), and a hop adds a GIL hand-off to the latency.
+    # below that: parsing holds the GIL either way (~1.2 ms for a 105 KiB body of 100 candidates
+    # x 128 floats, ~5 ms at 420 KiB), and a hop adds a GIL hand-off to the latency.
     offload_bytes: int = 512 * 1024
     ab_log: Path | None = None  # A/B events for `mmrank ab analyze` (mmrank.serve.ab_log)
     workers: int = 1  # server processes on this port (mmrank.serve.workers); reload needs exactly one
@@ -188,8 +188,8 @@ def _add_rerank_route(app: FastAPI, state: ServerState, auth) -> None:
               dependencies=_depends(auth), openapi_extra=_REQUEST_BODY)
     async def rerank(request: Request):
         started = time.perf_counter()
-        # The body is parsed here, not by FastAPI: pydantic-core's parser is 3-4x faster than
-        # json.loads on float-heavy queries, and the raw dict goes straight to io_jsonl.
+        # The body is parsed here, not by FastAPI: pydantic-core parses and validates it in one
+        # pass (request_parse), and the plain dict goes straight to io_jsonl.
         body = await request.body()
         ids = quick_candidate_count(body)
         if ids > config.max_candidates:  # 5 ms for 8 MB: refuse before parsing a byte
@@ -302,7 +302,7 @@ def _after_reload(state: ServerState, loaded: LoadedModel, problems: list[str]) 
 
 
 def _request_schemas() -> tuple[dict, dict]:
-    schema = RerankRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = rerank_request().json_schema(ref_template="#/components/schemas/{model}")
     schemas = {**schema.pop("$defs", {}), "RerankRequest": schema}
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RerankRequest"}}}}}
     return schemas, body

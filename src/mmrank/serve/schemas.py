@@ -7,9 +7,11 @@ shape); the fields named here are documented and type-checked, others are allowe
 
 from __future__ import annotations
 
-from typing import Literal, Union
+import functools
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from typing_extensions import NotRequired, TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
 
 from mmrank.serve.reorder import ALL_REASONS, FALLBACK, RERANKED, SHADOW
 
@@ -21,32 +23,44 @@ Number = StrictFloat
 Vector = Union[list[Number], Number]
 
 
-class CandidateIn(BaseModel):
+class CandidateIn(TypedDict):
     """One candidate, native schema or Step5 fields (other fields are kept and passed on)."""
 
-    model_config = ConfigDict(extra="allow")
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
 
-    candidate_id: Id = Field(description="unique within the query")
-    features: dict[str, Vector] | None = Field(None, description="native schema: modality name -> vector")
-    label: Number | None = Field(None, description="native schema: relevance grade (optional when serving)")
-    baseline_score: Number | None = Field(None, description="native schema: the first-stage score")
-    image_features: list[Number] | None = Field(None, description="Step5: modality 'image'")
-    text_features: list[Number] | None = Field(None, description="Step5: modality 'text'")
-    compliance_score: Number | None = Field(None, description="Step5: modality 'compliance'")
-    relevance_score: Number | None = Field(None, description="Step5: label (optional when serving)")
-    raw_score: Number | None = Field(None, description="Step5: baseline score")
+    candidate_id: Annotated[Id, Field(description="unique within the query")]
+    features: NotRequired[Annotated[dict[str, Vector] | None, Field(description="native schema: modality name -> vector")]]
+    label: NotRequired[Annotated[Number | None, Field(description="native schema: relevance grade (optional when serving)")]]
+    baseline_score: NotRequired[Annotated[Number | None, Field(description="native schema: the first-stage score")]]
+    image_features: NotRequired[Annotated[list[Number] | None, Field(description="Step5: modality 'image'")]]
+    text_features: NotRequired[Annotated[list[Number] | None, Field(description="Step5: modality 'text'")]]
+    compliance_score: NotRequired[Annotated[Number | None, Field(description="Step5: modality 'compliance'")]]
+    relevance_score: NotRequired[Annotated[Number | None, Field(description="Step5: label (optional when serving)")]]
+    raw_score: NotRequired[Annotated[Number | None, Field(description="Step5: baseline score")]]
 
 
-class RerankRequest(BaseModel):
-    """One query, exactly as one line of a JSONL file."""
+@functools.lru_cache(maxsize=8)
+def rerank_request(max_candidates: int | None = None) -> TypeAdapter:
+    """The request body's validator (``validate_json``: parse and check in one pass;
+    ``json_schema``: the published schema), a query of 1 to ``max_candidates`` candidates.
 
-    model_config = ConfigDict(extra="allow")
+    A TypedDict, not a model: validating gives back the plain dict, its ids exactly as sent. The
+    bound is part of the schema so that a huge list is refused at the first candidate past it
+    rather than after every candidate was validated."""
 
-    query_id: Id
-    query_text: str | None = None
-    domain: str | None = None
-    query_features: dict[str, Vector] | None = None
-    candidates: list[CandidateIn] = Field(min_length=1, description="in the first-stage order")
+    class RerankRequest(TypedDict):
+        """One query, exactly as one line of a JSONL file."""
+
+        __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+        query_id: Id
+        query_text: NotRequired[str | None]
+        domain: NotRequired[str | None]
+        query_features: NotRequired[dict[str, Vector] | None]
+        candidates: Annotated[list[CandidateIn], Field(min_length=1, max_length=max_candidates,
+                                                       description="in the first-stage order")]
+
+    return TypeAdapter(RerankRequest)
 
 
 class RankedCandidate(BaseModel):
