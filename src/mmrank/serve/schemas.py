@@ -45,8 +45,9 @@ def rerank_request(max_candidates: int | None = None) -> TypeAdapter:
     ``json_schema``: the published schema), a query of 1 to ``max_candidates`` candidates.
 
     A TypedDict, not a model: validating gives back the plain dict, its ids exactly as sent. The
-    bound is part of the schema so that a huge list is refused at the first candidate past it
-    rather than after every candidate was validated."""
+    bound is part of the schema so that a huge list of bad candidates stops at the limit instead
+    of collecting an error per candidate (a huge list of good ones is refused before parsing, by
+    the raw-byte count of ``request_parse.quick_candidate_count``)."""
 
     class RerankRequest(TypedDict):
         """One query, exactly as one line of a JSONL file."""
