@@ -499,7 +499,7 @@ Commands (one quiet-box run each, the box's other jobs paused):
 
 Models: LambdaMART ({first['trees']} trees, 31 leaves); CoTRR library default (d_model 256, 2 token layers, 8
 heads, list context); CoTRR d64 (the shipped configs' size); CoTRR with random weights (cost does not
-depend on them), scored on the fused fp32 path. Requests: {'; '.join(layouts)}. Server: `mmrank serve
+depend on them), scored by `CoTRR.score` (ONNX Runtime, the default `score_engine`). Requests: {'; '.join(layouts)}. Server: `mmrank serve
 --workers N` (uvicorn, N processes sharing one port, --timeout-ms {timeout_ms:g}, OMP_NUM_THREADS=1; "server
 code" names the checkout the server ran from when rows of two are compared in one run). Load: closed-loop
 clients in one process on 127.0.0.1 for {seconds:g} s per row after a {warmup:g} s warm-up, one kept-alive
