@@ -129,6 +129,10 @@ def test_answer_candidates_are_the_ranked_entries_rows(n, top_m, seed, style, sh
     want = [{"candidate_id": cands[pos]["candidate_id"], "score": score, "rank": rank, "original_rank": orig}
             for pos, score, rank, orig in ranked_entries(d)]
     assert rows == want
+    # and those rows are the decision's, element by element (a reference without arrays)
+    reference = [(int(pos), float(d.scores[pos]) if np.isfinite(d.scores[pos]) else None, k + 1, int(pos) + 1)
+                 for k, pos in enumerate(d.order)]
+    assert ranked_entries(d) == reference
     assert all(type(r["rank"]) is int and type(r["original_rank"]) is int for r in rows)
     assert all(r["score"] is None or type(r["score"]) is float for r in rows)
 

@@ -132,21 +132,18 @@ def is_permutation(order, n: int) -> bool:
 
 
 def answer_candidates(candidates: list[dict], decision: Decision) -> list[dict]:
-    """The answer's candidate objects in returned order — ``{"candidate_id", "score", "rank",
-    "original_rank"}``, the same rows as ``ranked_entries`` — built from whole arrays at once
-    (one ``tolist`` each instead of numpy scalars per candidate: the HTTP hot path)."""
-    order = np.asarray(decision.order)
+    """The HTTP answer's candidate objects in returned order: ``{"candidate_id", "score", "rank",
+    "original_rank"}``, one per row of ``ranked_entries``."""
+    return [{"candidate_id": candidates[pos]["candidate_id"], "score": score, "rank": rank, "original_rank": orig}
+            for pos, score, rank, orig in ranked_entries(decision)]
+
+
+def ranked_entries(decision: Decision) -> list[tuple[int, float | None, int, int]]:
+    """``(original position, score or None, rank, original_rank)`` in returned order — the rows
+    both the batch output and the HTTP response are made of (JSON has no NaN: no score → None).
+    Built from whole arrays (one ``tolist`` each, not numpy scalars per candidate: the HTTP hot path)."""
+    order = np.asarray(decision.order, dtype=np.int64)
     scores = np.asarray(decision.scores, dtype=np.float64)[order]
     finite = np.isfinite(scores).tolist()
-    return [
-        {"candidate_id": candidates[pos]["candidate_id"], "score": score if ok else None, "rank": rank, "original_rank": pos + 1}
-        for rank, (pos, score, ok) in enumerate(zip(order.tolist(), scores.tolist(), finite), start=1)
-    ]
-
-
-def ranked_entries(decision: Decision):
-    """``(original position, score or None, rank, original_rank)`` in returned order — the rows
-    both the batch output and the HTTP response are made of (JSON has no NaN: no score → None)."""
-    for k, pos in enumerate(decision.order):
-        score = float(decision.scores[pos])
-        yield int(pos), (score if np.isfinite(score) else None), k + 1, int(pos) + 1
+    return [(pos, score if ok else None, rank, pos + 1)
+            for rank, (pos, score, ok) in enumerate(zip(order.tolist(), scores.tolist(), finite), start=1)]
